@@ -1,0 +1,5 @@
+"""cekura-gitops: Cekura metric prompts as code."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

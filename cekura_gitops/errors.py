@@ -1,0 +1,115 @@
+"""The one exception tree users see; the CLI maps it to exit codes in one place.
+
+    GitOpsError                 exit 1: a problem the user can fix; the message says how
+    ├── ConfigError             bad flags, environment or cekura-gitops.yaml
+    ├── MetricValidationError   one or more metric files are invalid (carries every problem)
+    ├── CekuraAPIError          Cekura answered with an error, or could not be reached
+    ├── GitError                a git command failed
+    └── GitHubAPIError          GitHub answered with an error, or could not be reached
+
+Anything else escaping a command is a bug: exit 3 (traceback only with --verbose).
+Ctrl-C exits 130. Usage errors (bad options) exit 64, so that 2 keeps meaning
+"changes" for `plan --detailed-exitcode`.
+
+Messages never contain secrets: the HTTP adapters build them from method, path, status
+and a body excerpt, never from headers or the request's URL with credentials.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CHANGES = 2
+EXIT_INTERNAL = 3
+EXIT_USAGE = 64
+EXIT_INTERRUPTED = 130
+
+
+class GitOpsError(Exception):
+    """Base of every error the user is meant to read."""
+
+    exit_code: ClassVar[int] = EXIT_FAILURE
+
+
+class ConfigError(GitOpsError):
+    """Flags, environment or `cekura-gitops.yaml` are wrong or missing."""
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One finding in a file, reported as `path:line:col: message` (1-based)."""
+
+    path: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}: {self.message}"
+
+
+class MetricValidationError(GitOpsError):
+    """One or more metric files are invalid; `problems` holds every finding, sorted."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class CekuraAPIError(GitOpsError):
+    """A Cekura request failed.
+
+    `status` is None when no HTTP answer arrived (connection refused, timeout).
+    `ambiguous` is True when the request may have taken effect on the server even
+    though we saw an error (timeout after sending, dropped connection, 5xx): callers of
+    non-idempotent operations must not resend it.
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        status: int | None,
+        detail: str,
+        *,
+        ambiguous: bool = False,
+    ) -> None:
+        self.operation = operation
+        self.method = method
+        self.path = path
+        self.status = status
+        self.detail = detail
+        self.ambiguous = ambiguous
+        where = f"HTTP {status}" if status is not None else "no response"
+        super().__init__(f"Cekura {operation} ({method} {path}) failed: {where}: {detail}")
+
+
+class GitError(GitOpsError):
+    """A git operation failed; the message names the command and what to check."""
+
+
+class GitHubAPIError(GitOpsError):
+    """A GitHub request failed; same shape as CekuraAPIError."""
+
+    def __init__(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        status: int | None,
+        detail: str,
+        *,
+        ambiguous: bool = False,
+    ) -> None:
+        self.operation = operation
+        self.method = method
+        self.path = path
+        self.status = status
+        self.detail = detail
+        self.ambiguous = ambiguous
+        where = f"HTTP {status}" if status is not None else "no response"
+        super().__init__(f"GitHub {operation} ({method} {path}) failed: {where}: {detail}")

@@ -1,0 +1,199 @@
+"""Metric files on disk: discover, load (schema + semantic checks), edit, write atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cekura_gitops import schema, yamltext
+from cekura_gitops.errors import MetricValidationError, Problem
+from cekura_gitops.metric import IDENTITY_FIELDS, MANAGED_FIELDS, Metric, normalise
+
+SUFFIXES = (".yaml", ".yml")
+SCHEMA_COMMENT = "# yaml-language-server: $schema={url}\n"
+
+
+@dataclass(frozen=True)
+class MetricFile:
+    """A loaded, valid metric file: its text (for surgical edits) and its record."""
+
+    path: Path
+    display: str
+    text: str
+    doc: yamltext.Document
+    metric: Metric
+
+
+def parse_metric(text: str, display: str, *, file_stem: str | None = None) -> MetricFile:
+    """Text -> MetricFile, raising MetricValidationError with every problem found."""
+    doc = yamltext.parse(text, display)
+    problems = schema.check("metric", doc, display)
+    if problems:
+        raise MetricValidationError(problems)
+    problems = _semantic_problems(doc, display, file_stem)
+    if problems:
+        raise MetricValidationError(problems)
+    metric = Metric.from_dict(doc.data, display)
+    return MetricFile(Path(display), display, text, doc, metric)
+
+
+def _semantic_problems(doc: yamltext.Document, path: str, stem: str | None) -> list[Problem]:
+    data, out = doc.data, []
+
+    def at(key: str, message: str) -> None:
+        line, col = doc.key_positions.get(key, (1, 1))
+        out.append(Problem(path, line, col, message))
+
+    slug = data["slug"]
+    if stem is not None and stem != slug:
+        at("slug", f"file name {stem!r} does not match slug {slug!r}: rename the file to {slug}.yaml")
+    trigger = data.get("evaluation_trigger")
+    if "trigger_type" in data and trigger is not None and trigger != "custom":
+        at("trigger_type", f"trigger_type is only used with evaluation_trigger: custom (this is {trigger!r})")
+    if trigger == "custom" and "trigger_type" not in data:
+        at("evaluation_trigger", "evaluation_trigger is custom: set trigger_type (llm_judge or custom_code)")
+    if data.get("trigger_type") == "llm_judge" and not data.get("evaluation_trigger_prompt", "x"):
+        at("evaluation_trigger_prompt", "trigger_type llm_judge needs a non-empty evaluation_trigger_prompt")
+    if data.get("type") == "custom_code" and not data.get("custom_code"):
+        at("type", "type custom_code needs the Python code in custom_code")
+    if data.get("eval_type") == "enum" and not data.get("enum_values"):
+        at("eval_type", "eval_type enum needs enum_values")
+    if "id" not in data:
+        missing = [k for k in ("project", "name", "type", "eval_type") if k not in data]
+        if missing:
+            at("slug", f"a new metric (no id) needs {', '.join(missing)} so that apply can create it")
+    return out
+
+
+def read_metric_file(path: Path, display: str | None = None) -> MetricFile:
+    """Load one file from disk; every failure is a MetricValidationError naming the file."""
+    display = display or str(path)
+    try:
+        if path.is_dir():
+            raise MetricValidationError([Problem(display, 1, 1, "is a directory, not a metric file")])
+        size = path.stat().st_size
+        if size > yamltext.MAX_FILE_BYTES:
+            raise MetricValidationError(
+                [Problem(display, 1, 1, f"file is {size:,} bytes; metric files are limited to 1 MiB")]
+            )
+        raw = path.read_bytes()
+    except OSError as err:
+        raise MetricValidationError([Problem(display, 1, 1, f"cannot read: {err.strerror}")]) from None
+    text = yamltext.decode(raw, display)
+    loaded = parse_metric(text, display, file_stem=_stem(path))
+    return MetricFile(path, display, loaded.text, loaded.doc, loaded.metric)
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def discover(paths: Sequence[Path], root: Path) -> tuple[list[Path], list[Problem]]:
+    """Metric files named by paths (directories are searched one level deep)."""
+    found: list[Path] = []
+    problems: list[Problem] = []
+    for path in paths:
+        if path.is_dir() and not path.name.endswith(SUFFIXES):
+            for child in sorted(path.iterdir()):
+                if child.name.endswith(SUFFIXES) and not child.name.startswith("."):
+                    found.append(child)
+        elif path.exists() or path.is_symlink():
+            found.append(path)
+        else:
+            problems.append(Problem(display_path(path, root), 1, 1, "no such file or directory"))
+    real_root = root.resolve()
+    kept = []
+    for path in found:
+        if path.is_symlink() and not _inside(path.resolve(), real_root):
+            problems.append(
+                Problem(display_path(path, root), 1, 1, "is a symlink pointing outside the repository")
+            )
+        else:
+            kept.append(path)
+    return kept, problems
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def display_path(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve())) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)
+
+
+def load_metrics(paths: Sequence[Path], root: Path) -> list[MetricFile]:
+    """Every metric file under paths, or MetricValidationError listing every problem."""
+    files, problems = discover(paths, root)
+    loaded: list[MetricFile] = []
+    for path in files:
+        try:
+            loaded.append(read_metric_file(path, display_path(path, root)))
+        except MetricValidationError as err:
+            problems.extend(err.problems)
+    problems.extend(duplicate_problems(loaded))
+    if problems:
+        raise MetricValidationError(problems)
+    return sorted(loaded, key=lambda f: f.metric.slug)
+
+
+def duplicate_problems(files: Iterable[MetricFile]) -> list[Problem]:
+    """Two files claiming the same metric id or slug."""
+    problems: list[Problem] = []
+    for key in ("id", "slug"):
+        seen: dict[Any, MetricFile] = {}
+        for f in files:
+            value = getattr(f.metric, key)
+            if value is None:
+                continue
+            if value in seen:
+                line, col = f.doc.key_positions.get(key, (1, 1))
+                problems.append(
+                    Problem(f.display, line, col, f"duplicate {key} {value!r}: also in {seen[value].display}")
+                )
+            else:
+                seen[value] = f
+    return problems
+
+
+def edit_fields(text: str, display: str, changes: Mapping[str, Any]) -> str:
+    """Text with each changed top-level field rewritten in place; equal values keep their bytes."""
+    for key, value in changes.items():
+        doc = yamltext.parse(text, display)
+        if key in doc.data and normalise(doc.data[key]) == normalise(value):
+            continue
+        order = (*IDENTITY_FIELDS, *MANAGED_FIELDS)
+        before = order[: order.index(key)] if key in order else order
+        text = yamltext.set_field(doc, key, value, after=tuple(reversed(before)))
+    return text
+
+
+def render_new(fields: Mapping[str, Any], *, schema_url: str | None = None) -> str:
+    """A fresh metric file's text."""
+    header = SCHEMA_COMMENT.format(url=schema_url) if schema_url else ""
+    return yamltext.render_document(fields, header=header)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temp file in the same directory, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,83 @@
+"""The JSON Schemas shipped with the package, and one way to check a document against them."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from cekura_gitops.errors import Problem
+from cekura_gitops.yamltext import Document
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    """The named schema (`metric` or `config`) as data."""
+    text = resources.files("cekura_gitops").joinpath(f"schemas/{name}.schema.json").read_text()
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+@cache
+def _validator(name: str) -> Any:
+    import jsonschema  # lazy: keeps `--help` fast
+
+    return jsonschema.Draft202012Validator(schema(name))
+
+
+def check(name: str, doc: Document, path: str) -> list[Problem]:
+    """Every schema violation in doc, each at the line and column it points to."""
+    problems: list[Problem] = []
+    for error in _validator(name).iter_errors(doc.data):
+        where = tuple(error.absolute_path)
+        if error.validator == "additionalProperties":
+            allowed = set(error.schema.get("properties", {}))
+            instance = error.instance if isinstance(error.instance, dict) else {}
+            for key in instance:
+                if key not in allowed:
+                    line, col = _key_position(doc, (*where, key))
+                    hint = _closest(str(key), allowed)
+                    problems.append(Problem(path, line, col, f"unknown field {key!r}{hint}"))
+            continue
+        line, col = doc.position(where)
+        field = ".".join(str(p) for p in where) or "file"
+        problems.append(Problem(path, line, col, f"{field}: {_message(error)}"))
+    return problems
+
+
+def _key_position(doc: Document, where: tuple[Any, ...]) -> tuple[int, int]:
+    if len(where) == 1 and where[0] in doc.key_positions:
+        return doc.key_positions[where[0]]
+    line, col = doc.position(where)
+    return line, max(1, col)
+
+
+def _closest(key: str, allowed: set[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(key, sorted(allowed), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else f"; allowed: {', '.join(sorted(allowed))}"
+
+
+def _message(error: Any) -> str:
+    kind = error.validator
+    if kind == "enum":
+        return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+    if kind == "type":
+        expected = error.validator_value
+        got = type(error.instance).__name__.replace("NoneType", "null").replace("str", "string")
+        return f"expected {expected}, got {got} ({_short(error.instance)})"
+    if kind == "pattern" and error.absolute_path and error.absolute_path[-1] == "slug":
+        return (
+            f"{_short(error.instance)} is not a valid slug: use letters, digits, '_' and '-', "
+            "starting and ending with a letter or digit"
+        )
+    if kind == "required":
+        return str(error.message).replace("is a required property", "is required")
+    return str(error.message)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

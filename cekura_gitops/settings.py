@@ -1,0 +1,228 @@
+"""Settings: flags, then environment, then `cekura-gitops.yaml`, then defaults.
+
+This is the only module that reads `os.environ`. Secrets are kept out of reprs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cekura_gitops.errors import ConfigError, MetricValidationError
+
+CONFIG_FILE = "cekura-gitops.yaml"
+DEFAULT_CEKURA_URL = "https://api.cekura.ai"
+DEFAULT_GITHUB_URL = "https://api.github.com"
+DEFAULT_AUTHOR = "cekura-gitops <cekura-gitops@users.noreply.github.com>"
+
+
+@dataclass(frozen=True)
+class OptimiserDefaults:
+    timeout: float = 45 * 60.0
+    min_improvement: float = 0.0
+    min_feedback: int = 6
+    auto_apply: bool = False
+    critical: bool = False
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class PullRequestSettings:
+    labels: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    team_reviewers: tuple[str, ...] = ()
+    draft: bool = False
+    max_new_per_run: int = 10
+    max_open: int = 30
+    merge: str = "auto"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a command needs to know, resolved once."""
+
+    root: Path
+    metrics_dir: Path
+    json_output: bool = False
+    verbose: bool = False
+    concurrency: int = 8
+    cekura_api_url: str = DEFAULT_CEKURA_URL
+    cekura_api_key: str | None = field(default=None, repr=False)
+    cekura_project: int | None = None
+    github_token: str | None = field(default=None, repr=False)
+    github_api_url: str = DEFAULT_GITHUB_URL
+    github_graphql_url: str | None = None
+    github_repository: str | None = None
+    github_server_url: str = "https://github.com"
+    github_actions: bool = False
+    github_event_name: str | None = None
+    github_event_path: str | None = None
+    github_step_summary: str | None = None
+    github_output: str | None = None
+    dashboard_url: str = "https://dashboard.cekura.ai"
+    optimiser: OptimiserDefaults = field(default_factory=OptimiserDefaults)
+    pull_requests: PullRequestSettings = field(default_factory=PullRequestSettings)
+    branch_prefix: str = "cekura-gitops"
+    author_name: str = "cekura-gitops"
+    author_email: str = "cekura-gitops@users.noreply.github.com"
+    remote: str = "origin"
+    rescore_after_apply: bool = False
+    notify_on: str = "failure"
+    notify_mention: str = ""
+
+    def require_cekura_key(self) -> str:
+        if not self.cekura_api_key:
+            hint = (
+                " Is the secret set, and is this a fork pull request (forks get no secrets)?"
+                if self.github_actions
+                else ""
+            )
+            raise ConfigError(f"CEKURA_API_KEY is not set: export your Cekura API key.{hint}")
+        return self.cekura_api_key
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.cekura_api_key, self.github_token) if s)
+
+
+def parse_duration(value: Any) -> float:
+    """`45m`, `1h30m`, `90s` or a number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", str(value).strip())
+    if not match or not any(match.groups()):
+        raise ConfigError(f"invalid duration {value!r}: use e.g. 45m, 1h30m or 90s")
+    h, m, s = (int(g) if g else 0 for g in match.groups())
+    return float(h * 3600 + m * 60 + s)
+
+
+def load_config_file(root: Path) -> dict[str, Any]:
+    """The validated `cekura-gitops.yaml` at root, or {} when there is none."""
+    from cekura_gitops import schema, yamltext
+
+    path = root / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    try:
+        raw = path.read_bytes()
+        text = yamltext.decode(raw, CONFIG_FILE)
+        doc = yamltext.parse(text, CONFIG_FILE)
+    except OSError as err:
+        raise ConfigError(f"{CONFIG_FILE}: cannot read: {err.strerror}") from None
+    except MetricValidationError as err:
+        raise ConfigError(str(err)) from None
+    problems = schema.check("config", doc, CONFIG_FILE)
+    if problems:
+        raise ConfigError("\n".join(str(p) for p in sorted(problems)))
+    return doc.data
+
+
+def _author(value: str) -> tuple[str, str]:
+    match = re.fullmatch(r"(.+?) <(.+)>", value.strip())
+    if not match:
+        raise ConfigError(f"git author {value!r} must look like 'Name <email>'")
+    return match.group(1), match.group(2)
+
+
+def resolve(
+    *,
+    root: Path | None = None,
+    metrics_dir: str | None = None,
+    json_output: bool = False,
+    verbose: bool = False,
+    concurrency: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Flags (the arguments), then environment, then the config file, then defaults."""
+    env = os.environ if environ is None else environ
+    root = (root or Path.cwd()).resolve()
+    config = load_config_file(root)
+    opt_cfg = config.get("optimiser", {})
+    pr_cfg = config.get("pull_requests", {})
+    git_cfg = config.get("git", {})
+    cekura_cfg = config.get("cekura", {})
+    notify_cfg = config.get("notify", {})
+
+    conc = concurrency or _env_int(env, "CEKURA_GITOPS_CONCURRENCY") or config.get("concurrency") or 8
+    if conc < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    mdir = metrics_dir or env.get("CEKURA_GITOPS_METRICS_DIR") or config.get("metrics_dir") or "metrics"
+    defaults = OptimiserDefaults()
+    optimiser = OptimiserDefaults(
+        timeout=parse_duration(env.get("CEKURA_GITOPS_OPTIMISER_TIMEOUT") or opt_cfg.get("timeout", "45m")),
+        min_improvement=float(opt_cfg.get("min_improvement", defaults.min_improvement)),
+        min_feedback=int(opt_cfg.get("min_feedback", defaults.min_feedback)),
+        auto_apply=bool(opt_cfg.get("auto_apply", defaults.auto_apply)),
+        critical=bool(opt_cfg.get("critical", defaults.critical)),
+        enabled=bool(opt_cfg.get("enabled", defaults.enabled)),
+    )
+    prs = PullRequestSettings(
+        labels=tuple(pr_cfg.get("labels", ())),
+        reviewers=tuple(pr_cfg.get("reviewers", ())),
+        team_reviewers=tuple(pr_cfg.get("team_reviewers", ())),
+        draft=bool(pr_cfg.get("draft", False)),
+        max_new_per_run=int(pr_cfg.get("max_new_per_run", 10)),
+        max_open=int(pr_cfg.get("max_open", 30)),
+        merge=str(pr_cfg.get("merge", "auto")),
+    )
+    author_name, author_email = _author(git_cfg.get("author", DEFAULT_AUTHOR))
+    api_url = env.get("GITHUB_API_URL") or DEFAULT_GITHUB_URL
+    project = env.get("CEKURA_PROJECT_ID") or cekura_cfg.get("project")
+    return Settings(
+        root=root,
+        metrics_dir=(root / mdir) if not Path(mdir).is_absolute() else Path(mdir),
+        json_output=json_output,
+        verbose=verbose,
+        concurrency=int(conc),
+        cekura_api_url=(env.get("CEKURA_API_URL") or cekura_cfg.get("api_url") or DEFAULT_CEKURA_URL).rstrip("/"),
+        cekura_api_key=env.get("CEKURA_API_KEY") or None,
+        cekura_project=int(project) if project else None,
+        github_token=env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or None,
+        github_api_url=api_url.rstrip("/"),
+        github_graphql_url=env.get("GITHUB_GRAPHQL_URL") or None,
+        github_repository=env.get("GITHUB_REPOSITORY") or None,
+        github_server_url=(env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/"),
+        github_actions=env.get("GITHUB_ACTIONS") == "true",
+        github_event_name=env.get("GITHUB_EVENT_NAME") or None,
+        github_event_path=env.get("GITHUB_EVENT_PATH") or None,
+        github_step_summary=env.get("GITHUB_STEP_SUMMARY") or None,
+        github_output=env.get("GITHUB_OUTPUT") or None,
+        dashboard_url=(env.get("CEKURA_DASHBOARD_URL") or "https://dashboard.cekura.ai").rstrip("/"),
+        optimiser=optimiser,
+        pull_requests=prs,
+        branch_prefix=str(git_cfg.get("branch_prefix", "cekura-gitops")),
+        author_name=author_name,
+        author_email=author_email,
+        remote=str(git_cfg.get("remote", "origin")),
+        rescore_after_apply=bool(config.get("apply", {}).get("rescore", False)),
+        notify_on=str(notify_cfg.get("on", "failure")),
+        notify_mention=str(notify_cfg.get("mention", "")),
+    )
+
+
+def _env_int(env: Mapping[str, str], name: str) -> int | None:
+    value = env.get(name)
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number") from None
+
+
+SECRET_VARIABLES = ("CEKURA_API_KEY", "GITHUB_TOKEN", "GH_TOKEN")
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The secrets present in the environment, for masking and redaction."""
+    env = os.environ if environ is None else environ
+    return tuple(v for v in (env.get(k, "") for k in SECRET_VARIABLES) if len(v) >= 4)
+
+
+def under_actions(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return env.get("GITHUB_ACTIONS") == "true"

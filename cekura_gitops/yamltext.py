@@ -1,0 +1,383 @@
+"""Lossless YAML for metric files: safe parsing with positions, and surgical edits.
+
+We never re-dump a whole document. Unchanged files therefore keep their bytes, and an
+edit replaces exactly one top-level field's lines, so comments, key order and blank lines
+elsewhere survive (like pre-commit's autoupdate rewriting only `rev:` lines).
+
+Parsing goes through libyaml (PyYAML's C loader) for speed, after a strict pre-scan:
+anchors, aliases (alias bombs) and explicit tags (`!!python/object`) are refused, since
+no metric file needs them. Every rendered scalar is re-parsed and checked to load back to
+the exact value; anything a block or plain scalar cannot hold falls back to a
+double-quoted scalar, which can hold any string.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from cekura_gitops.errors import MetricValidationError, Problem
+
+try:  # pragma: no branch - libyaml ships in PyYAML's wheels; the pure loader is the fallback
+    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+
+MAX_FILE_BYTES = 1024 * 1024
+INDENT = "  "
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where a top-level field sits in the text (offsets into the str)."""
+
+    start: int  # start of the key
+    value_start: int
+    value_end: int  # end of the value node (for block nodes: start of the next line)
+    block: bool  # the value ends at a line start (block scalar or block collection)
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed single-mapping YAML document plus where each piece of it sits."""
+
+    text: str
+    data: dict[str, Any]
+    positions: Mapping[Path, tuple[int, int]]  # path -> (line, col), 1-based, of the value
+    key_positions: Mapping[str, tuple[int, int]]  # top-level key -> (line, col)
+    spans: Mapping[str, Span]
+    newline: str
+
+    def position(self, path: Path) -> tuple[int, int]:
+        """The closest known position for `path` (walks up to the parent)."""
+        while path:
+            if path in self.positions:
+                return self.positions[path]
+            path = path[:-1]
+        return (1, 1)
+
+
+def decode(raw: bytes, path: str) -> str:
+    """Bytes -> text, refusing what YAML tools handle inconsistently."""
+    problems: list[Problem] = []
+    if len(raw) > MAX_FILE_BYTES:
+        raise MetricValidationError(
+            [Problem(path, 1, 1, f"file is {len(raw):,} bytes; metric files are limited to 1 MiB")]
+        )
+    if raw.startswith(b"\xef\xbb\xbf"):
+        problems.append(Problem(path, 1, 1, "file starts with a byte-order mark; save as UTF-8 without BOM"))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line, col = _line_col(raw[: err.start].decode("utf-8", "replace"), err.start)
+        raise MetricValidationError(
+            [Problem(path, line, col, "file is not valid UTF-8; save it as UTF-8")]
+        ) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        line, col = _line_col(text, nul)
+        problems.append(Problem(path, line, col, "file contains a NUL byte"))
+    if problems:
+        raise MetricValidationError(problems)
+    return text
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    before = text[:index]
+    line = before.count("\n") + 1
+    return line, index - (before.rfind("\n") + 1) + 1
+
+
+def parse(text: str, path: str) -> Document:
+    """Parse one YAML document whose root is a block mapping; errors name path:line:col."""
+    _prescan(text, path)
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise MetricValidationError(
+            [Problem(path, line, col, f"invalid YAML: {err.problem or err.context}")]
+        ) from None
+    except yaml.YAMLError as err:  # pragma: no cover - every libyaml error is marked
+        raise MetricValidationError([Problem(path, 1, 1, f"invalid YAML: {err}")]) from None
+    if root is None:
+        raise MetricValidationError([Problem(path, 1, 1, "file is empty; expected a metric mapping")])
+    if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
+        line, col = root.start_mark.line + 1, root.start_mark.column + 1
+        raise MetricValidationError(
+            [Problem(path, line, col, "expected a mapping of fields (key: value) at the top level")]
+        )
+    if root.flow_style:
+        raise MetricValidationError(
+            [Problem(path, 1, 1, "write the top level as block YAML (one `key: value` per line)")]
+        )
+    positions: dict[Path, tuple[int, int]] = {}
+    key_positions: dict[str, tuple[int, int]] = {}
+    spans: dict[str, Span] = {}
+    problems: list[Problem] = []
+    _walk(root, (), positions, problems, path)
+    for key_node, value_node in root.value:
+        key = str(key_node.value)
+        key_positions[key] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+        spans[key] = Span(
+            start=key_node.start_mark.index,
+            value_start=value_node.start_mark.index,
+            value_end=value_node.end_mark.index,
+            block=_is_block(value_node, text),
+        )
+    if problems:
+        raise MetricValidationError(problems)
+    newline = "\r\n" if "\r\n" in text else "\n"
+    return Document(text, data, positions, key_positions, spans, newline)
+
+
+def _is_block(node: yaml.Node, text: str) -> bool:
+    end = node.end_mark.index
+    return end > node.start_mark.index and end > 0 and text[end - 1] in "\n\r"
+
+
+def _walk(
+    node: yaml.Node, path: Path, out: dict[Path, tuple[int, int]], problems: list[Problem], file: str
+) -> None:
+    out[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                problems.append(
+                    Problem(
+                        file,
+                        key_node.start_mark.line + 1,
+                        key_node.start_mark.column + 1,
+                        f"duplicate key {key!r}",
+                    )
+                )
+            seen.add(key)
+            _walk(value_node, (*path, str(key)), out, problems, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), out, problems, file)
+
+
+_DEFAULT_TAGS = ("tag:yaml.org,2002:",)
+
+
+def _prescan(text: str, path: str) -> None:
+    """Refuse anchors, aliases, explicit tags and multiple documents before composing."""
+    problems: list[Problem] = []
+    documents = 0
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            where = (event.start_mark.line + 1, event.start_mark.column + 1)
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents == 2:
+                    problems.append(Problem(path, *where, "one metric per file: found a second document"))
+            elif isinstance(event, yaml.AliasEvent):
+                problems.append(Problem(path, *where, "YAML aliases (*name) are not allowed in metric files"))
+            elif isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+                if event.anchor is not None:
+                    problems.append(Problem(path, *where, "YAML anchors (&name) are not allowed in metric files"))
+                tag = event.tag
+                explicit = not (isinstance(event, yaml.ScalarEvent) and event.implicit[0])
+                if tag is not None and tag != "!" and explicit:
+                    problems.append(Problem(path, *where, f"YAML tags ({tag}) are not allowed in metric files"))
+            if len(problems) >= 20:
+                break
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise MetricValidationError(
+            [Problem(path, line, col, f"invalid YAML: {err.problem or err.context}")]
+        ) from None
+    if problems:
+        raise MetricValidationError(problems)
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+_NOT_PRINTABLE = re.compile(
+    "[^\x09\x0a\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+def _loads_as(rendered: str, value: Any) -> bool:
+    try:
+        loaded = yaml.load(f"k: {rendered}\n", Loader=_Loader)
+    except yaml.YAMLError:
+        return False
+    return isinstance(loaded, dict) and _same(loaded.get("k"), value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    # bool is an int in Python: True == 1 must not count as a faithful round trip.
+    return type(a) is type(b) and a == b
+
+
+def double_quoted(s: str) -> str:
+    """A YAML double-quoted scalar holding exactly `s` (JSON escapes are valid YAML)."""
+    out = ['"']
+    for ch in s:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif _NOT_PRINTABLE.match(ch):
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _block_literal(s: str, indent: str, newline: str) -> str | None:
+    """`|-`/`|` block for s, or None when a block scalar cannot hold it exactly."""
+    if s.endswith("\n\n") or not s.strip("\n") or s.startswith(("\n", " ", "\t")):
+        return None
+    if _NOT_PRINTABLE.search(s) or "\r" in s:
+        return None
+    body = s[:-1] if s.endswith("\n") else s
+    lines = body.split("\n")
+    if any(line != line.rstrip(" \t") for line in lines):
+        return None  # trailing white space is invisible and editors strip it: quote instead
+    chomp = "" if s.endswith("\n") else "-"
+    content = newline.join(indent + line if line else "" for line in lines)
+    return f"|{chomp}{newline}{content}"
+
+
+def render_scalar(value: Any, *, indent: str = INDENT, newline: str = "\n") -> str:
+    """The text that follows `key: ` for value; multi-line strings become block scalars."""
+    if isinstance(value, str):
+        if "\n" in value:
+            block = _block_literal(value, indent, newline)
+            if block is not None and _loads_as(block.replace(newline, "\n"), value):
+                return block
+            return double_quoted(value)
+        if value and _loads_as(value, value) and not value.startswith(("'", '"')):
+            return value
+        return double_quoted(value)
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(render_scalar(v) for v in value) + "]"
+    raise TypeError(f"cannot render {type(value).__name__}")
+
+
+# --- editing --------------------------------------------------------------------------------
+
+
+def _line_end(text: str, index: int) -> int:
+    nl = text.find("\n", index)
+    return len(text) if nl < 0 else nl + 1
+
+
+def _split_trailing_blank_lines(chunk: str) -> tuple[str, str]:
+    lines = chunk.splitlines(keepends=True)
+    keep = len(lines)
+    while keep > 0 and not lines[keep - 1].strip():
+        keep -= 1
+    return "".join(lines[:keep]), "".join(lines[keep:])
+
+
+_BLOCK_HEADER = re.compile(r"[|>][0-9+-]*([ \t]+#[^\r\n]*)?")
+
+
+def set_field(doc: Document, key: str, value: Any, *, after: tuple[str, ...] = ()) -> str:
+    """Text of doc with top-level `key` set to value, every other byte untouched.
+
+    A missing key is inserted after the first present key in `after` (else at the end).
+    """
+    if key not in doc.spans:
+        return _insert_field(doc, key, value, after)
+    text, nl, span = doc.text, doc.newline, doc.spans[key]
+    separator = text[span.start + len(key) : span.value_start]
+    if "\n" in separator or not separator.startswith(":"):
+        separator = ": "
+    old_value = text[span.value_start : span.value_end]
+    if span.block:
+        # Replace up to the value's last content line; blank lines after it are layout.
+        body, _ = _split_trailing_blank_lines(text[span.start : span.value_end])
+        end = span.start + len(body)
+        header = _BLOCK_HEADER.match(old_value)
+        trailer = header.group(1) or "" if header else ""
+        indent = _block_indent(old_value)
+    else:
+        # Keep what follows the value on its line (alignment spaces, a `# comment`).
+        end = _line_end(text, span.value_end)
+        trailer = text[span.value_end : end].rstrip("\r\n")
+        end = span.value_end + len(trailer)
+        indent = INDENT
+    rendered = render_scalar(value, indent=indent, newline=nl)
+    if rendered.startswith("|"):
+        first, _, content = rendered.partition(nl)
+        new = f"{key}:{separator[1:] or ' '}{first}{trailer.rstrip()}{nl}{content}"
+    else:
+        new = f"{key}{separator}{rendered}{trailer}"
+    if span.block:
+        new += nl
+    return text[: span.start] + new + text[end:]
+
+
+def _block_indent(old_value: str) -> str:
+    for line in old_value.splitlines()[1:]:
+        if line.strip():
+            return line[: len(line) - len(line.lstrip(" "))] or INDENT
+    return INDENT
+
+
+def _insert_field(doc: Document, key: str, value: Any, after: tuple[str, ...]) -> str:
+    text, nl = doc.text, doc.newline
+    line = f"{key}: {render_scalar(value, newline=nl)}{nl}"
+    anchor = next((k for k in after if k in doc.spans), None)
+    if anchor is None:
+        if text and not text.endswith("\n"):
+            return text + nl + line
+        return text + line
+    span = doc.spans[anchor]
+    if span.block:
+        body, _ = _split_trailing_blank_lines(text[span.start : span.value_end])
+        at = span.start + len(body)
+    else:
+        at = _line_end(text, span.value_end)
+        if at == len(text) and not text.endswith("\n"):
+            return text + nl + line
+    return text[:at] + line + text[at:]
+
+
+def render_document(fields: Mapping[str, Any], *, header: str = "") -> str:
+    """A new file: one `key: value` per field, in the given order."""
+    parts = [header] if header else []
+    for key, value in fields.items():
+        if isinstance(value, Mapping):
+            parts.append(f"{key}:\n")
+            for sub, subvalue in value.items():
+                parts.append(f"{INDENT}{sub}: {render_scalar(subvalue, indent=INDENT * 2)}\n")
+        else:
+            parts.append(f"{key}: {render_scalar(value)}\n")
+    return "".join(parts)
+
+
+def iter_keys(doc: Document) -> Iterator[str]:
+    """Top-level keys in file order."""
+    return iter(doc.spans)
