@@ -53,7 +53,12 @@ def global_options(func: F) -> F:
             help="Machine-readable JSON on stdout; human text goes to stderr.",
         ),
         click.option(
-            "-v", "--verbose", is_flag=True, default=False, expose_value=False, callback=_remember,
+            "-v",
+            "--verbose",
+            is_flag=True,
+            default=False,
+            expose_value=False,
+            callback=_remember,
             help="More detail, and a traceback on internal errors.",
         ),
         click.option(
@@ -171,7 +176,11 @@ def pull(ctx: click.Context, project: int | None, metrics: tuple[str, ...], forc
 @METRIC_OPTION
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes, 0 when none.")
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True,
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown"]),
+    default="text",
+    show_default=True,
     help="markdown renders a pull request comment.",
 )
 @click.option("--score", is_flag=True, help="Score changed prompts on the Lab's reviews (costs credits).")
@@ -201,8 +210,13 @@ def plan(
 
     settings, console = _settings_and_console(ctx)
     return run(
-        settings, console, selectors=metrics, detailed_exitcode=detailed_exitcode,
-        fmt=fmt, score=score, offline=offline,
+        settings,
+        console,
+        selectors=metrics,
+        detailed_exitcode=detailed_exitcode,
+        fmt=fmt,
+        score=score,
+        offline=offline,
     )
 
 
@@ -255,8 +269,13 @@ def sync(
 
     settings, console = _settings_and_console(ctx)
     return run(
-        settings, console, selectors=metrics, shard=shard, push=not no_push,
-        open_prs=not no_pr, force=force,
+        settings,
+        console,
+        selectors=metrics,
+        shard=shard,
+        push=not no_push,
+        open_prs=not no_pr,
+        force=force,
     )
 
 
@@ -290,9 +309,7 @@ def apply(
     from cekura_gitops.commands.apply import apply as run
 
     settings, console = _settings_and_console(ctx)
-    return run(
-        settings, console, base=base, head=head, selectors=metrics, force=force, dry_run=dry_run
-    )
+    return run(settings, console, base=base, head=head, selectors=metrics, force=force, dry_run=dry_run)
 
 
 @cli.command(name="list", context_settings=CONTEXT)
@@ -361,8 +378,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         mask_all(secrets, sys.stdout)
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:
-        result = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False,
-                          prog_name="cekura-gitops")
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            standalone_mode=False,
+            prog_name="cekura-gitops",
+        )
     except click.exceptions.Abort:
         _print_error("interrupted", secrets)
         return EXIT_INTERRUPTED
@@ -402,7 +422,9 @@ def _under_actions() -> bool:
     return under_actions()
 
 
-def _print_error(text: str, secrets: tuple[str, ...], *, file: str | None = None, line: int | None = None) -> None:
+def _print_error(
+    text: str, secrets: tuple[str, ...], *, file: str | None = None, line: int | None = None
+) -> None:
     for secret in secrets:
         text = text.replace(secret, "***")
     sys.stderr.write(text.rstrip("\n") + "\n")

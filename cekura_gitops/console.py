@@ -62,7 +62,9 @@ class Console:
             self.stderr.write(self.redact(text) + "\n")
             self.stderr.flush()
 
-    def error(self, text: str, *, file: str | None = None, line: int | None = None, col: int | None = None) -> None:
+    def error(
+        self, text: str, *, file: str | None = None, line: int | None = None, col: int | None = None
+    ) -> None:
         """An error for the user; an annotation under Actions as well."""
         self.err(f"error: {text}" if file is None else text)
         if self.github_actions:
@@ -101,6 +103,6 @@ class Console:
         head = list(headers)
         body = [[str(c) for c in row] for row in rows]
         widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(head)]
-        self.say("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
+        self.say("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)).rstrip())
         for row in body:
-            self.say("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+            self.say("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

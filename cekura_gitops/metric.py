@@ -30,7 +30,13 @@ MANAGED_FIELDS: tuple[str, ...] = (
 IDENTITY_FIELDS: tuple[str, ...] = ("id", "slug", "project")
 # Fields shown as code in diffs (multi-line prose or Python).
 TEXT_FIELDS = frozenset(
-    {"description", "prompt", "custom_code", "evaluation_trigger_prompt", "evaluation_trigger_custom_code"}
+    {
+        "description",
+        "prompt",
+        "custom_code",
+        "evaluation_trigger_prompt",
+        "evaluation_trigger_custom_code",
+    }
 )
 
 

@@ -50,14 +50,26 @@ def _semantic_problems(doc: yamltext.Document, path: str, stem: str | None) -> l
 
     slug = data["slug"]
     if stem is not None and stem != slug:
-        at("slug", f"file name {stem!r} does not match slug {slug!r}: rename the file to {slug}.yaml")
+        at(
+            "slug",
+            f"file name {stem!r} does not match slug {slug!r}: rename the file to {slug}.yaml",
+        )
     trigger = data.get("evaluation_trigger")
     if "trigger_type" in data and trigger is not None and trigger != "custom":
-        at("trigger_type", f"trigger_type is only used with evaluation_trigger: custom (this is {trigger!r})")
+        at(
+            "trigger_type",
+            f"trigger_type is only used with evaluation_trigger: custom (this is {trigger!r})",
+        )
     if trigger == "custom" and "trigger_type" not in data:
-        at("evaluation_trigger", "evaluation_trigger is custom: set trigger_type (llm_judge or custom_code)")
+        at(
+            "evaluation_trigger",
+            "evaluation_trigger is custom: set trigger_type (llm_judge or custom_code)",
+        )
     if data.get("trigger_type") == "llm_judge" and not data.get("evaluation_trigger_prompt", "x"):
-        at("evaluation_trigger_prompt", "trigger_type llm_judge needs a non-empty evaluation_trigger_prompt")
+        at(
+            "evaluation_trigger_prompt",
+            "trigger_type llm_judge needs a non-empty evaluation_trigger_prompt",
+        )
     if data.get("type") == "custom_code" and not data.get("custom_code"):
         at("type", "type custom_code needs the Python code in custom_code")
     if data.get("eval_type") == "enum" and not data.get("enum_values"):
@@ -65,7 +77,10 @@ def _semantic_problems(doc: yamltext.Document, path: str, stem: str | None) -> l
     if "id" not in data:
         missing = [k for k in ("project", "name", "type", "eval_type") if k not in data]
         if missing:
-            at("slug", f"a new metric (no id) needs {', '.join(missing)} so that apply can create it")
+            at(
+                "slug",
+                f"a new metric (no id) needs {', '.join(missing)} so that apply can create it",
+            )
     return out
 
 
@@ -159,7 +174,12 @@ def duplicate_problems(files: Iterable[MetricFile]) -> list[Problem]:
             if value in seen:
                 line, col = f.doc.key_positions.get(key, (1, 1))
                 problems.append(
-                    Problem(f.display, line, col, f"duplicate {key} {value!r}: also in {seen[value].display}")
+                    Problem(
+                        f.display,
+                        line,
+                        col,
+                        f"duplicate {key} {value!r}: also in {seen[value].display}",
+                    )
                 )
             else:
                 seen[value] = f

@@ -178,7 +178,9 @@ def resolve(
         json_output=json_output,
         verbose=verbose,
         concurrency=int(conc),
-        cekura_api_url=(env.get("CEKURA_API_URL") or cekura_cfg.get("api_url") or DEFAULT_CEKURA_URL).rstrip("/"),
+        cekura_api_url=(env.get("CEKURA_API_URL") or cekura_cfg.get("api_url") or DEFAULT_CEKURA_URL).rstrip(
+            "/"
+        ),
         cekura_api_key=env.get("CEKURA_API_KEY") or None,
         cekura_project=int(project) if project else None,
         github_token=env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or None,

@@ -146,7 +146,11 @@ def _is_block(node: yaml.Node, text: str) -> bool:
 
 
 def _walk(
-    node: yaml.Node, path: Path, out: dict[Path, tuple[int, int]], problems: list[Problem], file: str
+    node: yaml.Node,
+    path: Path,
+    out: dict[Path, tuple[int, int]],
+    problems: list[Problem],
+    file: str,
 ) -> None:
     out[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
@@ -178,7 +182,8 @@ def _prescan(text: str, path: str) -> None:
     documents = 0
     try:
         for event in yaml.parse(text, Loader=_Loader):
-            where = (event.start_mark.line + 1, event.start_mark.column + 1)
+            mark = event.start_mark
+            where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
             if isinstance(event, yaml.DocumentStartEvent):
                 documents += 1
                 if documents == 2:
@@ -187,11 +192,15 @@ def _prescan(text: str, path: str) -> None:
                 problems.append(Problem(path, *where, "YAML aliases (*name) are not allowed in metric files"))
             elif isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
                 if event.anchor is not None:
-                    problems.append(Problem(path, *where, "YAML anchors (&name) are not allowed in metric files"))
+                    problems.append(
+                        Problem(path, *where, "YAML anchors (&name) are not allowed in metric files")
+                    )
                 tag = event.tag
                 explicit = not (isinstance(event, yaml.ScalarEvent) and event.implicit[0])
                 if tag is not None and tag != "!" and explicit:
-                    problems.append(Problem(path, *where, f"YAML tags ({tag}) are not allowed in metric files"))
+                    problems.append(
+                        Problem(path, *where, f"YAML tags ({tag}) are not allowed in metric files")
+                    )
             if len(problems) >= 20:
                 break
     except yaml.MarkedYAMLError as err:
@@ -270,7 +279,8 @@ def render_scalar(value: Any, *, indent: str = INDENT, newline: str = "\n") -> s
             if block is not None and _loads_as(block.replace(newline, "\n"), value):
                 return block
             return double_quoted(value)
-        if value and _loads_as(value, value) and not value.startswith(("'", '"')):
+        # Plain style only when it reads back exactly and has no invisible tab.
+        if value and "\t" not in value and _loads_as(value, value):
             return value
         return double_quoted(value)
     if value is None:

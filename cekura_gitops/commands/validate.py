@@ -34,7 +34,10 @@ def validate(settings: Settings, console: Console, paths: Sequence[str]) -> int:
         return 1
     if settings.json_output:
         console.emit_json(
-            {"valid": True, "metrics": [{"slug": f.metric.slug, "id": f.metric.id, "path": f.display} for f in files]}
+            {
+                "valid": True,
+                "metrics": [{"slug": f.metric.slug, "id": f.metric.id, "path": f.display} for f in files],
+            }
         )
     else:
         console.say(f"{len(files)} metric file(s) valid.")

@@ -1,0 +1,372 @@
+"""`cekura-gitops apply`: PATCH the metric changes between two commits, three-way guarded."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cekura_gitops import changes, diffs, metric_files
+from cekura_gitops.cekura import CekuraClient
+from cekura_gitops.changes import GuardResult
+from cekura_gitops.commands._common import cekura_client, run_all
+from cekura_gitops.console import Console
+from cekura_gitops.errors import CekuraAPIError, GitOpsError, MetricValidationError
+from cekura_gitops.gitrepo import FileChange, GitRepo
+from cekura_gitops.metric import Metric, normalise
+from cekura_gitops.metric_files import MetricFile
+from cekura_gitops.settings import Settings
+
+STATUSES = ("applied", "in-sync", "conflict", "created", "deleted", "error")
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    slug: str
+    id: int | None
+    path: str
+    status: str
+    fields: tuple[str, ...] = ()
+    detail: str = ""
+    diff: str = ""
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "slug": self.slug,
+            "id": self.id,
+            "path": self.path,
+            "status": self.status,
+        }
+        if self.fields:
+            doc["fields"] = list(self.fields)
+        if self.detail:
+            doc["detail"] = self.detail
+        if self.diff:
+            doc["diff"] = self.diff
+        if self.dry_run:
+            doc["dry_run"] = True
+        return doc
+
+
+@dataclass(frozen=True)
+class Job:
+    """One changed metric file: its base and head versions."""
+
+    change: FileChange
+    base: MetricFile | None
+    head: MetricFile | None
+    head_sha: str
+
+
+def apply(
+    settings: Settings,
+    console: Console,
+    *,
+    base: str | None = None,
+    head: str | None = None,
+    selectors: Sequence[str] = (),
+    force: bool = False,
+    dry_run: bool = False,
+) -> int:
+    """Apply what changed in the metrics folder between base and head."""
+    repo = GitRepo(settings.root)
+    base, head = _range(settings, repo, base, head)
+    rel = str(settings.metrics_dir.resolve().relative_to(repo.root.resolve()))
+    head_sha = repo.rev_parse(head) or head
+    jobs, problems = _jobs(repo, base, head, rel, head_sha)
+    if selectors:
+        jobs = [j for j in jobs if _named(j, selectors)]
+    console.say(
+        f"apply: {len(jobs)} changed metric file(s) in {base[:12]}..{head[:12]}"
+        f"{' (dry run)' if dry_run else ''}"
+    )
+    results = [ApplyResult(p[0], None, p[0], "error", detail=p[1]) for p in problems]
+    if jobs:
+        with cekura_client(settings) as client:
+            results += run_all(
+                lambda j: _guarded(client, settings, j, force=force, dry_run=dry_run),
+                jobs,
+                settings.concurrency,
+            )
+    return report(settings, console, results, dry_run=dry_run)
+
+
+def _range(settings: Settings, repo: GitRepo, base: str | None, head: str | None) -> tuple[str, str]:
+    if base is None or head is None:
+        event = _push_event(settings)
+        if event:
+            before, after = event
+            base = base or before
+            head = head or after
+    head = head or "HEAD"
+    if base is None:
+        parent = repo.rev_parse(f"{head}~1")
+        if parent is None:
+            raise GitOpsError(
+                f"{head} has no parent commit: pass --base REV (e.g. the commit before your metrics)"
+            )
+        base = parent
+    for rev in (base, head):
+        if repo.rev_parse(rev) is None:
+            raise GitOpsError(
+                f"unknown revision {rev!r}: fetch full history (actions/checkout fetch-depth: 0)"
+            )
+    return base, head
+
+
+def _push_event(settings: Settings) -> tuple[str, str] | None:
+    """Under Actions on push: the event's before/after (a push may hold several commits)."""
+    if settings.github_event_name != "push" or not settings.github_event_path:
+        return None
+    try:
+        event = json.loads(Path(settings.github_event_path).read_text())
+    except (OSError, ValueError):
+        return None
+    before, after = event.get("before"), event.get("after")
+    if not before or not after or set(before) == {"0"}:
+        return None  # a new branch: fall back to HEAD~1..HEAD
+    return str(before), str(after)
+
+
+def _load_at(repo: GitRepo, rev: str, path: str) -> MetricFile | None:
+    raw = repo.show_file(rev, path)
+    if raw is None:
+        return None
+    from cekura_gitops import yamltext
+
+    text = yamltext.decode(raw, path)
+    return metric_files.parse_metric(text, path, file_stem=Path(path).stem)
+
+
+def _jobs(
+    repo: GitRepo, base: str, head: str, rel: str, head_sha: str
+) -> tuple[list[Job], list[tuple[str, str]]]:
+    jobs, problems = [], []
+    for change in repo.changed_files(base, head, rel):
+        paths = [p for p in (change.old_path, change.new_path) if p]
+        if not any(p.endswith(metric_files.SUFFIXES) for p in paths):
+            continue
+        try:
+            old = _load_at(repo, base, change.old_path) if change.old_path else None
+        except MetricValidationError:
+            old = None  # an invalid base is no guard; head decides and conflicts surface
+        try:
+            new = _load_at(repo, head, change.new_path) if change.new_path else None
+        except MetricValidationError as err:
+            problems.append((change.new_path or "?", f"invalid at {head[:12]}: {err}"))
+            continue
+        jobs.append(Job(change, old, new, head_sha))
+    return jobs, problems
+
+
+def _named(job: Job, selectors: Sequence[str]) -> bool:
+    metric = job.head or job.base
+    assert metric is not None
+    return metric.metric.slug in selectors or str(metric.metric.id) in selectors
+
+
+def _guarded(
+    client: CekuraClient, settings: Settings, job: Job, *, force: bool, dry_run: bool
+) -> ApplyResult:
+    f = job.head or job.base
+    assert f is not None
+    try:
+        return _apply_one(client, settings, job, force=force, dry_run=dry_run)
+    except GitOpsError as err:
+        return ApplyResult(f.metric.slug, f.metric.id, f.display, "error", detail=str(err), dry_run=dry_run)
+
+
+def _apply_one(
+    client: CekuraClient, settings: Settings, job: Job, *, force: bool, dry_run: bool
+) -> ApplyResult:
+    if job.head is None:
+        assert job.base is not None
+        m = job.base.metric
+        return ApplyResult(
+            m.slug,
+            m.id,
+            job.base.display,
+            "deleted",
+            detail="file deleted; the live metric is left as it is (delete it in Cekura if intended)",
+            dry_run=dry_run,
+        )
+    head = job.head.metric
+    base = job.base.metric if job.base else None
+    display = job.head.display
+    live = _live(client, head)
+    guard = changes.three_way(base, head, live)
+    if guard is GuardResult.CREATE:
+        return _create(client, job.head, dry_run=dry_run)
+    assert live is not None
+    if guard is GuardResult.IN_SYNC:
+        return ApplyResult(head.slug, head.id, display, "in-sync", dry_run=dry_run)
+    body = changes.patch_body(head, live)
+    three = _three_way_diff(base, head, live)
+    if guard is GuardResult.CONFLICT and not force:
+        return ApplyResult(
+            head.slug,
+            head.id,
+            display,
+            "conflict",
+            tuple(body),
+            diff=three,
+            dry_run=dry_run,
+            detail="live changed behind git's back (dashboard edit or Cekura's auto-apply cron?): "
+            "merge a drift PR from `sync`, or re-run with --force to overwrite live",
+        )
+    if dry_run:
+        return ApplyResult(
+            head.slug,
+            head.id,
+            display,
+            "applied",
+            tuple(body),
+            diff=three,
+            dry_run=True,
+            detail="would PATCH" + (" (forced over a conflict)" if guard is GuardResult.CONFLICT else ""),
+        )
+    assert head.id is not None or live.get("id") is not None
+    metric_id = int(head.id if head.id is not None else live["id"])
+    client.patch_metric(metric_id, body)
+    after = client.get_metric(metric_id)
+    left = changes.field_changes(head, after)
+    if left:
+        return ApplyResult(
+            head.slug,
+            head.id,
+            display,
+            "error",
+            tuple(body),
+            dry_run=False,
+            detail=f"verify failed: after PATCH, live still differs in {', '.join(c.name for c in left)}",
+        )
+    _trace(client, metric_id, job.head_sha)
+    return ApplyResult(
+        head.slug,
+        head.id,
+        display,
+        "applied",
+        tuple(body),
+        diff=three,
+        detail="forced over a conflict" if guard is GuardResult.CONFLICT else "",
+    )
+
+
+def _live(client: CekuraClient, head: Metric) -> dict[str, Any] | None:
+    try:
+        return client.get_metric(head.id if head.id is not None else head.slug)
+    except CekuraAPIError as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def _three_way_diff(base: Metric | None, head: Metric, live: Mapping[str, Any]) -> str:
+    parts = []
+    for name, desired in head.fields.items():
+        current = live.get(name)
+        if normalise(desired) == normalise(current):
+            continue
+        if base is not None and name in base.fields and normalise(base.fields[name]) != normalise(current):
+            parts.append(
+                diffs.field_diff(name, base.fields[name], current, old_label="base", new_label="live")
+            )
+        parts.append(diffs.field_diff(name, current, desired, old_label="live", new_label="head"))
+    return "".join(parts)
+
+
+def _create(client: CekuraClient, f: MetricFile, *, dry_run: bool) -> ApplyResult:
+    m = f.metric
+    if m.id is not None:
+        return ApplyResult(
+            m.slug,
+            m.id,
+            f.display,
+            "error",
+            dry_run=dry_run,
+            detail=f"metric {m.id} does not exist in Cekura: remove `id` to create it anew",
+        )
+    body: dict[str, Any] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in m.fields.items()}
+    body["project"] = m.project
+    body["slug"] = m.slug
+    if dry_run:
+        return ApplyResult(
+            m.slug, None, f.display, "created", tuple(body), dry_run=True, detail="would create"
+        )
+    created = client.create_metric(body)
+    new_id, new_slug = created.get("id"), created.get("slug")
+    hint = f"add `id: {new_id}` to {f.display}"
+    if new_slug and new_slug != m.slug:
+        hint += f" and rename it to {new_slug}.yaml with `slug: {new_slug}`"
+    return ApplyResult(
+        m.slug,
+        int(new_id) if new_id is not None else None,
+        f.display,
+        "created",
+        tuple(body),
+        detail=f"created as #{new_id}: {hint}, so later applies find it",
+    )
+
+
+def _trace(client: CekuraClient, metric_id: int, sha: str) -> None:
+    """Name the new live version after the commit, so Cekura's history points to git."""
+    try:
+        rows = client.history(metric_id, limit=1)
+        if rows and rows[0].get("history_id") is not None:
+            client.edit_history(metric_id, int(rows[0]["history_id"]), f"git {sha[:12]}")
+    except CekuraAPIError:
+        pass  # tracing is best effort: the PATCH itself was verified
+
+
+def report(settings: Settings, console: Console, results: Sequence[ApplyResult], *, dry_run: bool) -> int:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    if settings.json_output:
+        console.emit_json(
+            {
+                "command": "apply",
+                "dry_run": dry_run,
+                "metrics": [r.to_json() for r in results],
+                "summary": counts,
+            }
+        )
+    else:
+        for r in results:
+            verb = f"would be {r.status}" if dry_run and r.status in ("applied", "created") else r.status
+            fields = f" ({', '.join(r.fields)})" if r.fields else ""
+            console.say(f"{r.slug}: {verb}{fields}{' — ' + r.detail if r.detail else ''}")
+            if r.diff and r.status in ("conflict", "applied"):
+                console.untrusted(r.diff.rstrip("\n"))
+        console.say(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no metric files changed")
+    _actions_report(settings, results, dry_run)
+    return 1 if any(r.status in ("conflict", "error") for r in results) else 0
+
+
+def _actions_report(settings: Settings, results: Sequence[ApplyResult], dry_run: bool) -> None:
+    from cekura_gitops import actions, markdown
+
+    if settings.github_output:
+        actions.write_outputs(
+            settings.github_output,
+            {
+                "applied": str(sum(r.status == "applied" for r in results)),
+                "conflicts": json.dumps([r.slug for r in results if r.status == "conflict"]),
+                "errors": str(sum(r.status == "error" for r in results)),
+                "result": json.dumps([r.to_json() for r in results]),
+            },
+        )
+    if settings.github_step_summary:
+        rows = "\n".join(
+            f"| {markdown.inline_code(r.slug)} | {r.status} | {', '.join(r.fields)} "
+            f"| {markdown.cell(r.detail)} |"
+            for r in results
+        )
+        title = "### cekura-gitops apply" + (" (dry run)" if dry_run else "")
+        actions.append_summary(
+            settings.github_step_summary,
+            f"{title}\n\n| metric | status | fields | detail |\n|---|---|---|---|\n{rows}\n",
+        )

@@ -1,0 +1,18 @@
+"""`cekura-gitops list`: the managed metrics, e.g. for a GitHub Actions matrix."""
+
+from __future__ import annotations
+
+from cekura_gitops.commands._common import in_shard, load_files
+from cekura_gitops.console import Console
+from cekura_gitops.settings import Settings
+
+
+def list_metrics(settings: Settings, console: Console, *, shard: tuple[int, int] | None = None) -> int:
+    """Print slug, id and path of every managed metric (in the shard, if given)."""
+    files = [f for f in load_files(settings) if in_shard(f.metric.slug, shard)]
+    rows = [{"slug": f.metric.slug, "id": f.metric.id, "path": f.display} for f in files]
+    if settings.json_output:
+        console.emit_json({"metrics": rows, "slugs": [r["slug"] for r in rows]})
+    else:
+        console.table(("slug", "id", "path"), [(r["slug"], r["id"] or "new", r["path"]) for r in rows])
+    return 0

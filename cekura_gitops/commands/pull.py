@@ -1,0 +1,190 @@
+"""`cekura-gitops pull`: import live metrics into metric files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cekura_gitops import metric_files
+from cekura_gitops.commands._common import cekura_client, run_all
+from cekura_gitops.console import Console
+from cekura_gitops.errors import ConfigError, GitError, MetricValidationError
+from cekura_gitops.metric import MANAGED_FIELDS, normalise
+from cekura_gitops.metric_files import MetricFile
+from cekura_gitops.settings import Settings
+
+
+@dataclass(frozen=True)
+class PullResult:
+    slug: str
+    id: int
+    path: str
+    status: str  # created | updated | unchanged | skipped-dirty | error
+    fields: tuple[str, ...] = ()
+    detail: str = ""
+
+
+def file_fields(live: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a freshly pulled file manages: every meaningful managed field."""
+    out: dict[str, Any] = {"id": live["id"], "slug": live["slug"]}
+    if live.get("project") is not None:
+        out["project"] = live["project"]
+    kind = live.get("type")
+    trigger = live.get("evaluation_trigger")
+    for name in MANAGED_FIELDS:
+        value = live.get(name)
+        if value is None:
+            continue
+        if name == "custom_code" and kind != "custom_code":
+            continue  # stale code of a judge metric is not part of its definition
+        if name == "enum_values" and live.get("eval_type") != "enum":
+            continue
+        if name == "trigger_type" and trigger != "custom":
+            continue
+        if name in ("evaluation_trigger_prompt", "evaluation_trigger_custom_code") and (
+            trigger != "custom" or not value
+        ):
+            continue
+        if name == "prompt" and not value:
+            continue
+        out[name] = normalise(value) if isinstance(value, str) else value
+    return out
+
+
+def pull(
+    settings: Settings,
+    console: Console,
+    *,
+    project: int | None = None,
+    selectors: Sequence[str] = (),
+    force: bool = False,
+) -> int:
+    """Write live metrics into metrics/<slug>.yaml, rewriting only differing fields."""
+    project = project or settings.cekura_project
+    existing = _existing_files(settings)
+    dirty = _dirty_paths(settings)
+    with cekura_client(settings) as client:
+        if selectors:
+            wanted: list[dict[str, Any]] = run_all(
+                lambda s: client.get_metric(int(s) if s.isdigit() else s),
+                selectors,
+                settings.concurrency,
+            )
+        else:
+            if project is None and not existing:
+                raise ConfigError("name the project to import: `cekura-gitops pull --project ID`")
+            known = sorted({f.metric.project for f in existing if f.metric.project is not None})
+            projects: list[int | None] = [project] if project is not None else [*known] or [None]
+            wanted = [m for p in projects for m in client.list_metrics(project_id=p)]
+            # The list hides custom_code: fetch details only for the metrics that need it.
+            need = [i for i, m in enumerate(wanted) if m.get("type") == "custom_code"]
+            for i, detail in zip(
+                need,
+                run_all(lambda i: client.get_metric(int(wanted[i]["id"])), need, settings.concurrency),
+                strict=True,
+            ):
+                wanted[i] = detail
+    results = [_pull_one(settings, live, existing, dirty, force) for live in wanted]
+    return _report(settings, console, results)
+
+
+def _existing_files(settings: Settings) -> list[MetricFile]:
+    if not settings.metrics_dir.is_dir():
+        return []
+    return metric_files.load_metrics([settings.metrics_dir], settings.root)
+
+
+def _dirty_paths(settings: Settings) -> set[Path] | None:
+    try:
+        from cekura_gitops.gitrepo import GitRepo
+
+        repo = GitRepo(settings.root)
+        rel = settings.metrics_dir.resolve().relative_to(repo.root.resolve())
+        return {repo.root / p for p in repo.dirty_paths(str(rel))}
+    except (GitError, ValueError):
+        return None  # not a git repository: nothing to protect beyond atomic writes
+
+
+def _pull_one(
+    settings: Settings,
+    live: dict[str, Any],
+    existing: Sequence[MetricFile],
+    dirty: set[Path] | None,
+    force: bool,
+) -> PullResult:
+    metric_id, slug = int(live["id"]), str(live.get("slug") or live["id"])
+    match = next((f for f in existing if f.metric.id == metric_id), None) or next(
+        (f for f in existing if f.metric.slug == slug and f.metric.id is None), None
+    )
+    path = match.path if match else settings.metrics_dir / f"{slug}.yaml"
+    display = metric_files.display_path(path, settings.root)
+    if dirty is not None and not force and path.resolve() in {p.resolve() for p in dirty}:
+        return PullResult(
+            slug,
+            metric_id,
+            display,
+            "skipped-dirty",
+            detail="has uncommitted changes: commit or stash them, or use --force",
+        )
+    fields = file_fields(live)
+    if match is None:
+        if path.exists() and not force:
+            return PullResult(
+                slug,
+                metric_id,
+                display,
+                "error",
+                detail="exists but is not a valid file for this metric; use --force to replace it",
+            )
+        text = metric_files.render_new(fields)
+        metric_files.parse_metric(text, display, file_stem=slug)  # never write what we can't read
+        metric_files.write_atomic(path, text)
+        return PullResult(slug, metric_id, display, "created", tuple(fields))
+    # Refresh: only fields the file manages (plus identity) are brought up to date.
+    changes = {
+        k: v for k, v in fields.items() if k in match.doc.data and k in (*MANAGED_FIELDS, "slug", "project")
+    }
+    changes = {k: v for k, v in changes.items() if normalise(match.doc.data[k]) != normalise(v)}
+    if not changes:
+        return PullResult(slug, metric_id, display, "unchanged")
+    text = metric_files.edit_fields(match.text, display, changes)
+    try:
+        metric_files.parse_metric(text, display, file_stem=None)
+    except MetricValidationError as err:
+        return PullResult(
+            slug, metric_id, display, "error", detail=f"refusing to write an invalid file: {err}"
+        )
+    metric_files.write_atomic(path, text)
+    return PullResult(slug, metric_id, display, "updated", tuple(changes))
+
+
+def _report(settings: Settings, console: Console, results: Sequence[PullResult]) -> int:
+    if settings.json_output:
+        console.emit_json(
+            {
+                "metrics": [
+                    {
+                        "slug": r.slug,
+                        "id": r.id,
+                        "path": r.path,
+                        "status": r.status,
+                        "fields": list(r.fields),
+                        **({"detail": r.detail} if r.detail else {}),
+                    }
+                    for r in results
+                ]
+            }
+        )
+    else:
+        for r in results:
+            extra = f" ({', '.join(r.fields)})" if r.status == "updated" else ""
+            detail = f": {r.detail}" if r.detail else ""
+            console.say(f"{r.status:<14} {r.path}{extra}{detail}")
+        created = sum(r.status == "created" for r in results)
+        updated = sum(r.status == "updated" for r in results)
+        console.say(f"\n{created} created, {updated} updated, {len(results) - created - updated} other.")
+        if created or updated:
+            console.say("Review with `git diff`, then commit: the files are now the source of truth.")
+    return 1 if any(r.status in ("skipped-dirty", "error") for r in results) else 0

@@ -1,0 +1,525 @@
+"""`cekura-gitops sync`: optimise each metric and propose improvements on branches/PRs."""
+
+from __future__ import annotations
+
+import enum
+import functools
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from cekura_gitops import feedback, metric_files
+from cekura_gitops.branches import BranchResult, BranchStatus, BranchWriter
+from cekura_gitops.cekura import CekuraClient
+from cekura_gitops.changes import field_changes
+from cekura_gitops.commands._common import cekura_client, in_shard, load_files, run_all, select
+from cekura_gitops.console import Console
+from cekura_gitops.errors import (
+    CekuraAPIError,
+    ConfigError,
+    GitError,
+    GitOpsError,
+    MetricValidationError,
+)
+from cekura_gitops.gitrepo import GitRepo, Identity
+from cekura_gitops.metric_files import MetricFile
+from cekura_gitops.optimiser import Optimiser, Outcome
+from cekura_gitops.progress import ProgressBoard
+from cekura_gitops.proposal import Proposal, RunState, Verdict, changes_for, judge
+from cekura_gitops.settings import Settings
+from cekura_gitops.statestore import StateStore
+
+
+class SyncStatus(enum.Enum):
+    PROPOSED = "proposed"
+    UPDATED = "updated"
+    NO_CHANGE = "no-change"
+    NOT_IMPROVED = "not-improved"
+    NO_NEW_FEEDBACK = "no-new-feedback"
+    NOT_ENOUGH_FEEDBACK = "not-enough-feedback"
+    DRIFT = "drift"
+    IN_FLIGHT = "in-flight"
+    SKIPPED_EDITED = "skipped-edited"
+    SKIPPED_CAP = "skipped-cap"
+    REJECTED = "rejected"
+    MISSING_LIVE = "missing-live"
+    ERROR = "error"
+
+
+FAILED_STATUSES = frozenset({SyncStatus.ERROR})
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    slug: str
+    id: int | None
+    status: SyncStatus
+    detail: str = ""
+    old_score: str | None = None
+    new_score: str | None = None
+    branch: str | None = None
+    pull_request: str | None = None
+    progress_id: str | None = None
+    fields: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"slug": self.slug, "id": self.id, "status": self.status.value}
+        for key in ("detail", "old_score", "new_score", "branch", "pull_request", "progress_id"):
+            value = getattr(self, key)
+            if value:
+                doc[key] = value
+        if self.fields:
+            doc["fields"] = list(self.fields)
+        return doc
+
+
+@dataclass(frozen=True)
+class ProposalContext:
+    """Everything a pull request about one proposal needs."""
+
+    file: MetricFile
+    branch: str
+    base_branch: str
+    proposal: Proposal
+    changes: Mapping[str, Any]
+    before: Mapping[str, Any]
+    content_hash: str
+    progress_id: str
+    new_text: str
+
+
+@dataclass(frozen=True)
+class DriftContext:
+    file: MetricFile
+    branch: str
+    base_branch: str
+    live: Mapping[str, Any]
+    changes: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Published:
+    url: str | None
+    created: bool = False
+    skipped_cap: bool = False
+    detail: str = ""
+
+
+class Publisher(Protocol):
+    """Pull requests for sync's branches (GitHub); absent with --no-pr."""
+
+    def default_branch(self) -> str: ...
+    def is_rejected(self, branch: str, content_hash: str) -> bool: ...
+    def may_open(self, branch: str) -> bool: ...
+    def publish_proposal(self, ctx: ProposalContext, result: BranchResult) -> Published: ...
+    def publish_drift(self, ctx: DriftContext, result: BranchResult) -> Published: ...
+    def human_edited(self, branch: str, result: BranchResult) -> Published: ...
+
+
+@dataclass
+class Run:
+    """One sync invocation's shared parts."""
+
+    settings: Settings
+    console: Console
+    client: CekuraClient
+    repo: GitRepo
+    optimiser: Optimiser
+    writer: BranchWriter
+    base: str
+    base_branch: str
+    metrics_rel: str
+    force: bool
+    publisher: Publisher | None
+    board: ProgressBoard
+    results: list[SyncResult] = field(default_factory=list)
+
+
+def sync(
+    settings: Settings,
+    console: Console,
+    *,
+    selectors: Sequence[str] = (),
+    shard: tuple[int, int] | None = None,
+    push: bool = True,
+    open_prs: bool = True,
+    force: bool = False,
+    publisher: Publisher | None = None,
+    checkpoint: Any = None,
+) -> int:
+    """Optimise every enabled metric (or those named) and report one status each."""
+    files = [f for f in select(load_files(settings), selectors) if in_shard(f.metric.slug, shard)]
+    files = [f for f in files if _enabled(f, settings) or selectors]
+    repo = GitRepo(settings.root)
+    remote = settings.remote if repo.has_remote(settings.remote) else None
+    if push and remote is None:
+        raise ConfigError(f"no git remote {settings.remote!r} to push to: add one, or run with --no-push")
+    if open_prs and publisher is None:
+        publisher = _github_publisher(settings, console, push)
+    base_branch = _default_branch(repo, remote, publisher)
+    base = _base_commit(repo, remote, base_branch)
+    identity = Identity(settings.author_name, settings.author_email)
+    store = StateStore(repo, remote, identity)
+    metrics_rel = str(settings.metrics_dir.resolve().relative_to(repo.root.resolve()))
+    with cekura_client(settings) as client, ProgressBoard(console) as board:
+        optimiser = Optimiser(client, store, settings.optimiser.timeout, on_poll=board.update)
+        if checkpoint is not None:
+            optimiser.checkpoint = checkpoint
+        run = Run(
+            settings,
+            console,
+            client,
+            repo,
+            optimiser,
+            BranchWriter(repo, identity, remote if push else None),
+            base,
+            base_branch,
+            metrics_rel,
+            force,
+            publisher,
+            board,
+        )
+        console.say(f"sync: {len(files)} metric(s) on {base_branch} @ {base[:8]}")
+        results = run_all(lambda f: _guarded(run, f), files, settings.concurrency)
+    return report(settings, console, results)
+
+
+def _enabled(f: MetricFile, settings: Settings) -> bool:
+    value = f.metric.optimiser.enabled
+    return settings.optimiser.enabled if value is None else value
+
+
+def _github_publisher(settings: Settings, console: Console, push: bool) -> Publisher | None:
+    if not push:
+        console.warn("--no-push: pull requests need pushed branches; not opening any")
+        return None
+    if not settings.github_token or not settings.github_repository:
+        console.warn(
+            "GITHUB_TOKEN or GITHUB_REPOSITORY is not set: branches are pushed but no pull "
+            "requests are opened (pass --no-pr to silence this)"
+        )
+        return None
+    from cekura_gitops.pullrequests import GitHubPublisher
+
+    return GitHubPublisher.from_settings(settings, console)
+
+
+def _default_branch(repo: GitRepo, remote: str | None, publisher: Publisher | None) -> str:
+    if publisher is not None:
+        return publisher.default_branch()
+    if remote:
+        found = repo.remote_default_branch(remote)
+        if found:
+            return found
+        for candidate in ("main", "master"):
+            if repo.ls_remote(remote, f"refs/heads/{candidate}"):
+                return candidate
+    return repo.current_branch() or "main"
+
+
+def _base_commit(repo: GitRepo, remote: str | None, branch: str) -> str:
+    if remote:
+        repo.fetch(remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
+        sha = repo.rev_parse(f"refs/remotes/{remote}/{branch}")
+    else:
+        sha = repo.rev_parse(f"refs/heads/{branch}") or repo.rev_parse("HEAD")
+    if sha is None:
+        raise GitError(f"default branch {branch!r} not found: push it first")
+    return sha
+
+
+def _guarded(run: Run, f: MetricFile) -> SyncResult:
+    """One metric; its failure is a result, never an exception that stops the others."""
+    try:
+        result = _sync_one(run, f)
+    except GitOpsError as err:
+        result = SyncResult(f.metric.slug, f.metric.id, SyncStatus.ERROR, str(err))
+    run.board.done(f.metric.slug)
+    run.console.say(_line(result))
+    return result
+
+
+def _at_base(run: Run, f: MetricFile) -> MetricFile | None:
+    """The metric file as the default branch has it (proposals are cut from there)."""
+    rel = f"{run.metrics_rel}/{f.path.name}" if run.metrics_rel != "." else f.path.name
+    raw = run.repo.show_file(run.base, rel)
+    if raw is None:
+        return None
+    text = raw.decode("utf-8")
+    parsed = metric_files.parse_metric(text, rel, file_stem=f.metric.slug)
+    return replace(parsed, path=f.path)
+
+
+def _sync_one(run: Run, working: MetricFile) -> SyncResult:
+    slug, metric_id = working.metric.slug, working.metric.id
+    try:
+        f = _at_base(run, working)
+    except MetricValidationError as err:
+        return SyncResult(slug, metric_id, SyncStatus.ERROR, f"invalid on {run.base_branch}: {err}")
+    if f is None:
+        return SyncResult(
+            slug, metric_id, SyncStatus.ERROR, f"not on {run.base_branch} yet: commit and push it"
+        )
+    if metric_id is None:
+        return SyncResult(slug, None, SyncStatus.MISSING_LIVE, "no id: merge the file so apply creates it")
+    run.board.update(slug, "checking")
+    try:
+        live = run.client.get_metric(metric_id)
+    except CekuraAPIError as err:
+        if err.status == 404:
+            return SyncResult(slug, metric_id, SyncStatus.MISSING_LIVE, "no live metric with this id")
+        raise
+    record = run.optimiser.existing(run.optimiser.store.load(), slug)
+    reviews = feedback.relevant(live.get("reviews") or [], f.metric.optimiser.test_set_ids)
+    fingerprint = feedback.fingerprint(reviews)
+    if record is None:
+        drift = field_changes(f.metric, live)
+        if drift:
+            return _drift(run, f, live, {c.name: c.live for c in drift})
+        gate = _gate(run, f, reviews, fingerprint)
+        if gate is not None:
+            return gate
+    run.board.update(slug, "starting" if record is None else "resuming")
+    outcome = run.optimiser.run(slug, metric_id, f.metric.optimiser.test_set_ids, fingerprint)
+    if outcome.outcome is Outcome.IN_FLIGHT:
+        return SyncResult(slug, metric_id, SyncStatus.IN_FLIGHT, outcome.detail)
+    if outcome.outcome in (Outcome.AMBIGUOUS, Outcome.ERROR, Outcome.TIMED_OUT):
+        return SyncResult(slug, metric_id, SyncStatus.ERROR, outcome.detail, progress_id=outcome.progress_id)
+    progress = outcome.progress
+    assert progress is not None and outcome.progress_id is not None
+    used_fingerprint = fingerprint if record is None else record.fingerprint
+    if progress.state is RunState.FAILED or progress.proposal is None:
+        run.optimiser.finish(slug, outcome.progress_id, used_fingerprint, "error")
+        return SyncResult(
+            slug,
+            metric_id,
+            SyncStatus.ERROR,
+            f"optimiser failed: {progress.error}",
+            progress_id=outcome.progress_id,
+        )
+    result = _propose(run, f, live, progress.proposal, outcome.progress_id)
+    run.optimiser.finish(slug, outcome.progress_id, used_fingerprint, result.status.value)
+    return result
+
+
+def _gate(run: Run, f: MetricFile, reviews: list[Any], fingerprint: str) -> SyncResult | None:
+    """Feedback gating: skip runs that cannot learn anything new."""
+    if run.force:
+        return None
+    slug = f.metric.slug
+    last = run.optimiser.store.load().last.get(slug)
+    if last is not None:
+        if last.fingerprint == fingerprint:
+            return SyncResult(
+                slug,
+                f.metric.id,
+                SyncStatus.NO_NEW_FEEDBACK,
+                f"Lab labels unchanged since the last run ({last.outcome}); --force to run anyway",
+            )
+        return None
+    need = f.metric.optimiser.min_feedback
+    need = run.settings.optimiser.min_feedback if need is None else need
+    have = feedback.annotated(reviews)
+    if have < need:
+        return SyncResult(
+            slug,
+            f.metric.id,
+            SyncStatus.NOT_ENOUGH_FEEDBACK,
+            f"{have} labelled review(s) in the Lab, {need} needed before a first run "
+            "(optimiser.min_feedback)",
+        )
+    return None
+
+
+def content_hash(changes: Mapping[str, Any]) -> str:
+    """Identity of a proposal: the proposed field values, whatever else the file holds."""
+    canonical = json.dumps({k: changes[k] for k in sorted(changes)}, sort_keys=True, default=list)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _propose(
+    run: Run, f: MetricFile, live: Mapping[str, Any], proposal: Proposal, progress_id: str
+) -> SyncResult:
+    slug, metric_id = f.metric.slug, f.metric.id
+    old = str(proposal.old_score) if proposal.old_score else None
+    new = str(proposal.new_score) if proposal.new_score else None
+    result = functools.partial(
+        SyncResult, slug, metric_id, old_score=old, new_score=new, progress_id=progress_id
+    )
+    changes = changes_for(f.metric, live, proposal)
+    if not changes:
+        return result(status=SyncStatus.NO_CHANGE, detail="the proposal equals the file")
+    verdict = judge(proposal, run.settings.optimiser.min_improvement)
+    if verdict is Verdict.REGRESSED:
+        return result(status=SyncStatus.NOT_IMPROVED, detail=f"regressed: {old} → {new}; not proposed")
+    if verdict is Verdict.TIED:
+        return result(
+            status=SyncStatus.NOT_IMPROVED,
+            detail=f"no better than the baseline ({old} → {new})",
+        )
+    if verdict is Verdict.UNSCORED:
+        return result(
+            status=SyncStatus.NOT_IMPROVED,
+            detail="the optimiser returned no comparable scores",
+        )
+    branch = f"{run.settings.branch_prefix}/optimise/{slug}"
+    digest = content_hash(changes)
+    if run.publisher and run.publisher.is_rejected(branch, digest):
+        return result(
+            status=SyncStatus.REJECTED,
+            branch=branch,
+            detail="this exact proposal was closed without merging; not re-proposed",
+        )
+    if run.publisher and not run.publisher.may_open(branch):
+        return result(
+            status=SyncStatus.SKIPPED_CAP,
+            branch=branch,
+            detail="pull request caps reached (pull_requests.max_new_per_run / max_open)",
+        )
+    new_text = metric_files.edit_fields(f.text, f.display, changes)
+    metric_files.parse_metric(new_text, f.display, file_stem=slug)  # never commit an invalid file
+    message = _commit_message(slug, proposal, changes, progress_id, digest)
+    written = run.writer.write(branch, run.base, f.display, new_text.encode("utf-8"), message)
+    fields = tuple(changes)
+    if written.status is BranchStatus.HUMAN_EDITED:
+        url = run.publisher.human_edited(branch, written).url if run.publisher else None
+        who = ", ".join(sorted({c.author_email for c in written.human_commits}))
+        return result(
+            status=SyncStatus.SKIPPED_EDITED,
+            branch=branch,
+            pull_request=url,
+            detail=f"{branch} has commits by {who}; left alone",
+        )
+    if written.status is BranchStatus.MOVED:
+        return result(
+            status=SyncStatus.ERROR,
+            branch=branch,
+            detail=f"{branch} moved while we worked; the next sync retries",
+        )
+    status = SyncStatus.PROPOSED if written.status is BranchStatus.CREATED else SyncStatus.UPDATED
+    url = None
+    if run.publisher:
+        before = {k: (f.metric.fields[k] if k in f.metric.fields else live.get(k)) for k in changes}
+        ctx = ProposalContext(
+            f, branch, run.base_branch, proposal, changes, before, digest, progress_id, new_text
+        )
+        published = run.publisher.publish_proposal(ctx, written)
+        url = published.url
+        if published.created:
+            status = SyncStatus.PROPOSED
+    elif written.status is BranchStatus.UNCHANGED:
+        status = SyncStatus.PROPOSED
+    return result(status=status, branch=branch, pull_request=url, fields=fields)
+
+
+def _drift(run: Run, f: MetricFile, live: Mapping[str, Any], live_values: dict[str, Any]) -> SyncResult:
+    slug = f.metric.slug
+    detail = (
+        f"live differs from {run.base_branch} in {', '.join(live_values)}; not optimised "
+        "(merge a drift PR to accept, or `apply --force` to restore git's version)"
+    )
+    if run.publisher is None:
+        return SyncResult(slug, f.metric.id, SyncStatus.DRIFT, detail, fields=tuple(live_values))
+    branch = f"{run.settings.branch_prefix}/drift/{slug}"
+    values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in live_values.items()}
+    if not run.publisher.may_open(branch):
+        return SyncResult(
+            slug,
+            f.metric.id,
+            SyncStatus.DRIFT,
+            detail + "; drift PR skipped by caps",
+            branch=branch,
+            fields=tuple(live_values),
+        )
+    new_text = metric_files.edit_fields(f.text, f.display, values)
+    message = f"drift({slug}): bring live Cekura values into git\n\nFields: {', '.join(values)}\n"
+    written = run.writer.write(branch, run.base, f.display, new_text.encode("utf-8"), message)
+    url = None
+    if written.status is BranchStatus.HUMAN_EDITED:
+        url = run.publisher.human_edited(branch, written).url
+    elif written.status is not BranchStatus.MOVED:
+        url = run.publisher.publish_drift(DriftContext(f, branch, run.base_branch, live, values), written).url
+    return SyncResult(
+        slug,
+        f.metric.id,
+        SyncStatus.DRIFT,
+        detail,
+        branch=branch,
+        pull_request=url,
+        fields=tuple(live_values),
+    )
+
+
+def _commit_message(
+    slug: str, proposal: Proposal, changes: Mapping[str, Any], progress_id: str, digest: str
+) -> str:
+    scores = f"{proposal.old_score} → {proposal.new_score}"
+    return (
+        f"optimise({slug}): {scores}\n\n"
+        f"Cekura's optimiser proposes new {', '.join(changes)}.\n\n"
+        f"Cekura-Progress-Id: {progress_id}\n"
+        f"Cekura-GitOps-Proposal: {digest}\n"
+    )
+
+
+def _line(r: SyncResult) -> str:
+    score = f" {r.old_score} → {r.new_score}" if r.old_score or r.new_score else ""
+    where = f" {r.pull_request or r.branch}" if (r.pull_request or r.branch) else ""
+    detail = f" — {r.detail}" if r.detail else ""
+    return f"{r.slug}: {r.status.value}{score}{where}{detail}"
+
+
+def report(settings: Settings, console: Console, results: Sequence[SyncResult]) -> int:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
+    if settings.json_output:
+        console.emit_json({"command": "sync", "metrics": [r.to_json() for r in results], "summary": counts})
+    else:
+        console.say("")
+        console.table(
+            ("metric", "status", "score", "branch / pull request"),
+            [
+                (
+                    r.slug,
+                    r.status.value,
+                    f"{r.old_score or '?'} → {r.new_score or '?'}" if (r.old_score or r.new_score) else "",
+                    r.pull_request or r.branch or "",
+                )
+                for r in results
+            ],
+        )
+        console.say(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing to do")
+    _actions_report(settings, results)
+    return 1 if any(r.status in FAILED_STATUSES for r in results) else 0
+
+
+def _actions_report(settings: Settings, results: Sequence[SyncResult]) -> None:
+    from cekura_gitops import actions, markdown
+
+    if settings.github_output:
+        prs = [r.pull_request for r in results if r.pull_request]
+        actions.write_outputs(
+            settings.github_output,
+            {
+                "changed": str(sum(r.status in (SyncStatus.PROPOSED, SyncStatus.UPDATED) for r in results)),
+                "pull-requests": json.dumps(prs),
+                "errors": str(sum(r.status is SyncStatus.ERROR for r in results)),
+                "result": json.dumps([r.to_json() for r in results]),
+            },
+        )
+    if settings.github_step_summary:
+        rows = [
+            f"| {markdown.inline_code(r.slug)} | {r.status.value} | "
+            f"{r.old_score or ''}{' → ' if r.new_score else ''}{r.new_score or ''} | "
+            f"{r.pull_request or (markdown.inline_code(r.branch) if r.branch else '')} "
+            f"| {markdown.cell(r.detail)} |"
+            for r in results
+        ]
+        actions.append_summary(
+            settings.github_step_summary,
+            "### cekura-gitops sync\n\n| metric | status | score | pull request | detail |\n"
+            "|---|---|---|---|---|\n" + "\n".join(rows) + "\n",
+        )

@@ -1,0 +1,301 @@
+"""Git, through GitPython's command runner: the only module that touches git.
+
+Proposal branches and the state ref are built with plumbing (a private index file,
+`commit-tree`) so that sync never checks anything out: the user's working tree is left
+alone and several metrics can be written concurrently. Arguments are always passed as a
+list, never through a shell, so a hostile slug cannot become a command.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cekura_gitops.errors import GitError
+
+ZERO_SHA = "0" * 40
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    author_email: str
+    committer_email: str
+    author_name: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """A metric file changed between two commits (from git's rename-aware diff)."""
+
+    status: str  # "added" | "modified" | "deleted" | "renamed"
+    old_path: str | None
+    new_path: str | None
+
+
+class GitRepo:
+    """A working copy (or bare repository) at `path`."""
+
+    def __init__(self, path: Path) -> None:
+        import git  # lazy: GitPython is slow to import
+
+        self._git_mod = git
+        try:
+            self._repo = git.Repo(path, search_parent_directories=True)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise GitError(
+                f"{path} is not inside a git repository: run this in a clone of your metrics repo"
+            ) from None
+        self.root = Path(self._repo.working_tree_dir or self._repo.git_dir)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"GitRepo({str(self.root)!r})"
+
+    def run(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        input_bytes: bytes | None = None,
+        strip: bool = True,
+    ) -> str:
+        """`git <args>` in this repository; failures become GitError naming the command."""
+        import subprocess
+
+        full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
+        done = subprocess.run(
+            ["git", *args],
+            cwd=self.root,
+            env=full_env,
+            input=input_bytes,
+            capture_output=True,
+        )
+        if done.returncode != 0:
+            stderr = done.stderr.decode("utf-8", "replace").strip()
+            raise GitError(f"git {args[0]} failed: {_excerpt(stderr) or 'exit ' + str(done.returncode)}")
+        out = done.stdout.decode("utf-8", "replace")
+        return out.strip() if strip else out
+
+    def try_run(self, *args: str, env: dict[str, str] | None = None) -> str | None:
+        try:
+            return self.run(*args, env=env)
+        except GitError:
+            return None
+
+    # --- reading -------------------------------------------------------------------------
+
+    def rev_parse(self, rev: str) -> str | None:
+        return self.try_run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+
+    def head_sha(self) -> str:
+        sha = self.rev_parse("HEAD")
+        if sha is None:
+            raise GitError("the repository has no commits yet: commit your metric files first")
+        return sha
+
+    def current_branch(self) -> str | None:
+        return self.try_run("symbolic-ref", "--quiet", "--short", "HEAD")
+
+    def show_file(self, rev: str, path: str) -> bytes | None:
+        """A file's bytes at rev, or None when it does not exist there."""
+        try:
+            blob = self._repo.commit(rev).tree / path
+        except (KeyError, ValueError, self._git_mod.BadName):
+            return None
+        data: bytes = blob.data_stream.read()
+        return data
+
+    def dirty_paths(self, pathspec: str) -> set[str]:
+        """Paths under pathspec with uncommitted changes (staged, unstaged or untracked)."""
+        out = self.run("status", "--porcelain", "-z", "--untracked-files=all", "--", pathspec, strip=False)
+        paths = set()
+        entries = out.split("\0")
+        i = 0
+        while i < len(entries):
+            entry = entries[i]
+            if len(entry) > 3:
+                paths.add(entry[3:])
+                if entry[0] in "RC":
+                    i += 1  # the rename's source path follows
+            i += 1
+        return paths
+
+    def changed_files(self, base: str, head: str, under: str) -> list[FileChange]:
+        """Metric files changed between base and head, renames detected."""
+        base_commit = self._commit(base)
+        head_commit = self._commit(head)
+        changes = []
+        for diff in base_commit.diff(head_commit, paths=[under], M=True):
+            if diff.change_type == "A":
+                changes.append(FileChange("added", None, diff.b_path))
+            elif diff.change_type == "D":
+                changes.append(FileChange("deleted", diff.a_path, None))
+            elif diff.change_type == "R":
+                changes.append(FileChange("renamed", diff.a_path, diff.b_path))
+            else:
+                changes.append(FileChange("modified", diff.a_path, diff.b_path))
+        return changes
+
+    def _commit(self, rev: str) -> Any:
+        try:
+            return self._repo.commit(rev)
+        except (ValueError, self._git_mod.BadName):
+            raise GitError(f"unknown revision {rev!r}: fetch it (actions/checkout fetch-depth: 0?)") from None
+
+    def commits_between(self, base: str, tip: str) -> list[CommitInfo]:
+        """Commits reachable from tip but not base, newest first."""
+        out = self.run("log", "--format=%H%x00%ae%x00%ce%x00%an%x00%s", f"{base}..{tip}")
+        result = []
+        for line in out.splitlines():
+            sha, author, committer, name, subject = line.split("\0", 4)
+            result.append(CommitInfo(sha, author, committer, name, subject))
+        return result
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        return self.try_run("merge-base", "--is-ancestor", ancestor, descendant) is not None
+
+    def has_remote(self, remote: str) -> bool:
+        return remote in self.run("remote").split()
+
+    def remote_default_branch(self, remote: str) -> str | None:
+        ref = self.try_run("symbolic-ref", "--quiet", f"refs/remotes/{remote}/HEAD")
+        return ref.rsplit(f"refs/remotes/{remote}/", 1)[-1] if ref else None
+
+    def tree_file_equal(self, rev: str, path: str, content: bytes) -> bool:
+        return self.show_file(rev, path) == content
+
+    # --- writing without a checkout ------------------------------------------------------
+
+    def hash_blob(self, data: bytes) -> str:
+        return self.run("hash-object", "-w", "--stdin", input_bytes=data)
+
+    def commit_files(
+        self,
+        parent: str | None,
+        files: dict[str, bytes],
+        message: str,
+        identity: Identity,
+    ) -> str:
+        """A new commit: parent's tree with `files` replaced; returns its sha. No checkout."""
+        with tempfile.TemporaryDirectory(prefix="cekura-gitops-index-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            if parent:
+                self.run("read-tree", parent, env=env)
+            else:
+                self.run("read-tree", "--empty", env=env)
+            for path, data in files.items():
+                blob = self.hash_blob(data)
+                self.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = self.run("write-tree", env=env)
+        who = {
+            "GIT_AUTHOR_NAME": identity.name,
+            "GIT_AUTHOR_EMAIL": identity.email,
+            "GIT_COMMITTER_NAME": identity.name,
+            "GIT_COMMITTER_EMAIL": identity.email,
+        }
+        args = ["commit-tree", tree, "-m", message]
+        if parent:
+            args[2:2] = ["-p", parent]
+        return self.run(*args, env=who)
+
+    def tree_of(self, rev: str) -> str:
+        return self.run("rev-parse", f"{rev}^{{tree}}")
+
+    def update_local_ref(self, ref: str, new: str, old: str | None) -> bool:
+        """Compare-and-swap a local ref; False if it moved."""
+        return self.try_run("update-ref", ref, new, old or ZERO_SHA) is not None
+
+    # --- remotes -------------------------------------------------------------------------
+
+    def fetch(self, remote: str, *refspecs: str) -> None:
+        self.run("fetch", "--quiet", "--no-tags", remote, *refspecs)
+
+    def fetch_optional(self, remote: str, src: str, dst: str) -> str | None:
+        """Fetch one ref if the remote has it; returns its sha or None (and drops dst)."""
+        if self.ls_remote(remote, src) is None:
+            self.try_run("update-ref", "-d", dst)
+            return None
+        self.run("fetch", "--quiet", "--no-tags", remote, f"+{src}:{dst}")
+        return self.rev_parse(dst)
+
+    def ls_remote(self, remote: str, ref: str) -> str | None:
+        out = self.run("ls-remote", remote, ref)
+        for line in out.splitlines():
+            sha, name = line.split("\t", 1)
+            if name == ref:
+                return sha
+        return None
+
+    def push_cas(self, remote: str, sha: str, ref: str, expected: str | None) -> bool:
+        """Push sha to ref only if the remote ref is still `expected` (None: must not exist).
+
+        Returns False when the lease failed (someone else moved the ref); other failures
+        raise GitError.
+        """
+        lease = f"--force-with-lease={ref}:{expected or ''}"
+        try:
+            self.run("push", "--porcelain", "--quiet", lease, remote, f"{sha}:{ref}")
+        except GitError as err:
+            text = str(err)
+            if "stale info" in text or "rejected" in text or "fetch first" in text:
+                return False
+            raise
+        return True
+
+    def delete_remote_ref(self, remote: str, ref: str, expected: str) -> bool:
+        return (
+            self.try_run("push", "--quiet", f"--force-with-lease={ref}:{expected}", remote, f":{ref}")
+            is not None
+        )
+
+
+def _excerpt(text: str, limit: int = 400) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def init_repo(path: Path, *, bare: bool = False, initial_branch: str = "main") -> None:
+    """`git init` (used by demo and tests)."""
+    import subprocess
+
+    args = ["git", "init", "--quiet", f"--initial-branch={initial_branch}"]
+    if bare:
+        args.append("--bare")
+    try:
+        subprocess.run([*args, str(path)], check=True, capture_output=True)
+    except subprocess.CalledProcessError as err:
+        raise GitError(f"git init failed: {err.stderr.decode(errors='replace').strip()}") from None
+
+
+def run_git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """A plain git command in cwd (demo and test set-up)."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},
+        )
+    except subprocess.CalledProcessError as err:
+        raise GitError(f"git {args[0]} failed: {_excerpt(err.stderr)}") from None
+    return done.stdout.strip()
+
+
+def paths_as_args(paths: Sequence[str]) -> list[str]:
+    return ["--", *paths]

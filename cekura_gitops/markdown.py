@@ -1,0 +1,45 @@
+"""Putting untrusted text (prompts, optimiser summaries) into GitHub Markdown safely.
+
+- Code goes in a fence longer than any backtick run inside it, so it cannot be closed
+  early; mentions and issue references inside code spans/blocks never ping or link.
+- Prose outside fences gets a zero-width joiner after `@` and `#`, which stops GitHub
+  from turning `@team` into a ping or `#12` into a link, and HTML is escaped so it cannot
+  hide content (`<!--`, `<details>`).
+"""
+
+from __future__ import annotations
+
+import re
+
+ZWJ = "\u200d"
+
+
+def fence(text: str, lang: str = "") -> str:
+    """A fenced code block holding text exactly."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    body = text if text.endswith("\n") or not text else text + "\n"
+    return f"{ticks}{lang}\n{body}{ticks}"
+
+
+def inline_code(text: str) -> str:
+    text = text.replace("\n", " ")
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    ticks = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def prose(text: str) -> str:
+    """Untrusted text as inert Markdown prose."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = re.sub(r"@(?=\w)", "@" + ZWJ, text)
+    text = re.sub(r"#(?=\d)", "#" + ZWJ, text)
+    # GitHub also links owner/repo#12 and GH-12 forms.
+    text = re.sub(r"(?i)\bgh-(?=\d)", lambda m: m.group(0) + ZWJ, text)
+    return text
+
+
+def cell(text: str) -> str:
+    """Untrusted text for a table cell."""
+    return prose(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")

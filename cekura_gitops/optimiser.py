@@ -1,0 +1,204 @@
+"""Run Cekura's optimiser for one metric without ever starting a second run.
+
+The protocol, per metric:
+
+1. **claim** — record "we are about to start" in the state ref (compare-and-swap). A run
+   that finds someone else's claim reports `in-flight` and stops.
+2. **start** — the one POST, never retried blindly. An ambiguous failure leaves the claim
+   in place: a run may exist, and only time tells (the claim expires after the optimiser
+   timeout, the longest a run of ours may live).
+3. **record** — persist the progress_id the moment it is returned.
+4. **poll** — adaptive: fast at first, backing off to ~10 % of the elapsed time (capped
+   at 30 s), honouring Retry-After. A later sync resumes polling a recorded run instead
+   of starting one.
+5. **finish** — the caller writes the proposal, then `finish()` clears the record and
+   remembers the feedback fingerprint. A run that times out is cancelled and cleared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from cekura_gitops.cekura import CekuraClient
+from cekura_gitops.errors import CekuraAPIError
+from cekura_gitops.proposal import Progress, RunState, parse_progress
+from cekura_gitops.statestore import Conflict, LastRun, RunRecord, State, StateStore
+
+MIN_POLL = 0.5
+MAX_POLL = 30.0
+
+
+def next_poll_delay(elapsed: float, retry_after: float | None = None) -> float:
+    """Fast at first, then ~10 % of the elapsed time, capped at 30 s; Retry-After wins."""
+    delay = min(MAX_POLL, max(MIN_POLL, 0.1 * elapsed))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, 5 * MAX_POLL))
+    return delay
+
+
+def run_owner() -> str:
+    """Who holds a claim, for humans reading the state ref."""
+    run = os.environ.get("GITHUB_RUN_ID")
+    where = f"actions run {run}" if run else socket.gethostname()
+    return f"{where} pid {os.getpid()} {uuid.uuid4().hex[:8]}"
+
+
+class Outcome(enum.Enum):
+    FINISHED = "finished"  # the run ended; see .progress
+    IN_FLIGHT = "in-flight"  # another run of ours holds the metric
+    AMBIGUOUS = "ambiguous"  # the start POST may or may not have started a run
+    TIMED_OUT = "timed-out"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    outcome: Outcome
+    progress_id: str | None = None
+    progress: Progress | None = None
+    detail: str = ""
+    resumed: bool = False
+    polls: int = 0
+
+
+@dataclass
+class Optimiser:
+    """Starts and follows optimiser runs for one sync invocation."""
+
+    client: CekuraClient
+    store: StateStore
+    timeout: float
+    owner: str = dataclasses.field(default_factory=run_owner)
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+    on_poll: Callable[[str, str, float], None] = lambda slug, status, elapsed: None
+    # Test seam: a named point in the protocol, called as it is reached (crash tests
+    # kill the process there).
+    checkpoint: Callable[[str, str], None] = lambda point, slug: None
+
+    def existing(self, state: State, slug: str) -> RunRecord | None:
+        """Our record for slug; a claim older than the timeout without a run is dropped."""
+        record = state.runs.get(slug)
+        if record is None:
+            return None
+        if record.progress_id is None and self.clock() - record.claimed_at > self.timeout:
+            return None
+        return record
+
+    def run(
+        self, slug: str, metric_id: int, test_set_ids: Sequence[int] | None, fingerprint: str | None
+    ) -> RunResult:
+        """Resume our recorded run for slug, or claim and start one; then poll to the end."""
+        record = self.existing(self.store.load(), slug)
+        if record is not None and record.progress_id is None:
+            return RunResult(Outcome.IN_FLIGHT, detail=f"claimed by {record.owner}")
+        resumed = record is not None
+        if record is None:
+            claimed = self._claim(slug, metric_id, fingerprint)
+            if claimed is None:
+                return RunResult(Outcome.IN_FLIGHT, detail="another run claimed this metric first")
+            self.checkpoint("claimed", slug)
+            try:
+                progress_id = self.client.start_optimiser(metric_id, test_set_ids)
+            except CekuraAPIError as err:
+                if err.ambiguous:
+                    return RunResult(
+                        Outcome.AMBIGUOUS,
+                        detail=f"{err}; a run may have started, so it is not resent: the next sync "
+                        f"resumes after the claim expires ({int(self.timeout)} s)",
+                    )
+                self._clear(slug, None)
+                return RunResult(Outcome.ERROR, detail=str(err))
+            self.checkpoint("started", slug)
+            record = dataclasses.replace(claimed, progress_id=progress_id, started_at=self.clock())
+            self.store.update(lambda s: _put(s, slug, record), f"run {slug}: {progress_id}")
+            self.checkpoint("recorded", slug)
+        assert record is not None and record.progress_id is not None
+        return self._poll(slug, record, resumed)
+
+    def _claim(self, slug: str, metric_id: int, fingerprint: str | None) -> RunRecord | None:
+        claim = RunRecord(
+            metric_id=metric_id, claimed_at=self.clock(), owner=self.owner, fingerprint=fingerprint
+        )
+
+        def mutate(state: State) -> State:
+            if self.existing(state, slug) is not None:
+                raise Conflict(slug)
+            return _put(state, slug, claim)
+
+        try:
+            self.store.update(mutate, f"claim {slug}")
+        except Conflict:
+            return None
+        return claim
+
+    def _poll(self, slug: str, record: RunRecord, resumed: bool) -> RunResult:
+        progress_id = record.progress_id
+        assert progress_id is not None
+        started = record.started_at or record.claimed_at
+        polls = 0
+        delay = 0.0
+        while True:
+            elapsed = self.clock() - started
+            if elapsed > self.timeout:
+                try:
+                    self.client.cancel_optimiser(progress_id)
+                    note = "cancelled"
+                except CekuraAPIError as err:
+                    note = f"cancel failed: {err}"
+                self._clear(slug, LastRun(record.fingerprint, self.clock(), "timed-out", progress_id))
+                return RunResult(
+                    Outcome.TIMED_OUT,
+                    progress_id,
+                    detail=f"no result after {int(self.timeout)} s ({note}); raise optimiser.timeout",
+                    resumed=resumed,
+                    polls=polls,
+                )
+            if delay:
+                self.sleep(min(delay, max(0.0, self.timeout - elapsed) + 0.01))
+            try:
+                reply = self.client.optimiser_progress(progress_id)
+            except CekuraAPIError as err:
+                if err.status == 404:
+                    self._clear(slug, None)
+                    return RunResult(
+                        Outcome.ERROR,
+                        progress_id,
+                        detail=f"Cekura no longer knows run {progress_id}",
+                        resumed=resumed,
+                        polls=polls,
+                    )
+                # Keep the record: the run may still be going; the next sync resumes it.
+                return RunResult(Outcome.ERROR, progress_id, detail=str(err), resumed=resumed, polls=polls)
+            polls += 1
+            progress = parse_progress(reply.body)
+            elapsed = self.clock() - started
+            self.on_poll(slug, progress.status, elapsed)
+            if progress.state is not RunState.PENDING:
+                return RunResult(Outcome.FINISHED, progress_id, progress, resumed=resumed, polls=polls)
+            delay = next_poll_delay(elapsed, reply.retry_after)
+
+    def finish(self, slug: str, progress_id: str | None, fingerprint: str | None, outcome: str) -> None:
+        """Forget the run and remember what it saw (for feedback gating)."""
+        self._clear(slug, LastRun(fingerprint, self.clock(), outcome, progress_id))
+
+    def _clear(self, slug: str, last: LastRun | None) -> None:
+        def mutate(state: State) -> State:
+            runs = {k: v for k, v in state.runs.items() if k != slug}
+            lasts = dict(state.last)
+            if last is not None:
+                lasts[slug] = last
+            return State(runs, lasts)
+
+        self.store.update(mutate, f"done {slug}")
+
+
+def _put(state: State, slug: str, record: RunRecord) -> State:
+    return State({**state.runs, slug: record}, dict(state.last))

@@ -1,0 +1,196 @@
+"""The optimiser's answer: both documented progress shapes -> Progress/Proposal, the
+trigger mapping onto metric fields, and the score guard.
+
+Shapes (reference/cekura-api.md §3): flat (`improved_metric_description`, `old_score`, …
+at the top level) and enveloped (`{"status", "output": {…, "meta_harness": {…}}}`).
+Parser rules: read `output`, fall back to the top level; prefer `custom_code`/`type` and
+`new_score`/`old_score`, fall back to `meta_harness`; success/completed is done,
+error/failed/cancelled is failure, anything else (undocumented) is pending.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cekura_gitops.metric import Metric, normalise
+
+DONE = frozenset({"success", "succeeded", "completed", "complete", "done"})
+FAILED = frozenset({"error", "failed", "failure", "cancelled", "canceled"})
+
+
+class RunState(enum.Enum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Score:
+    num_correct: int | None
+    num_total: int | None
+    score: float | None
+
+    @classmethod
+    def parse(cls, data: Any) -> Score | None:
+        if not isinstance(data, Mapping):
+            return None
+        correct, total = _int(data.get("num_correct")), _int(data.get("num_total"))
+        score = _float(data.get("score"))
+        if correct is None and score is None:
+            return None
+        return cls(correct, total, score)
+
+    @property
+    def value(self) -> float | None:
+        if self.num_correct is not None and self.num_total:
+            return self.num_correct / self.num_total
+        return self.score
+
+    def __str__(self) -> str:
+        if self.num_correct is not None and self.num_total is not None:
+            return f"{self.num_correct}/{self.num_total}"
+        return f"{self.score:.3f}" if self.score is not None else "?"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"num_correct": self.num_correct, "num_total": self.num_total, "score": self.value}
+
+
+def _int(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    try:
+        return int(v) if v is not None and v != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _float(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    try:
+        return float(v) if v is not None and v != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    description: str | None
+    trigger_kind: str | None
+    trigger: str | None
+    custom_code: str | None
+    type: str | None
+    old_score: Score | None
+    new_score: Score | None
+    summary: str
+    unresolved_samples: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Progress:
+    state: RunState
+    status: str
+    proposal: Proposal | None
+    error: str | None
+
+
+def parse_progress(body: Mapping[str, Any]) -> Progress:
+    """One poll's body -> Progress (never raises on odd shapes: odd means pending/failed)."""
+    status = str(body.get("status") or "").lower()
+    output = body.get("output")
+    data: Mapping[str, Any] = output if isinstance(output, Mapping) else body
+    has_result = "improved_metric_description" in data and (
+        bool(data.get("improved_metric_description")) or Score.parse(data.get("new_score")) is not None
+    )
+    if status in FAILED:
+        error = body.get("error") or data.get("error") or body.get("message") or status
+        return Progress(RunState.FAILED, status, None, str(error)[:500])
+    if status in DONE or (not status and has_result):
+        if not has_result and not isinstance(data.get("meta_harness"), Mapping):
+            return Progress(RunState.FAILED, status, None, "the optimiser finished without a proposal")
+        return Progress(RunState.SUCCEEDED, status or "completed", _proposal(data), None)
+    return Progress(RunState.PENDING, status or "pending", None, None)
+
+
+def _proposal(data: Mapping[str, Any]) -> Proposal:
+    meta = data.get("meta_harness") if isinstance(data.get("meta_harness"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    code = data.get("custom_code") or None
+    kind = data.get("type") or None
+    if not code and meta.get("optimized_code"):
+        code = str(meta["optimized_code"])
+        kind = meta.get("type") or "custom_code"
+    new = Score.parse(data.get("new_score")) or Score.parse(meta)
+    samples = data.get("unresolved_samples") or ()
+    return Proposal(
+        description=_str(data.get("improved_metric_description")),
+        trigger_kind=_str(data.get("improved_trigger_kind")),
+        trigger=_str(data.get("improved_evaluation_trigger")),
+        custom_code=str(code) if code else None,
+        type=str(kind) if kind else None,
+        old_score=Score.parse(data.get("old_score")),
+        new_score=new,
+        summary=str(data.get("optimization_summary") or ""),
+        unresolved_samples=tuple(samples) if isinstance(samples, list) else (),
+    )
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) and v != "" else None
+
+
+def proposed_values(proposal: Proposal) -> dict[str, Any]:
+    """The metric fields a proposal sets (SPEC: trigger mapping by improved_trigger_kind)."""
+    values: dict[str, Any] = {}
+    if proposal.description is not None:
+        values["description"] = proposal.description
+    kind, trigger = proposal.trigger_kind, proposal.trigger
+    if kind == "always" or (kind is None and trigger == "always"):
+        values["evaluation_trigger"] = "always"
+    elif kind == "llm_judge" and trigger is not None:
+        values.update(
+            evaluation_trigger="custom", trigger_type="llm_judge", evaluation_trigger_prompt=trigger
+        )
+    elif kind == "custom_code" and trigger is not None:
+        values.update(
+            evaluation_trigger="custom",
+            trigger_type="custom_code",
+            evaluation_trigger_custom_code=trigger,
+        )
+    if proposal.custom_code:
+        values.update(type="custom_code", custom_code=proposal.custom_code)
+    return values
+
+
+def changes_for(metric: Metric, live: Mapping[str, Any], proposal: Proposal) -> dict[str, Any]:
+    """Fields whose proposed value differs from what the metric has now (file, else live)."""
+    changes = {}
+    for name, value in proposed_values(proposal).items():
+        current = metric.fields[name] if name in metric.fields else live.get(name)
+        if normalise(current) != normalise(value):
+            changes[name] = value
+    return changes
+
+
+class Verdict(enum.Enum):
+    IMPROVED = "improved"
+    TIED = "tied"
+    REGRESSED = "regressed"
+    UNSCORED = "unscored"
+
+
+def judge(proposal: Proposal, min_improvement: float) -> Verdict:
+    """Propose only when new beats old by more than min_improvement (0: strictly greater)."""
+    old = proposal.old_score.value if proposal.old_score else None
+    new = proposal.new_score.value if proposal.new_score else None
+    if old is None or new is None:
+        return Verdict.UNSCORED
+    delta = new - old
+    if delta > min_improvement + 1e-12:
+        return Verdict.IMPROVED
+    if delta < -1e-12:
+        return Verdict.REGRESSED
+    return Verdict.TIED
