@@ -110,12 +110,17 @@ class GitRepo:
 
     def show_file(self, rev: str, path: str) -> bytes | None:
         """A file's bytes at rev, or None when it does not exist there."""
-        try:
-            blob = self._repo.commit(rev).tree / path
-        except (KeyError, ValueError, self._git_mod.BadName):
-            return None
-        data: bytes = blob.data_stream.read()
-        return data
+        # A subprocess per read: GitPython's shared `cat-file --batch` pipe is not
+        # thread-safe, and sync reads from several worker threads.
+        import subprocess
+
+        done = subprocess.run(
+            ["git", "cat-file", "blob", f"{rev}:{path}"],
+            cwd=self.root,
+            capture_output=True,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+        return done.stdout if done.returncode == 0 else None
 
     def dirty_paths(self, pathspec: str) -> set[str]:
         """Paths under pathspec with uncommitted changes (staged, unstaged or untracked)."""
@@ -134,10 +139,12 @@ class GitRepo:
 
     def changed_files(self, base: str, head: str, under: str) -> list[FileChange]:
         """Metric files changed between base and head, renames detected."""
-        base_commit = self._commit(base)
-        head_commit = self._commit(head)
+        with self._lock:  # GitPython objects are not thread-safe
+            base_commit = self._commit(base)
+            head_commit = self._commit(head)
+            diffs = list(base_commit.diff(head_commit, paths=[under], M=True))
         changes = []
-        for diff in base_commit.diff(head_commit, paths=[under], M=True):
+        for diff in diffs:
             if diff.change_type == "A":
                 changes.append(FileChange("added", None, diff.b_path))
             elif diff.change_type == "D":

@@ -1,0 +1,808 @@
+"""GitHub REST (and one GraphQL mutation) over httpx: pull requests, comments, labels, issues.
+
+`GitHubClient` is the only place that talks HTTP to GitHub. Every failure leaves it as a
+`GitHubAPIError` whose message names the operation, method, path, status and an excerpt of
+GitHub's `message`; the token never appears in a message or repr.
+
+Conventions (reference/github-notes.md §6):
+
+- headers `Authorization: Bearer`, `Accept: application/vnd.github+json`,
+  `X-GitHub-Api-Version: 2022-11-28` and a `User-Agent`;
+- `Link: rel="next"` is followed verbatim (GitHub's next URLs use `/repositories/<id>/…`,
+  so they must never be rebuilt), with `per_page=100`;
+- rate limits (403/429) are waited out in GitHub's documented order: `retry-after`, then
+  `x-ratelimit-reset` when `x-ratelimit-remaining` is 0, then at least 60 s with
+  exponential backoff;
+- 5xx, timeouts and dropped connections are retried only for requests that are safe to
+  resend. `POST /pulls`, comments and issues are never resent blindly: a failure that may
+  have taken effect raises `GitHubAPIError(ambiguous=True)`, and the caller looks before
+  trying again (list the PRs for the head branch, …);
+- mutating requests are serialised and spaced `min_write_interval` apart, GitHub's advice
+  for staying clear of secondary rate limits.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from cekura_gitops import __version__
+from cekura_gitops.errors import ConfigError, GitHubAPIError
+
+__all__ = [
+    "Comment",
+    "Commit",
+    "GitHubClient",
+    "Issue",
+    "PullRequest",
+    "PullRequestExists",
+    "Repo",
+]
+
+API_VERSION = "2022-11-28"
+PER_PAGE = 100
+DETAIL_LIMIT = 300
+# GitHub: "wait at least one minute" before retrying a secondary rate limit without headers.
+SECONDARY_RATE_LIMIT_WAIT = 60.0
+# Sleeping an hour for a primary limit burns runner minutes for nothing: fail instead and
+# let the next scheduled run pick up where this one stopped.
+DEFAULT_MAX_WAIT = 900.0
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+PERMISSION_HINT = "the token lacks permission (contents/pull-requests: write?)"
+ACTIONS_PR_HINT = (
+    "enable Settings → Actions → General → 'Allow GitHub Actions to create and approve "
+    "pull requests' (repository or organisation), or use a GitHub App token"
+)
+ALREADY_EXISTS_PREFIX = "a pull request already exists"
+AMBIGUOUS_HINT = "; it may have taken effect on GitHub, so it was not resent: look before retrying"
+
+T = TypeVar("T")
+
+_ENABLE_AUTO_MERGE = """\
+mutation($pullRequestId: ID!, $mergeMethod: PullRequestMergeMethod!) {
+  enablePullRequestAutoMerge(input: {pullRequestId: $pullRequestId, mergeMethod: $mergeMethod}) {
+    pullRequest { number autoMergeRequest { mergeMethod enabledAt } }
+  }
+}"""
+
+
+@dataclass(frozen=True)
+class Repo:
+    full_name: str
+    default_branch: str
+    html_url: str
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    node_id: str
+    state: str  # "open" or "closed"; a merged PR is closed with merged=True
+    merged: bool
+    draft: bool
+    title: str
+    body: str
+    head_ref: str
+    head_sha: str
+    base_ref: str
+    html_url: str
+    user_login: str
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    body: str
+    user_login: str
+    html_url: str
+
+
+@dataclass(frozen=True)
+class Issue:
+    number: int
+    title: str
+    body: str
+    state: str
+    html_url: str
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    author_name: str
+    author_email: str
+    committer_email: str
+    message: str
+
+
+class PullRequestExists(GitHubAPIError):
+    """`POST /pulls` answered 422 "A pull request already exists for owner:branch".
+
+    Usually a race with another run: list the open PRs for the head branch and update it.
+    """
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One logical request: what `_request` needs across its attempts."""
+
+    operation: str
+    method: str
+    target: str  # a path under api_url, or an absolute URL (GraphQL, Link next)
+    path: str  # what error messages show: never a URL with a query or credentials
+    params: dict[str, str] | None
+    json: Any
+    resend_safe: bool
+
+    def error(self, status: int | None, detail: str, ambiguous: bool = False) -> GitHubAPIError:
+        return GitHubAPIError(
+            self.operation, self.method, self.path, status, detail, ambiguous=ambiguous
+        )
+
+
+class _Retry(Exception):
+    """Internal: this attempt failed in a way that may be retried after `wait` seconds."""
+
+    def __init__(self, wait: float, error: GitHubAPIError, *, rate_limited: bool = False) -> None:
+        super().__init__(str(error))
+        self.wait = wait
+        self.error = error
+        self.rate_limited = rate_limited
+
+
+class GitHubClient:
+    """A GitHub REST client bound to one repository.
+
+    `api_url` is the REST root (`https://api.github.com`, or `https://HOST/api/v3` on
+    GitHub Enterprise Server: paths are joined under it). `graphql_url` defaults to
+    `<api_url>/graphql`, except under an `/api/v3` root where GHES serves GraphQL at
+    `/api/graphql`. `transport` is the test seam (`httpx.MockTransport`); `sleep` and
+    `clock` make waits observable. `max_wait` caps a single rate-limit wait: beyond it
+    the client fails with a clear error rather than idling a runner.
+
+    Use it as a context manager, or call `close()`.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        token: str,
+        repository: str,
+        *,
+        graphql_url: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+        max_attempts: int = 4,
+        min_write_interval: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        max_wait: float = DEFAULT_MAX_WAIT,
+    ) -> None:
+        owner, sep, name = repository.partition("/")
+        if not (sep and owner and name) or "/" in name:
+            raise ConfigError(f"GitHub repository must look like OWNER/NAME, got {repository!r}")
+        if not token:
+            raise ConfigError("a GitHub token is required")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.api_url = api_url.rstrip("/")
+        self.repository = repository
+        self.graphql_url = graphql_url or _default_graphql_url(self.api_url)
+        self._owner = owner
+        self._token = token
+        self._max_attempts = max_attempts
+        self._min_write_interval = min_write_interval
+        self._max_wait = max_wait
+        self._sleep = sleep
+        self._clock = clock
+        self._write_lock = threading.Lock()
+        self._last_write: float | None = None
+        self._count_lock = threading.Lock()
+        self._request_count = 0
+        self._http = httpx.Client(
+            # A trailing slash makes httpx join "/repos/…" *under* a GHES "/api/v3" prefix.
+            base_url=self.api_url + "/",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": API_VERSION,
+                "User-Agent": f"cekura-gitops/{__version__}",
+            },
+            transport=transport,
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=True,
+        )
+
+    def __repr__(self) -> str:
+        return f"GitHubClient(api_url={self.api_url!r}, repository={self.repository!r})"
+
+    def __enter__(self) -> GitHubClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests sent so far, retries included."""
+        return self._request_count
+
+    # -- repository ------------------------------------------------------------------
+
+    def get_repo(self) -> Repo:
+        """The repository's name, default branch and web URL."""
+        data = self._json("get repository", "GET", self._repo_path())
+        return _parse(data, "get repository", "GET", self._repo_path(), _repo)
+
+    # -- pull requests ---------------------------------------------------------------
+
+    def list_pulls(
+        self, *, head_branch: str | None = None, base: str | None = None, state: str = "open"
+    ) -> list[PullRequest]:
+        """Pull requests, optionally only those from `head_branch` (this repo) into `base`."""
+        params: dict[str, str] = {"state": state}
+        if head_branch is not None:
+            # GitHub silently ignores a `head` filter without the "owner:" prefix and
+            # returns every PR, so always qualify a bare branch name.
+            params["head"] = head_branch if ":" in head_branch else f"{self._owner}:{head_branch}"
+        if base is not None:
+            params["base"] = base
+        path = self._repo_path("pulls")
+        items = self._paginate("list pull requests", path, params)
+        return [_parse(item, "list pull requests", "GET", path, _pull) for item in items]
+
+    def get_pull(self, number: int) -> PullRequest:
+        path = self._repo_path(f"pulls/{number}")
+        return _parse(
+            self._json("get pull request", "GET", path), "get pull request", "GET", path, _pull
+        )
+
+    def create_pull(
+        self, *, head: str, base: str, title: str, body: str, draft: bool = False
+    ) -> PullRequest:
+        """Open a PR. Raises `PullRequestExists` on GitHub's 422 "already exists".
+
+        Never resent after a failure that may have taken effect: that raises
+        `GitHubAPIError(ambiguous=True)`; list the PRs for `head` before trying again.
+        """
+        op, path = "create pull request", self._repo_path("pulls")
+        payload = {"head": head, "base": base, "title": title, "body": body, "draft": draft}
+        try:
+            data = self._json(op, "POST", path, json=payload, resend_safe=False)
+        except GitHubAPIError as err:
+            if err.status == 422 and ALREADY_EXISTS_PREFIX in err.detail.lower():
+                raise PullRequestExists(op, "POST", path, 422, err.detail, ambiguous=False) from err
+            raise
+        return _parse(data, op, "POST", path, _pull)
+
+    def update_pull(
+        self,
+        number: int,
+        *,
+        title: str | None = None,
+        body: str | None = None,
+        state: str | None = None,
+    ) -> PullRequest:
+        """Change title/body/state; only the fields given are sent."""
+        payload = _without_none(title=title, body=body, state=state)
+        if not payload:
+            return self.get_pull(number)
+        op, path = "update pull request", self._repo_path(f"pulls/{number}")
+        return _parse(self._json(op, "PATCH", path, json=payload), op, "PATCH", path, _pull)
+
+    def list_pull_commits(self, number: int) -> list[Commit]:
+        """The PR's commits, oldest first (GitHub caps this list at 250)."""
+        op, path = "list pull request commits", self._repo_path(f"pulls/{number}/commits")
+        return [_parse(item, op, "GET", path, _commit) for item in self._paginate(op, path, {})]
+
+    def merge_pull(self, number: int, *, merge_method: str = "squash") -> str:
+        """Merge the PR and return the merge commit's sha.
+
+        Not resent after an ambiguous failure: a second PUT on a merged PR answers 405, which
+        would hide the success. Check `get_pull(number).merged` instead.
+        """
+        op, path = "merge pull request", self._repo_path(f"pulls/{number}/merge")
+        data = self._json(op, "PUT", path, json={"merge_method": merge_method}, resend_safe=False)
+        return _parse(data, op, "PUT", path, lambda d: str(d["sha"]))
+
+    def request_reviewers(
+        self, number: int, reviewers: Sequence[str], team_reviewers: Sequence[str] = ()
+    ) -> None:
+        """Ask users and teams (slugs) to review; a no-op when both are empty."""
+        if not reviewers and not team_reviewers:
+            return
+        op = "request reviewers"
+        path = self._repo_path(f"pulls/{number}/requested_reviewers")
+        payload = {"reviewers": list(reviewers), "team_reviewers": list(team_reviewers)}
+        # Requesting the same reviewers twice changes nothing, so resending is safe.
+        self._request(op, "POST", path, json=payload, resend_safe=True).close()
+
+    # -- comments, labels --------------------------------------------------------------
+
+    def list_comments(self, issue_number: int) -> list[Comment]:
+        """Conversation comments of an issue or PR, oldest first."""
+        op = "list comments"
+        path = self._repo_path(f"issues/{issue_number}/comments")
+        return [_parse(item, op, "GET", path, _comment) for item in self._paginate(op, path, {})]
+
+    def create_comment(self, issue_number: int, body: str) -> Comment:
+        """Comment on an issue or PR; never resent after an ambiguous failure."""
+        op = "create comment"
+        path = self._repo_path(f"issues/{issue_number}/comments")
+        data = self._json(op, "POST", path, json={"body": body}, resend_safe=False)
+        return _parse(data, op, "POST", path, _comment)
+
+    def update_comment(self, comment_id: int, body: str) -> Comment:
+        op, path = "update comment", self._repo_path(f"issues/comments/{comment_id}")
+        data = self._json(op, "PATCH", path, json={"body": body})
+        return _parse(data, op, "PATCH", path, _comment)
+
+    def add_labels(self, issue_number: int, labels: Sequence[str]) -> None:
+        """Add labels (GitHub creates unknown ones); a no-op for an empty list."""
+        if not labels:
+            return  # the API rejects an empty list (minItems: 1)
+        path = self._repo_path(f"issues/{issue_number}/labels")
+        # Adding a label that is already there changes nothing, so resending is safe.
+        self._request(
+            "add labels", "POST", path, json={"labels": list(labels)}, resend_safe=True
+        ).close()
+
+    # -- issues ------------------------------------------------------------------------
+
+    def list_issues(self, *, labels: Sequence[str] = (), state: str = "open") -> list[Issue]:
+        """Issues (not pull requests, which GitHub's issues API also returns)."""
+        op, path = "list issues", self._repo_path("issues")
+        params = {"state": state}
+        if labels:
+            params["labels"] = ",".join(labels)
+        return [
+            _parse(item, op, "GET", path, _issue)
+            for item in self._paginate(op, path, params)
+            if "pull_request" not in item
+        ]
+
+    def create_issue(self, *, title: str, body: str, labels: Sequence[str] = ()) -> Issue:
+        """Open an issue; never resent after an ambiguous failure."""
+        op, path = "create issue", self._repo_path("issues")
+        payload: dict[str, Any] = {"title": title, "body": body}
+        if labels:
+            payload["labels"] = list(labels)
+        data = self._json(op, "POST", path, json=payload, resend_safe=False)
+        return _parse(data, op, "POST", path, _issue)
+
+    def update_issue(
+        self,
+        number: int,
+        *,
+        body: str | None = None,
+        title: str | None = None,
+        state: str | None = None,
+    ) -> Issue:
+        payload = _without_none(title=title, body=body, state=state)
+        op, path = "update issue", self._repo_path(f"issues/{number}")
+        if not payload:
+            return _parse(self._json("get issue", "GET", path), "get issue", "GET", path, _issue)
+        return _parse(self._json(op, "PATCH", path, json=payload), op, "PATCH", path, _issue)
+
+    # -- GraphQL -----------------------------------------------------------------------
+
+    def enable_auto_merge(self, pull_node_id: str, *, merge_method: str = "SQUASH") -> None:
+        """Turn on auto-merge (GraphQL only: there is no REST endpoint for it)."""
+        op = "enable auto-merge"
+        path = httpx.URL(self.graphql_url).path
+        payload = {
+            "query": _ENABLE_AUTO_MERGE,
+            "variables": {"pullRequestId": pull_node_id, "mergeMethod": merge_method},
+        }
+        # Enabling auto-merge twice is harmless, so resending is safe.
+        data = self._json(
+            op, "POST", self.graphql_url, json=payload, resend_safe=True, display_path=path
+        )
+        errors = data.get("errors") if isinstance(data, dict) else None
+        if errors:
+            first = errors[0] if isinstance(errors, list) and errors else errors
+            message = str(first.get("message", first) if isinstance(first, dict) else first)
+            raise GitHubAPIError(
+                op, "POST", path, 200, self._redact(_graphql_hint(message)[: DETAIL_LIMIT * 2])
+            )
+        if not isinstance(data, dict) or not (data.get("data") or {}).get(
+            "enablePullRequestAutoMerge"
+        ):
+            raise GitHubAPIError(op, "POST", path, 200, "unexpected GraphQL response shape")
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _repo_path(self, tail: str = "") -> str:
+        base = f"/repos/{quote(self.repository, safe='/')}"
+        return f"{base}/{tail}" if tail else base
+
+    def _json(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        resend_safe: bool | None = None,
+        display_path: str | None = None,
+    ) -> Any:
+        response = self._request(
+            operation,
+            method,
+            path,
+            params=params,
+            json=json,
+            resend_safe=resend_safe,
+            display_path=display_path,
+        )
+        try:
+            return response.json()
+        except ValueError as err:
+            raise GitHubAPIError(
+                operation,
+                method,
+                display_path or path,
+                response.status_code,
+                "response is not JSON",
+            ) from err
+        finally:
+            response.close()
+
+    def _paginate(self, operation: str, path: str, params: dict[str, str]) -> list[Any]:
+        items: list[Any] = []
+        for page in self._pages(operation, path, {**params, "per_page": str(PER_PAGE)}):
+            if not isinstance(page, list):
+                raise GitHubAPIError(
+                    operation, "GET", path, 200, "unexpected response shape: expected a list"
+                )
+            items.extend(page)
+        return items
+
+    def _pages(self, operation: str, path: str, params: dict[str, str]) -> Iterator[Any]:
+        url: str | None = path
+        query: dict[str, str] | None = params
+        seen: set[str] = set()
+        while url is not None:
+            response = self._request(operation, "GET", url, params=query, display_path=path)
+            try:
+                yield response.json()
+            except ValueError as err:
+                raise GitHubAPIError(
+                    operation, "GET", path, response.status_code, "response is not JSON"
+                ) from err
+            finally:
+                response.close()
+            next_url = response.links.get("next", {}).get("url")
+            if next_url is None:
+                return
+            if next_url in seen:
+                raise GitHubAPIError(
+                    operation,
+                    "GET",
+                    path,
+                    response.status_code,
+                    "pagination loops (the same next link twice)",
+                )
+            self._check_same_origin(operation, path, next_url)
+            seen.add(next_url)
+            # Follow the link verbatim: it already carries the query, page and per_page.
+            url, query = next_url, None
+
+    def _check_same_origin(self, operation: str, path: str, url: str) -> None:
+        # The Authorization header goes with every request of this client, so a Link to
+        # another host would hand it the token.
+        target, api = httpx.URL(url), httpx.URL(self.api_url)
+        if (target.scheme, target.host, target.port) != (api.scheme, api.host, api.port):
+            raise GitHubAPIError(
+                operation,
+                "GET",
+                path,
+                None,
+                f"refusing to follow a pagination link to {target.host}",
+            )
+
+    def _request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        resend_safe: bool | None = None,
+        display_path: str | None = None,
+    ) -> httpx.Response:
+        """Send one logical request, with the retries that are safe for it.
+
+        `resend_safe` defaults to True for GET/PUT/PATCH/DELETE and False for POST: it
+        decides whether a 5xx or a possibly-delivered transport failure is retried or raised
+        as ambiguous. Rate-limited requests were not processed, so they are always retried.
+        `display_path` replaces `path` (a full URL for GraphQL or a next link) in errors.
+        """
+        call = _Call(
+            operation=operation,
+            method=method,
+            target=path,
+            path=display_path or path,
+            params=params,
+            json=json,
+            resend_safe=method != "POST" if resend_safe is None else resend_safe,
+        )
+        if method in WRITE_METHODS:
+            with self._write_lock:  # serialise writes: GitHub's secondary-limit advice
+                return self._attempts(call, spaced=True)
+        return self._attempts(call, spaced=False)
+
+    def _attempts(self, call: _Call, *, spaced: bool) -> httpx.Response:
+        rate_limited = 0
+        for attempt in range(1, self._max_attempts + 1):
+            if spaced:
+                self._space_writes()
+            try:
+                return self._attempt(call, attempt, rate_limited)
+            except _Retry as retry:
+                if retry.rate_limited:
+                    rate_limited += 1
+                if attempt == self._max_attempts:
+                    raise retry.error from retry.__cause__
+                if retry.wait > self._max_wait:
+                    raise call.error(
+                        retry.error.status,
+                        f"{retry.error.detail}; retrying would mean waiting "
+                        f"{retry.wait:.0f} s (more than {self._max_wait:.0f} s): try later",
+                    ) from retry.__cause__
+                self._sleep(retry.wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _space_writes(self) -> None:
+        # GitHub: "wait at least one second between each request" that mutates, to stay
+        # clear of secondary rate limits. Measured from the end of the previous write.
+        if self._last_write is not None:
+            gap = self._clock() - self._last_write
+            if gap < self._min_write_interval:
+                self._sleep(self._min_write_interval - gap)
+
+    def _attempt(self, call: _Call, attempt: int, rate_limited: int) -> httpx.Response:
+        with self._count_lock:
+            self._request_count += 1
+        try:
+            response = self._http.request(
+                call.method, call.target, params=call.params, json=call.json
+            )
+        except httpx.HTTPError as err:
+            # Connection refused / connect or pool timeout: nothing reached GitHub, so even
+            # a POST may be resent. Anything later (read timeout, dropped connection) may
+            # have been processed.
+            not_sent = isinstance(
+                err, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+            )
+            detail = f"no response ({type(err).__name__}: {self._redact(str(err))[:200]})"
+            if not_sent or call.resend_safe:
+                ambiguous = not not_sent and call.method != "GET"
+                raise _Retry(_backoff(attempt), call.error(None, detail, ambiguous)) from err
+            raise call.error(None, detail + AMBIGUOUS_HINT, True) from err
+        finally:
+            if call.method in WRITE_METHODS:
+                self._last_write = self._clock()
+
+        status = response.status_code
+        if status < 400:
+            return response
+        response.close()  # already read: the client does not stream
+        detail = self._redact(_detail(response))
+        if status in (403, 429) and _is_rate_limit(response, detail):
+            primary = response.headers.get("x-ratelimit-remaining") == "0"
+            message = (
+                f"rate limited by GitHub ({'primary' if primary else 'secondary'} limit) "
+                f"after {attempt} attempt(s): {detail}"
+            )
+            wait = self._rate_limit_wait(response, rate_limited)
+            raise _Retry(wait, call.error(status, message), rate_limited=True)
+        if status >= 500:
+            if call.resend_safe:
+                wait = _retry_after(response, self._clock()) or _backoff(attempt)
+                raise _Retry(wait, call.error(status, detail, call.method != "GET"))
+            raise call.error(status, detail + AMBIGUOUS_HINT, True)
+        raise call.error(status, _hint(status, detail))
+
+    def _rate_limit_wait(self, response: httpx.Response, rate_limited: int) -> float:
+        # github-notes §6: retry-after first, then the primary reset, then >= 60 s doubling.
+        retry_after = _retry_after(response, self._clock())
+        if retry_after is not None:
+            return retry_after
+        headers = response.headers
+        if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
+            try:
+                reset = float(headers["x-ratelimit-reset"])
+            except ValueError:
+                pass
+            else:
+                # +1 s: the reset is a whole second and clocks drift; retrying right at it
+                # risks one more limited (and counted) request.
+                return max(0.0, reset - self._clock()) + 1.0
+        return SECONDARY_RATE_LIMIT_WAIT * 2.0**rate_limited
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+
+def _default_graphql_url(api_url: str) -> str:
+    # GHES serves REST at https://HOST/api/v3 but GraphQL at https://HOST/api/graphql.
+    if api_url.endswith("/api/v3"):
+        return api_url[: -len("/v3")] + "/graphql"
+    return api_url + "/graphql"
+
+
+def _without_none(**fields: str | None) -> dict[str, str]:
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _backoff(attempt: int) -> float:
+    return float(2 ** (attempt - 1))
+
+
+def _retry_after(response: httpx.Response, now: float) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _is_rate_limit(response: httpx.Response, detail: str) -> bool:
+    if response.status_code == 429:
+        return True
+    return response.headers.get("x-ratelimit-remaining") == "0" or "rate limit" in detail.lower()
+
+
+def _detail(response: httpx.Response) -> str:
+    """GitHub's `message` plus the first `errors[]` entry, or a text excerpt."""
+    try:
+        data = response.json()
+    except ValueError:
+        text = " ".join(response.text.split())
+        return (text or response.reason_phrase)[:DETAIL_LIMIT]
+    if not isinstance(data, dict):
+        return " ".join(str(data).split())[:DETAIL_LIMIT]
+    parts = [str(data.get("message") or response.reason_phrase)]
+    errors = data.get("errors")
+    if isinstance(errors, list) and errors:
+        first = errors[0]
+        if isinstance(first, dict):
+            if first.get("message"):
+                parts.append(str(first["message"]))
+            else:
+                where = ".".join(str(first[k]) for k in ("resource", "field") if k in first)
+                parts.append(f"{where} {first.get('code', '')}".strip())
+        else:
+            parts.append(str(first))
+    return ": ".join(parts)[:DETAIL_LIMIT]
+
+
+def _hint(status: int, detail: str) -> str:
+    lowered = detail.lower()
+    if status == 403 and "not permitted to create or approve pull requests" in lowered:
+        return f"{detail} ({ACTIONS_PR_HINT})"
+    if status == 403:
+        return f"{detail} ({PERMISSION_HINT})"
+    if status == 401:
+        return f"{detail} (the token is invalid or expired)"
+    if status == 404:
+        return f"{detail} (not found, or the token cannot see this repository)"
+    return detail
+
+
+def _graphql_hint(message: str) -> str:
+    lowered = message.lower()
+    if "auto merge is not allowed" in lowered:
+        return f"{message} (enable 'Allow auto-merge' in the repository settings)"
+    if "clean status" in lowered:
+        return f"{message} (the PR is already mergeable: merge it directly instead)"
+    return message
+
+
+def _parse(data: Any, operation: str, method: str, path: str, build: Callable[[Any], T]) -> T:
+    try:
+        return build(data)
+    except (KeyError, TypeError, ValueError) as err:
+        raise GitHubAPIError(
+            operation,
+            method,
+            path,
+            None,
+            f"unexpected response shape ({type(err).__name__}: {err})",
+        ) from err
+
+
+def _login(user: Any) -> str:
+    return str(user["login"]) if isinstance(user, dict) else ""
+
+
+def _repo(d: dict[str, Any]) -> Repo:
+    return Repo(
+        full_name=str(d["full_name"]),
+        default_branch=str(d["default_branch"]),
+        html_url=str(d["html_url"]),
+    )
+
+
+def _pull(d: dict[str, Any]) -> PullRequest:
+    # The list endpoint returns `pull-request-simple`, which has no `merged` field.
+    merged = d["merged"] if "merged" in d else d.get("merged_at") is not None
+    return PullRequest(
+        number=int(d["number"]),
+        node_id=str(d["node_id"]),
+        state=str(d["state"]),
+        merged=bool(merged),
+        draft=bool(d.get("draft") or False),
+        title=str(d["title"]),
+        body=d.get("body") or "",
+        head_ref=str(d["head"]["ref"]),
+        head_sha=str(d["head"]["sha"]),
+        base_ref=str(d["base"]["ref"]),
+        html_url=str(d["html_url"]),
+        user_login=_login(d.get("user")),
+    )
+
+
+def _comment(d: dict[str, Any]) -> Comment:
+    return Comment(
+        id=int(d["id"]),
+        body=d.get("body") or "",
+        user_login=_login(d.get("user")),
+        html_url=str(d["html_url"]),
+    )
+
+
+def _issue(d: dict[str, Any]) -> Issue:
+    labels = tuple(
+        str(label["name"]) if isinstance(label, dict) else str(label)
+        for label in d.get("labels") or ()
+    )
+    return Issue(
+        number=int(d["number"]),
+        title=str(d["title"]),
+        body=d.get("body") or "",
+        state=str(d["state"]),
+        html_url=str(d["html_url"]),
+        labels=labels,
+    )
+
+
+def _commit(d: dict[str, Any]) -> Commit:
+    commit = d["commit"]
+    author = commit.get("author") or {}
+    committer = commit.get("committer") or {}
+    return Commit(
+        sha=str(d["sha"]),
+        author_name=str(author.get("name", "")),
+        author_email=str(author.get("email", "")),
+        committer_email=str(committer.get("email", "")),
+        message=str(commit["message"]),
+    )
