@@ -75,6 +75,7 @@ def global_options(func: F) -> F:
 
 
 def _settings_and_console(ctx: click.Context) -> tuple[Any, Any]:
+    from cekura_gitops import crashpoints
     from cekura_gitops import settings as settings_mod
     from cekura_gitops.console import Console
 
@@ -85,6 +86,7 @@ def _settings_and_console(ctx: click.Context) -> tuple[Any, Any]:
         verbose=bool(store.get("verbose")),
         concurrency=store.get("concurrency"),
     )
+    crashpoints.configure(settings.crash_at)
     console = Console(
         json_output=settings.json_output,
         verbose=settings.verbose,
@@ -185,6 +187,9 @@ def pull(ctx: click.Context, project: int | None, metrics: tuple[str, ...], forc
 )
 @click.option("--score", is_flag=True, help="Score changed prompts on the Lab's reviews (costs credits).")
 @click.option("--offline", is_flag=True, help="Do not contact Cekura (validate and list only).")
+@click.option(
+    "--comment", is_flag=True, help="Post or update one sticky comment on this event's pull request."
+)
 @global_options
 @click.pass_context
 def plan(
@@ -194,6 +199,7 @@ def plan(
     fmt: str,
     score: bool,
     offline: bool,
+    comment: bool,
 ) -> int:
     """Show what differs between the repository and live Cekura. Read-only.
 
@@ -217,6 +223,7 @@ def plan(
         fmt=fmt,
         score=score,
         offline=offline,
+        comment=comment,
     )
 
 

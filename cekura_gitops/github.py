@@ -145,9 +145,7 @@ class _Call:
     resend_safe: bool
 
     def error(self, status: int | None, detail: str, ambiguous: bool = False) -> GitHubAPIError:
-        return GitHubAPIError(
-            self.operation, self.method, self.path, status, detail, ambiguous=ambiguous
-        )
+        return GitHubAPIError(self.operation, self.method, self.path, status, detail, ambiguous=ambiguous)
 
 
 class _Retry(Exception):
@@ -271,13 +269,9 @@ class GitHubClient:
 
     def get_pull(self, number: int) -> PullRequest:
         path = self._repo_path(f"pulls/{number}")
-        return _parse(
-            self._json("get pull request", "GET", path), "get pull request", "GET", path, _pull
-        )
+        return _parse(self._json("get pull request", "GET", path), "get pull request", "GET", path, _pull)
 
-    def create_pull(
-        self, *, head: str, base: str, title: str, body: str, draft: bool = False
-    ) -> PullRequest:
+    def create_pull(self, *, head: str, base: str, title: str, body: str, draft: bool = False) -> PullRequest:
         """Open a PR. Raises `PullRequestExists` on GitHub's 422 "already exists".
 
         Never resent after a failure that may have taken effect: that raises
@@ -361,9 +355,7 @@ class GitHubClient:
             return  # the API rejects an empty list (minItems: 1)
         path = self._repo_path(f"issues/{issue_number}/labels")
         # Adding a label that is already there changes nothing, so resending is safe.
-        self._request(
-            "add labels", "POST", path, json={"labels": list(labels)}, resend_safe=True
-        ).close()
+        self._request("add labels", "POST", path, json={"labels": list(labels)}, resend_safe=True).close()
 
     # -- issues ------------------------------------------------------------------------
 
@@ -413,9 +405,7 @@ class GitHubClient:
             "variables": {"pullRequestId": pull_node_id, "mergeMethod": merge_method},
         }
         # Enabling auto-merge twice is harmless, so resending is safe.
-        data = self._json(
-            op, "POST", self.graphql_url, json=payload, resend_safe=True, display_path=path
-        )
+        data = self._json(op, "POST", self.graphql_url, json=payload, resend_safe=True, display_path=path)
         errors = data.get("errors") if isinstance(data, dict) else None
         if errors:
             first = errors[0] if isinstance(errors, list) and errors else errors
@@ -423,9 +413,7 @@ class GitHubClient:
             raise GitHubAPIError(
                 op, "POST", path, 200, self._redact(_graphql_hint(message)[: DETAIL_LIMIT * 2])
             )
-        if not isinstance(data, dict) or not (data.get("data") or {}).get(
-            "enablePullRequestAutoMerge"
-        ):
+        if not isinstance(data, dict) or not (data.get("data") or {}).get("enablePullRequestAutoMerge"):
             raise GitHubAPIError(op, "POST", path, 200, "unexpected GraphQL response shape")
 
     # -- plumbing ----------------------------------------------------------------------
@@ -585,16 +573,12 @@ class GitHubClient:
         with self._count_lock:
             self._request_count += 1
         try:
-            response = self._http.request(
-                call.method, call.target, params=call.params, json=call.json
-            )
+            response = self._http.request(call.method, call.target, params=call.params, json=call.json)
         except httpx.HTTPError as err:
             # Connection refused / connect or pool timeout: nothing reached GitHub, so even
             # a POST may be resent. Anything later (read timeout, dropped connection) may
             # have been processed.
-            not_sent = isinstance(
-                err, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-            )
+            not_sent = isinstance(err, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
             detail = f"no response ({type(err).__name__}: {self._redact(str(err))[:200]})"
             if not_sent or call.resend_safe:
                 ambiguous = not not_sent and call.method != "GET"
@@ -782,8 +766,7 @@ def _comment(d: dict[str, Any]) -> Comment:
 
 def _issue(d: dict[str, Any]) -> Issue:
     labels = tuple(
-        str(label["name"]) if isinstance(label, dict) else str(label)
-        for label in d.get("labels") or ()
+        str(label["name"]) if isinstance(label, dict) else str(label) for label in d.get("labels") or ()
     )
     return Issue(
         number=int(d["number"]),

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from cekura_gitops import crashpoints
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.errors import CekuraAPIError
 from cekura_gitops.proposal import Progress, RunState, parse_progress
@@ -79,9 +80,6 @@ class Optimiser:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
     on_poll: Callable[[str, str, float], None] = lambda slug, status, elapsed: None
-    # Test seam: a named point in the protocol, called as it is reached (crash tests
-    # kill the process there).
-    checkpoint: Callable[[str, str], None] = lambda point, slug: None
 
     def existing(self, state: State, slug: str) -> RunRecord | None:
         """Our record for slug; a claim older than the timeout without a run is dropped."""
@@ -104,7 +102,7 @@ class Optimiser:
             claimed = self._claim(slug, metric_id, fingerprint)
             if claimed is None:
                 return RunResult(Outcome.IN_FLIGHT, detail="another run claimed this metric first")
-            self.checkpoint("claimed", slug)
+            crashpoints.hit("claimed", slug)
             try:
                 progress_id = self.client.start_optimiser(metric_id, test_set_ids)
             except CekuraAPIError as err:
@@ -116,10 +114,10 @@ class Optimiser:
                     )
                 self._clear(slug, None)
                 return RunResult(Outcome.ERROR, detail=str(err))
-            self.checkpoint("started", slug)
+            crashpoints.hit("started", slug)
             record = dataclasses.replace(claimed, progress_id=progress_id, started_at=self.clock())
             self.store.update(lambda s: _put(s, slug, record), f"run {slug}: {progress_id}")
-            self.checkpoint("recorded", slug)
+            crashpoints.hit("recorded", slug)
         assert record is not None and record.progress_id is not None
         return self._poll(slug, record, resumed)
 
@@ -178,6 +176,7 @@ class Optimiser:
                 # Keep the record: the run may still be going; the next sync resumes it.
                 return RunResult(Outcome.ERROR, progress_id, detail=str(err), resumed=resumed, polls=polls)
             polls += 1
+            crashpoints.hit("polled", slug)
             progress = parse_progress(reply.body)
             elapsed = self.clock() - started
             self.on_poll(slug, progress.status, elapsed)
@@ -188,6 +187,7 @@ class Optimiser:
     def finish(self, slug: str, progress_id: str | None, fingerprint: str | None, outcome: str) -> None:
         """Forget the run and remember what it saw (for feedback gating)."""
         self._clear(slug, LastRun(fingerprint, self.clock(), outcome, progress_id))
+        crashpoints.hit("finished", slug)
 
     def _clear(self, slug: str, last: LastRun | None) -> None:
         def mutate(state: State) -> State:

@@ -73,6 +73,7 @@ class Settings:
     rescore_after_apply: bool = False
     notify_on: str = "failure"
     notify_mention: str = ""
+    crash_at: str | None = None  # test seam: see crashpoints.py
 
     def require_cekura_key(self) -> str:
         if not self.cekura_api_key:
@@ -203,6 +204,7 @@ def resolve(
         rescore_after_apply=bool(config.get("apply", {}).get("rescore", False)),
         notify_on=str(notify_cfg.get("on", "failure")),
         notify_mention=str(notify_cfg.get("mention", "")),
+        crash_at=env.get("CEKURA_GITOPS_CRASH_AT") or None,
     )
 
 

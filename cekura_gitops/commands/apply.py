@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cekura_gitops import changes, diffs, metric_files
+from cekura_gitops import changes, crashpoints, diffs, metric_files
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import GuardResult
 from cekura_gitops.commands._common import cekura_client, run_all
@@ -231,6 +231,7 @@ def _apply_one(
     assert head.id is not None or live.get("id") is not None
     metric_id = int(head.id if head.id is not None else live["id"])
     client.patch_metric(metric_id, body)
+    crashpoints.hit("patched", head.slug)
     after = client.get_metric(metric_id)
     left = changes.field_changes(head, after)
     if left:
@@ -243,6 +244,7 @@ def _apply_one(
             dry_run=False,
             detail=f"verify failed: after PATCH, live still differs in {', '.join(c.name for c in left)}",
         )
+    crashpoints.hit("verified", head.slug)
     _trace(client, metric_id, job.head_sha)
     return ApplyResult(
         head.slug,

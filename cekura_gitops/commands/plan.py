@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from cekura_gitops import changes, diffs, markdown
 from cekura_gitops.changes import MetricPlan, PlanStatus
@@ -21,11 +23,15 @@ def plan(
     fmt: str = "text",
     score: bool = False,
     offline: bool = False,
+    comment: bool = False,
 ) -> int:
     """Compare every (or each named) metric file with live Cekura. Read-only."""
     files = select(load_files(settings), selectors)
     if offline or (not settings.cekura_api_key and settings.github_event_name == "pull_request"):
-        return _offline(settings, console, len(files), fmt, explicit=offline)
+        text = _offline(settings, console, len(files), fmt, explicit=offline)
+        if comment:
+            _comment(settings, console, text)
+        return 0
     with cekura_client(settings) as client:
         live = fetch_live(
             client, files, concurrency=settings.concurrency, default_project=settings.cekura_project
@@ -50,28 +56,83 @@ def plan(
                 "summary": _summary(plans),
             }
         )
+    text = render_markdown(plans, scores)
     if fmt == "markdown":
-        text = render_markdown(plans, scores)
         if settings.json_output:
             console.err(text)
         else:
-            console.say(text)
+            console.untrusted(text)
     elif not settings.json_output:
         render_text(console, plans, scores)
-    pending = any(p.status in (PlanStatus.CHANGED, PlanStatus.MISSING_LIVE) for p in plans)
+    pending = [p for p in plans if p.status in (PlanStatus.CHANGED, PlanStatus.MISSING_LIVE)]
+    _actions_report(settings, plans, text)
+    if comment:
+        _comment(settings, console, text)
     return EXIT_CHANGES if detailed_exitcode and pending else 0
 
 
-def _offline(settings: Settings, console: Console, count: int, fmt: str, *, explicit: bool) -> int:
+def _actions_report(settings: Settings, plans: Sequence[MetricPlan], text: str) -> None:
+    from cekura_gitops import actions
+
+    if settings.github_output:
+        changed = sum(p.status in (PlanStatus.CHANGED, PlanStatus.MISSING_LIVE) for p in plans)
+        actions.write_outputs(
+            settings.github_output,
+            {"changed": str(changed), "result": json.dumps([_plan_json(p, None) for p in plans])},
+        )
+    if settings.github_step_summary:
+        actions.append_summary(settings.github_step_summary, text)
+
+
+def _comment(settings: Settings, console: Console, text: str) -> None:
+    """Post or update the one sticky plan comment on the pull request of this event."""
+    from cekura_gitops.errors import GitHubAPIError
+    from cekura_gitops.github import GitHubClient
+    from cekura_gitops.pullrequests import pull_number_from_event, upsert_sticky_comment
+
+    event = _event(settings)
+    number = pull_number_from_event(event) if event else None
+    if number is None or not settings.github_token or not settings.github_repository:
+        console.warn(
+            "--comment needs a pull_request event, GITHUB_TOKEN and GITHUB_REPOSITORY; not commenting"
+        )
+        return
+    try:
+        with GitHubClient(
+            settings.github_api_url, settings.github_token, settings.github_repository
+        ) as client:
+            url = upsert_sticky_comment(client, number, text)
+        console.say(f"plan comment: {url}")
+    except GitHubAPIError as err:
+        # A fork's token is read-only: the plan itself still succeeded.
+        console.warn(f"could not post the plan comment (a fork pull request's token is read-only?): {err}")
+
+
+def _event(settings: Settings) -> dict[str, object] | None:
+    if not settings.github_event_path:
+        return None
+    try:
+        loaded = json.loads(Path(settings.github_event_path).read_text())
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _offline(settings: Settings, console: Console, count: int, fmt: str, *, explicit: bool) -> str:
     reason = "--offline" if explicit else "no CEKURA_API_KEY (fork pull requests get no secrets)"
     message = f"plan ran offline ({reason}): {count} metric file(s) valid; live comparison skipped."
     if settings.json_output:
         console.emit_json({"offline": True, "metrics": [], "summary": {"valid": count}})
+    text = f"### cekura-gitops plan\n\n{message}\n"
     if fmt == "markdown":
-        console.say(f"### cekura-gitops plan\n\n{message}\n")
+        console.say(text)
     else:
         console.warn(message)
-    return 0
+    if settings.github_step_summary:
+        from cekura_gitops import actions
+
+        actions.append_summary(settings.github_step_summary, text)
+    return text
 
 
 def _summary(plans: Sequence[MetricPlan]) -> dict[str, int]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from cekura_gitops import feedback, metric_files
+from cekura_gitops import crashpoints, feedback, metric_files
 from cekura_gitops.branches import BranchResult, BranchStatus, BranchWriter
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import field_changes
@@ -147,7 +147,6 @@ def sync(
     open_prs: bool = True,
     force: bool = False,
     publisher: Publisher | None = None,
-    checkpoint: Any = None,
 ) -> int:
     """Optimise every enabled metric (or those named) and report one status each."""
     files = [f for f in select(load_files(settings), selectors) if in_shard(f.metric.slug, shard)]
@@ -165,8 +164,6 @@ def sync(
     metrics_rel = str(settings.metrics_dir.resolve().relative_to(repo.root.resolve()))
     with cekura_client(settings) as client, ProgressBoard(console) as board:
         optimiser = Optimiser(client, store, settings.optimiser.timeout, on_poll=board.update)
-        if checkpoint is not None:
-            optimiser.checkpoint = checkpoint
         run = Run(
             settings,
             console,
@@ -398,6 +395,7 @@ def _propose(
             branch=branch,
             detail=f"{branch} moved while we worked; the next sync retries",
         )
+    crashpoints.hit("branch-pushed", slug)
     status = SyncStatus.PROPOSED if written.status is BranchStatus.CREATED else SyncStatus.UPDATED
     url = None
     if run.publisher:
@@ -406,6 +404,7 @@ def _propose(
             f, branch, run.base_branch, proposal, changes, before, digest, progress_id, new_text
         )
         published = run.publisher.publish_proposal(ctx, written)
+        crashpoints.hit("published", slug)
         url = published.url
         if published.created:
             status = SyncStatus.PROPOSED

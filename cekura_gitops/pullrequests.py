@@ -1,0 +1,259 @@
+"""One pull request per metric branch on GitHub: open, update in place, respect humans.
+
+- The PR is found by its head branch (no database): `pulls?head=owner:branch`.
+- Creating is never blindly resent: a 422 "already exists" or an ambiguous failure is
+  answered by listing again (github-notes §6).
+- A closed, unmerged PR whose machine block holds the same proposal hash means the
+  proposal was rejected; it is not proposed again.
+- Caps (`max_new_per_run`, `max_open`) are counted once per run, under a lock, since
+  metrics are handled concurrently.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cekura_gitops import prbody
+from cekura_gitops.branches import BranchResult
+from cekura_gitops.console import Console
+from cekura_gitops.errors import GitHubAPIError
+from cekura_gitops.github import GitHubClient, PullRequest, PullRequestExists
+from cekura_gitops.settings import PullRequestSettings, Settings
+
+if TYPE_CHECKING:
+    from cekura_gitops.commands.sync import DriftContext, ProposalContext, Published
+
+ACTIONS_BOT = "github-actions[bot]"
+
+
+@dataclass
+class GitHubPublisher:
+    client: GitHubClient
+    console: Console
+    config: PullRequestSettings
+    branch_prefix: str
+    dashboard_url: str
+    auto_apply_default: bool = False
+    _default_branch: str | None = None
+    _open_bot_prs: int | None = None
+    _new_this_run: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _warned_token: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, console: Console) -> GitHubPublisher:
+        assert settings.github_token and settings.github_repository
+        client = GitHubClient(
+            settings.github_api_url,
+            settings.github_token,
+            settings.github_repository,
+            graphql_url=settings.github_graphql_url,
+        )
+        return cls(
+            client,
+            console,
+            settings.pull_requests,
+            settings.branch_prefix,
+            settings.dashboard_url,
+            auto_apply_default=settings.optimiser.auto_apply,
+        )
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def default_branch(self) -> str:
+        if self._default_branch is None:
+            self._default_branch = self.client.get_repo().default_branch
+        return self._default_branch
+
+    def _pulls(self, branch: str, state: str) -> list[PullRequest]:
+        return self.client.list_pulls(head_branch=branch, state=state)
+
+    def open_pull(self, branch: str) -> PullRequest | None:
+        pulls = [p for p in self._pulls(branch, "open") if p.head_ref == branch]
+        return pulls[0] if pulls else None
+
+    def is_rejected(self, branch: str, content_hash: str) -> bool:
+        return any(
+            pr.head_ref == branch
+            and not pr.merged
+            and prbody.read_machine(pr.body).get("proposal") == content_hash
+            for pr in self._pulls(branch, "closed")
+        )
+
+    def may_open(self, branch: str) -> bool:
+        """True if the branch already has a PR or a new one fits the caps (reserving it)."""
+        if self.open_pull(branch) is not None:
+            return True
+        with self._lock:
+            if self._open_bot_prs is None:
+                prefix = f"{self.branch_prefix}/"
+                self._open_bot_prs = sum(
+                    1 for p in self.client.list_pulls(state="open") if p.head_ref.startswith(prefix)
+                )
+            if self._new_this_run >= self.config.max_new_per_run:
+                return False
+            if self._open_bot_prs >= self.config.max_open:
+                return False
+            self._new_this_run += 1
+            self._open_bot_prs += 1
+            return True
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def publish_proposal(self, ctx: ProposalContext, result: BranchResult) -> Published:
+        from cekura_gitops.commands.sync import Published
+
+        m = ctx.file.metric
+        p = ctx.proposal
+        fields = [prbody.FieldDiff(k, ctx.before.get(k), v) for k, v in ctx.changes.items()]
+        old = str(p.old_score) if p.old_score else None
+        new = str(p.new_score) if p.new_score else None
+        machine: dict[str, Any] = {
+            "version": 1,
+            "kind": "optimise",
+            "slug": m.slug,
+            "metric_id": m.id,
+            "progress_id": ctx.progress_id,
+            "proposal": ctx.content_hash,
+            "old_score": old,
+            "new_score": new,
+        }
+        auto = self._auto_apply(ctx)
+        note = ""
+        if auto == "auto":
+            note = "_Auto-apply is on for this metric: GitHub merges this PR once its checks pass._"
+        section = prbody.proposal_section(
+            slug=m.slug,
+            name=str(m.fields.get("name", m.slug)),
+            metric_id=m.id,
+            dashboard_url=self.dashboard_url,
+            old_score=old,
+            new_score=new,
+            summary=p.summary,
+            unresolved=p.unresolved_samples,
+            fields=fields,
+            machine=machine,
+            auto_merge_note=note,
+        )
+        title = f"Optimise {m.slug}: {old} → {new}"
+        pr, created = self._upsert(ctx.branch, ctx.base_branch, title, section)
+        if auto:
+            self._auto_merge(pr, auto)
+        return Published(pr.html_url, created=created)
+
+    def publish_drift(self, ctx: DriftContext, result: BranchResult) -> Published:
+        from cekura_gitops.commands.sync import Published
+
+        m = ctx.file.metric
+        fields = [prbody.FieldDiff(k, m.fields.get(k), v) for k, v in ctx.changes.items()]
+        machine = {"version": 1, "kind": "drift", "slug": m.slug, "metric_id": m.id}
+        section = prbody.drift_section(
+            slug=m.slug,
+            metric_id=m.id,
+            dashboard_url=self.dashboard_url,
+            base_branch=ctx.base_branch,
+            fields=fields,
+            machine=machine,
+        )
+        pr, created = self._upsert(
+            ctx.branch, ctx.base_branch, f"Drift: {m.slug} was changed in Cekura", section
+        )
+        return Published(pr.html_url, created=created)
+
+    def human_edited(self, branch: str, result: BranchResult) -> Published:
+        """Say once, on the PR, why the bot stopped updating this branch."""
+        from cekura_gitops.commands.sync import Published
+
+        pr = self.open_pull(branch)
+        if pr is None:
+            return Published(None, detail="no open pull request for the edited branch")
+        existing = self.client.list_comments(pr.number)
+        if not any(prbody.HUMAN_EDIT_MARKER in c.body for c in existing):
+            authors = [c.author_email for c in result.human_commits]
+            self.client.create_comment(pr.number, prbody.human_edit_comment(branch, authors))
+        return Published(pr.html_url)
+
+    def _upsert(self, branch: str, base: str, title: str, section: str) -> tuple[PullRequest, bool]:
+        pr = self.open_pull(branch)
+        if pr is not None:
+            body = prbody.merge_body(pr.body, section)
+            if body != pr.body or title != pr.title:
+                pr = self.client.update_pull(pr.number, title=title, body=body)
+            return pr, False
+        body = prbody.merge_body(None, section)
+        try:
+            pr = self.client.create_pull(
+                head=branch, base=base, title=title, body=body, draft=self.config.draft
+            )
+        except (PullRequestExists, GitHubAPIError) as err:
+            if not isinstance(err, PullRequestExists) and not err.ambiguous:
+                raise
+            # Someone (another run, or our own request that did land) created it: list again.
+            found = self.open_pull(branch)
+            if found is None:
+                raise
+            return self._upsert(branch, base, title, section)[0], False
+        self._after_create(pr)
+        return pr, True
+
+    def _after_create(self, pr: PullRequest) -> None:
+        if pr.user_login == ACTIONS_BOT and not self._warned_token:
+            self._warned_token = True
+            self.console.warn(
+                "pull requests opened with the Actions GITHUB_TOKEN trigger no workflows (no CI on "
+                "them); use a GitHub App token (see README: 'GitHub App token')"
+            )
+        try:
+            if self.config.labels:
+                self.client.add_labels(pr.number, self.config.labels)
+            if self.config.reviewers or self.config.team_reviewers:
+                self.client.request_reviewers(pr.number, self.config.reviewers, self.config.team_reviewers)
+        except GitHubAPIError as err:
+            self.console.warn(f"{pr.html_url}: could not add labels or reviewers: {err}")
+
+    def _auto_apply(self, ctx: ProposalContext) -> str | None:
+        opt = ctx.file.metric.optimiser
+        wanted = self.auto_apply_default if opt.auto_apply is None else opt.auto_apply
+        if not wanted:
+            return None
+        if opt.critical:
+            self.console.warn(f"{ctx.file.metric.slug}: auto_apply refused for a critical metric")
+            return None
+        return "direct" if self.config.merge == "direct" else "auto"
+
+    def _auto_merge(self, pr: PullRequest, mode: str) -> None:
+        try:
+            if mode == "direct":
+                self.client.merge_pull(pr.number, merge_method="squash")
+            else:
+                self.client.enable_auto_merge(pr.node_id, merge_method="SQUASH")
+        except GitHubAPIError as err:
+            self.console.warn(f"{pr.html_url}: could not enable auto-merge: {err}")
+
+
+PLAN_MARKER = "<!-- cekura-gitops:plan -->"
+
+
+def upsert_sticky_comment(client: GitHubClient, number: int, body: str, marker: str = PLAN_MARKER) -> str:
+    """Create or update the one comment carrying marker; returns its URL."""
+    text = f"{marker}\n{body}"
+    for comment in client.list_comments(number):
+        if marker in comment.body:
+            if comment.body != text:
+                return client.update_comment(comment.id, text).html_url
+            return comment.html_url
+    return client.create_comment(number, text).html_url
+
+
+def pull_number_from_event(event: dict[str, Any]) -> int | None:
+    pr = event.get("pull_request")
+    if isinstance(pr, dict) and isinstance(pr.get("number"), int):
+        return int(pr["number"])
+    number = event.get("number")
+    return number if isinstance(number, int) else None
+
+
+__all__: Sequence[str] = ["GitHubPublisher", "upsert_sticky_comment", "pull_number_from_event"]
