@@ -31,14 +31,18 @@ def field_diff(name: str, old: Any, new: Any, *, old_label: str, new_label: str,
         tofile=f"{new_label}/{name}",
         n=context,
     )
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    text = "".join(lines)
+    if a.endswith("\n") != b.endswith("\n"):
+        # Lines are compared with a newline each; say so when only the final one differs.
+        text += f"\\ final newline {'removed' if a.endswith(chr(10)) else 'added'}\n"
+    return text
 
 
 def _lines(text: str) -> list[str]:
+    """Lines, each ending in a newline, so the last line diffs like any other."""
     if not text:
         return []
     lines = text.split("\n")
-    out = [line + "\n" for line in lines[:-1]]
-    if lines[-1]:
-        out.append(lines[-1])
-    return out
+    if text.endswith("\n"):
+        lines.pop()
+    return [line + "\n" for line in lines]

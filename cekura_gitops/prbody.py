@@ -108,7 +108,7 @@ def proposal_section(
     ]
     if summary.strip():
         quoted = "\n".join("> " + line for line in markdown.prose(summary.strip()).splitlines())
-        head += ["### What the optimiser says", "", quoted, ""]
+        head += ["### What the optimiser says", "", quoted, "", ""]
     tail = []
     if unresolved:
         items = "\n".join(f"- {markdown.prose(_sample_text(s))}" for s in unresolved[:20])

@@ -1,0 +1,98 @@
+"""The CLI surface: help, global options, exit codes, the demo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COMMANDS = ["validate", "pull", "plan", "sync", "apply", "list", "doctor", "demo"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples(cli, command: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli(command, "--help", cwd=tmp_path)
+    assert result.code == 0
+    assert "Usage: cekura-gitops" in result.out
+    assert "Example" in result.out
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys\nfrom cekura_gitops.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('httpx', 'git', 'jsonschema', 'yaml', 'openapi_core') if m in sys.modules]\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY="
+
+
+def test_global_options_before_and_after_the_command(cli) -> None:  # type: ignore[no-untyped-def]
+    before = cli("--json", "--metrics-dir", "metrics", "list", cwd=ROOT)
+    after = cli("list", "--json", "--metrics-dir", "metrics", cwd=ROOT)
+    assert before.code == after.code == 0
+    assert before.json() == after.json()
+    assert [m["slug"] for m in before.json()["metrics"]] == [  # type: ignore[index]
+        "caller_greeted_by_name_1562", "customer_satisfaction_1563", "refund_policy_code_1564",
+    ]
+
+
+def test_usage_error_exits_64(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("sync", "--shard", "5/4", cwd=tmp_path)
+    assert result.code == 64
+
+
+def test_shards_partition_the_metrics(cli) -> None:  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+    for k in (1, 2, 3):
+        result = cli("--json", "list", "--shard", f"{k}/3", cwd=ROOT)
+        seen += result.json()["slugs"]  # type: ignore[operator]
+    assert sorted(seen) == ["caller_greeted_by_name_1562", "customer_satisfaction_1563", "refund_policy_code_1564"]
+
+
+def test_missing_metrics_folder_says_what_to_do(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = cli("list", cwd=tmp_path)
+    assert result.code == 1
+    assert "cekura-gitops pull --project ID" in result.err
+
+
+def test_internal_errors_exit_3_without_traceback(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import cekura_gitops.commands.listing as listing
+
+    def boom(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(listing, "list_metrics", boom)
+    result = cli("list", cwd=tmp_path)
+    assert result.code == 3
+    assert "internal error (RuntimeError)" in result.err and "Traceback" not in result.err
+    verbose = cli("-v", "list", cwd=tmp_path)
+    assert "Traceback" in verbose.err
+
+
+def test_repo_metrics_validate(cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("validate", cwd=ROOT).code == 0
+
+
+def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CEKURA_", "GITHUB_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "cekura_gitops", "demo"], cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    for n in range(1, 8):
+        assert f"Step {n}/7" in out
+    assert "proposed 5/7 → 7/7" in out
+    assert "caller_greeted_by_name_1562: applied (description)" in out
+    assert "caller_greeted_by_name_1562: conflict" in out
+    assert "Demo finished" in out
+    assert not list(cwd.iterdir())  # nothing left behind in the working directory
