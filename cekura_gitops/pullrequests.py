@@ -51,6 +51,7 @@ class GitHubPublisher:
             settings.github_token,
             settings.github_repository,
             graphql_url=settings.github_graphql_url,
+            min_write_interval=settings.github_write_interval,
         )
         return cls(
             client,
@@ -60,6 +61,9 @@ class GitHubPublisher:
             settings.dashboard_url,
             auto_apply_default=settings.optimiser.auto_apply,
         )
+
+    def close(self) -> None:
+        self.client.close()
 
     # -- queries ---------------------------------------------------------------------------
 

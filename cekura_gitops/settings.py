@@ -74,6 +74,8 @@ class Settings:
     notify_on: str = "failure"
     notify_mention: str = ""
     crash_at: str | None = None  # test seam: see crashpoints.py
+    # GitHub asks for >= 1 s between mutating requests (secondary rate limits).
+    github_write_interval: float = 1.0
 
     def require_cekura_key(self) -> str:
         if not self.cekura_api_key:
@@ -205,6 +207,7 @@ def resolve(
         notify_on=str(notify_cfg.get("on", "failure")),
         notify_mention=str(notify_cfg.get("mention", "")),
         crash_at=env.get("CEKURA_GITOPS_CRASH_AT") or None,
+        github_write_interval=float(env.get("CEKURA_GITOPS_GITHUB_WRITE_INTERVAL") or 1.0),
     )
 
 

@@ -30,10 +30,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No developer or CI environment leaks into a test."""
     for name in (
-        "CEKURA_API_KEY", "CEKURA_API_URL", "CEKURA_PROJECT_ID", "GITHUB_TOKEN", "GH_TOKEN",
-        "GITHUB_ACTIONS", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GITHUB_GRAPHQL_URL",
-        "GITHUB_EVENT_NAME", "GITHUB_EVENT_PATH", "GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY",
-        "GITHUB_RUN_ID", "CEKURA_GITOPS_CONCURRENCY", "CEKURA_GITOPS_METRICS_DIR",
+        "CEKURA_API_KEY",
+        "CEKURA_API_URL",
+        "CEKURA_PROJECT_ID",
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+        "GITHUB_ACTIONS",
+        "GITHUB_REPOSITORY",
+        "GITHUB_API_URL",
+        "GITHUB_GRAPHQL_URL",
+        "GITHUB_EVENT_NAME",
+        "GITHUB_EVENT_PATH",
+        "GITHUB_OUTPUT",
+        "GITHUB_STEP_SUMMARY",
+        "GITHUB_RUN_ID",
+        "CEKURA_GITOPS_CONCURRENCY",
+        "CEKURA_GITOPS_METRICS_DIR",
         "CEKURA_GITOPS_OPTIMISER_TIMEOUT",
     ):
         monkeypatch.delenv(name, raising=False)
@@ -41,8 +53,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "gitconfig"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    (tmp_path / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n[user]\n\tname = Ada Human\n"
-                                        "\temail = ada@example.com\n")
+    (tmp_path / "gitconfig").write_text(
+        "[init]\n\tdefaultBranch = main\n[user]\n\tname = Ada Human\n\temail = ada@example.com\n"
+    )
 
 
 def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
@@ -83,12 +96,15 @@ class Repo:
         self.git("push", "-q", "origin", "HEAD:main")
 
     def origin_ref(self, ref: str) -> str | None:
-        done = subprocess.run(["git", "rev-parse", "--verify", "--quiet", ref], cwd=self.origin,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", ref], cwd=self.origin, capture_output=True, text=True
+        )
         return done.stdout.strip() or None
 
     def origin_file(self, ref: str, path: str) -> str | None:
-        done = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=self.origin, capture_output=True, text=True)
+        done = subprocess.run(
+            ["git", "show", f"{ref}:{path}"], cwd=self.origin, capture_output=True, text=True
+        )
         return done.stdout if done.returncode == 0 else None
 
     def fresh_clone(self, dest: Path) -> Repo:
@@ -148,12 +164,18 @@ def cekura_env(sandbox) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return {"CEKURA_API_URL": sandbox.url, "CEKURA_API_KEY": sandbox.api_key}
 
 
-def run_subprocess(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_subprocess(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     import os
 
     return subprocess.run(
-        [sys.executable, "-m", "cekura_gitops", *args], cwd=cwd, env={**os.environ, **env},
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "cekura_gitops", *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

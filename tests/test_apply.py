@@ -49,7 +49,8 @@ def test_applies_exactly_the_changed_field_and_converges(pulled: Repo, cli, ceku
     assert sandbox.count("PATCH", r"/history/edit/$") == 1
     assert any(
         r.body and r.body.get("version_name") == f"git {head[:12]}"
-        for r in sandbox.requests if r.path.endswith("/history/edit/")
+        for r in sandbox.requests
+        if r.path.endswith("/history/edit/")
     )
     again = apply(cli, pulled, cekura_env)
     assert by_slug(again)["caller_greeted_by_name_1562"]["status"] == "in-sync"
@@ -64,7 +65,11 @@ def test_conflict_refuses_then_force_applies(pulled: Repo, cli, cekura_env, sand
     assert refused.code == 1
     m = by_slug(refused)["caller_greeted_by_name_1562"]
     assert m["status"] == "conflict" and "--force" in m["detail"]
-    assert "base/description" in m["diff"] and "live/description" in m["diff"] and "head/description" in m["diff"]
+    assert (
+        "base/description" in m["diff"]
+        and "live/description" in m["diff"]
+        and "head/description" in m["diff"]
+    )
     assert patches_of(sandbox, 1562) == []
     forced = apply(cli, pulled, cekura_env, "--force")
     assert forced.code == 0
@@ -124,7 +129,12 @@ def test_deleted_file_is_reported_not_deleted(pulled: Repo, cli, cekura_env, san
 def test_rename_with_edit_applies(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
     pulled.git("mv", SATISFACTION_FILE, "metrics/old_name.yaml")
     pulled.git("mv", "metrics/old_name.yaml", SATISFACTION_FILE.replace(".yaml", ".yml"))
-    edit(pulled, SATISFACTION_FILE.replace(".yaml", ".yml"), "simulation_enabled: false", "simulation_enabled: true")
+    edit(
+        pulled,
+        SATISFACTION_FILE.replace(".yaml", ".yml"),
+        "simulation_enabled: false",
+        "simulation_enabled: true",
+    )
     pulled.commit_all("rename to .yml and enable simulation")
     result = apply(cli, pulled, cekura_env)
     assert result.code == 0, result.out
@@ -159,8 +169,13 @@ def test_push_event_range_and_actions_outputs(pulled: Repo, cli, cekura_env, san
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"before": before, "after": after}))
     out, summary = tmp_path / "out", tmp_path / "summary"
-    env = {**cekura_env, "GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(event),
-           "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}
+    env = {
+        **cekura_env,
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_OUTPUT": str(out),
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
     result = apply(cli, pulled, env)
     assert result.code == 0
     assert {m["status"] for m in result.json()["metrics"]} == {"applied"}  # both commits of the push

@@ -38,7 +38,9 @@ def test_global_options_before_and_after_the_command(cli) -> None:  # type: igno
     assert before.code == after.code == 0
     assert before.json() == after.json()
     assert [m["slug"] for m in before.json()["metrics"]] == [  # type: ignore[index]
-        "caller_greeted_by_name_1562", "customer_satisfaction_1563", "refund_policy_code_1564",
+        "caller_greeted_by_name_1562",
+        "customer_satisfaction_1563",
+        "refund_policy_code_1564",
     ]
 
 
@@ -52,7 +54,11 @@ def test_shards_partition_the_metrics(cli) -> None:  # type: ignore[no-untyped-d
     for k in (1, 2, 3):
         result = cli("--json", "list", "--shard", f"{k}/3", cwd=ROOT)
         seen += result.json()["slugs"]  # type: ignore[operator]
-    assert sorted(seen) == ["caller_greeted_by_name_1562", "customer_satisfaction_1563", "refund_policy_code_1564"]
+    assert sorted(seen) == [
+        "caller_greeted_by_name_1562",
+        "customer_satisfaction_1563",
+        "refund_policy_code_1564",
+    ]
 
 
 def test_missing_metrics_folder_says_what_to_do(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -61,7 +67,9 @@ def test_missing_metrics_folder_says_what_to_do(cli, tmp_path: Path) -> None:  #
     assert "cekura-gitops pull --project ID" in result.err
 
 
-def test_internal_errors_exit_3_without_traceback(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_internal_errors_exit_3_without_traceback(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     import cekura_gitops.commands.listing as listing
 
     def boom(*args: object, **kwargs: object) -> int:
@@ -84,8 +92,12 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CEKURA_", "GITHUB_"))}
     done = subprocess.run(
-        [sys.executable, "-m", "cekura_gitops", "demo"], cwd=cwd, env=env,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "cekura_gitops", "demo"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout

@@ -37,9 +37,7 @@ GIT_ENV = {
 def client_for(fake: FakeGitHub, **kwargs: Any) -> GitHubClient:
     kwargs.setdefault("min_write_interval", 0.0)
     kwargs.setdefault("sleep", lambda _: None)
-    return GitHubClient(
-        fake.url, fake.token, fake.full_name, graphql_url=fake.graphql_url, **kwargs
-    )
+    return GitHubClient(fake.url, fake.token, fake.full_name, graphql_url=fake.graphql_url, **kwargs)
 
 
 def raw(fake: FakeGitHub) -> httpx.Client:
@@ -91,9 +89,7 @@ def test_pull_request_lifecycle(fake_github: FakeGitHub, github_client: GitHubCl
 def test_create_race_gives_pull_request_exists_then_list_and_update(
     fake_github: FakeGitHub, github_client: GitHubClient
 ) -> None:
-    seeded = fake_github.add_pull(
-        head=BRANCH, title="From another run", user_login="github-actions[bot]"
-    )
+    seeded = fake_github.add_pull(head=BRANCH, title="From another run", user_login="github-actions[bot]")
     with pytest.raises(PullRequestExists) as info:
         github_client.create_pull(head=BRANCH, base="main", title="t", body="b")
     assert f"A pull request already exists for acme:{BRANCH}." in str(info.value)
@@ -114,9 +110,7 @@ def test_head_filter_without_owner_is_ignored_like_github(fake_github: FakeGitHu
     assert [p["head"]["ref"] for p in qualified] == ["a"]
 
 
-def test_link_pagination_with_a_small_page(
-    fake_github: FakeGitHub, github_client: GitHubClient
-) -> None:
+def test_link_pagination_with_a_small_page(fake_github: FakeGitHub, github_client: GitHubClient) -> None:
     for i in range(7):
         fake_github.add_pull(head=f"branch-{i}")
     urls, numbers = [], []
@@ -140,9 +134,7 @@ def test_link_pagination_with_a_small_page(
     assert fake_github.count("GET", r"/pulls$") == 3 + 2
 
 
-def test_pull_commits_without_origin_are_seeded(
-    fake_github: FakeGitHub, github_client: GitHubClient
-) -> None:
+def test_pull_commits_without_origin_are_seeded(fake_github: FakeGitHub, github_client: GitHubClient) -> None:
     pull = github_client.create_pull(head=BRANCH, base="main", title="t", body="")
     assert github_client.list_pull_commits(pull.number) == []
     fake_github.set_commits(
@@ -170,9 +162,7 @@ def test_pull_commits_without_origin_are_seeded(
 # -- comments, labels, reviewers, issues -------------------------------------------------
 
 
-def test_comments_labels_and_reviewers(
-    fake_github: FakeGitHub, github_client: GitHubClient
-) -> None:
+def test_comments_labels_and_reviewers(fake_github: FakeGitHub, github_client: GitHubClient) -> None:
     pull = github_client.create_pull(head=BRANCH, base="main", title="t", body="")
     first = github_client.create_comment(pull.number, "Human edits detected; stopping.")
     second = github_client.create_comment(pull.number, "second")
@@ -367,9 +357,7 @@ def test_git_refs_multi_segment(fake_github: FakeGitHub) -> None:
 
 def git(cwd: Path, *args: str) -> str:
     env = {**os.environ, **GIT_ENV}
-    result = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    )
+    result = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)
     return result.stdout.strip()
 
 
@@ -499,9 +487,7 @@ def test_git_refs_in_a_bare_origin(
         assert forward.status_code == 200
         back = http.patch(f"{refs}/heads/{BRANCH}", json={"sha": main_sha})
         assert (back.status_code, back.json()["message"]) == (422, "Update is not a fast forward")
-        assert http.patch(
-            f"{refs}/heads/{BRANCH}", json={"sha": main_sha, "force": True}
-        ).is_success
+        assert http.patch(f"{refs}/heads/{BRANCH}", json={"sha": main_sha, "force": True}).is_success
         assert git(bare, "rev-parse", f"refs/heads/{BRANCH}") == main_sha
         assert http.delete(f"{refs}/heads/{BRANCH}").status_code == 204
         assert http.get(f"/repos/acme/metrics/git/ref/heads/{BRANCH}").status_code == 404

@@ -72,9 +72,7 @@ def make_client(
     time_: FakeTime | None = None,
     **kwargs: Any,
 ) -> GitHubClient:
-    transport = (
-        handler if isinstance(handler, httpx.BaseTransport) else httpx.MockTransport(handler)
-    )
+    transport = handler if isinstance(handler, httpx.BaseTransport) else httpx.MockTransport(handler)
     t = time_ or FakeTime()
     kwargs.setdefault("min_write_interval", 0.0)
     return GitHubClient(
@@ -146,18 +144,14 @@ def test_repository_must_be_owner_slash_name() -> None:
 def test_follows_link_next_verbatim_and_stops_without_it() -> None:
     # GitHub's next links name the repository by id: a client that rebuilt the URL from
     # the first request (or re-added its params) would not hit this exact URL.
-    page2 = (
-        f"{API}/repositories/1296269/pulls?state=open&head=acme%3Ab&per_page=100&page=2&after=xyz"
-    )
+    page2 = f"{API}/repositories/1296269/pulls?state=open&head=acme%3Ab&per_page=100&page=2&after=xyz"
     seen: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(str(request.url))
         if len(seen) == 1:
             items = example("pull-request-simple-items")
-            return json_response(
-                200, items, {"Link": f'<{page2}>; rel="next", <{page2}>; rel="last"'}
-            )
+            return json_response(200, items, {"Link": f'<{page2}>; rel="next", <{page2}>; rel="last"'})
         item = example("pull-request-simple-items")[0]
         item["number"] = 2
         return json_response(200, [item], {"Link": f'<{API}{REPO}/pulls?page=1>; rel="first"'})
@@ -481,9 +475,7 @@ def test_writes_from_threads_are_serialised() -> None:
         transport=httpx.MockTransport(handler),
         min_write_interval=0.0,
     ) as client:
-        threads = [
-            threading.Thread(target=client.create_comment, args=(1, str(i))) for i in range(6)
-        ]
+        threads = [threading.Thread(target=client.create_comment, args=(1, str(i))) for i in range(6)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -555,9 +547,7 @@ def test_commits_merge_labels_reviewers_and_their_payloads() -> None:
         if key == "GET /pulls/7/commits":
             return json_response(200, example("commit-items"))
         if key == "PUT /pulls/7/merge":
-            return json_response(
-                200, example("pull-request-merge-result-response-if-merge-was-successful")
-            )
+            return json_response(200, example("pull-request-merge-result-response-if-merge-was-successful"))
         if key == "POST /issues/7/labels":
             return json_response(200, example("label-items"))
         if key == "POST /pulls/7/requested_reviewers":
@@ -602,9 +592,7 @@ def test_graphql_errors_become_github_api_errors() -> None:
             200,
             {
                 "data": {"enablePullRequestAutoMerge": None},
-                "errors": [
-                    {"message": "Pull request Auto merge is not allowed for this repository"}
-                ],
+                "errors": [{"message": "Pull request Auto merge is not allowed for this repository"}],
             },
         )
 

@@ -32,7 +32,9 @@ def test_pull_into_empty_repo_then_plan_is_in_sync(repo: Repo, cli, cekura_env, 
     }
 
 
-def test_plan_uses_one_list_per_project_and_details_only_for_code(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
+def test_plan_uses_one_list_per_project_and_details_only_for_code(
+    pulled: Repo, cli, cekura_env, sandbox
+) -> None:  # type: ignore[no-untyped-def]
     before = len(sandbox.requests)
     assert cli("plan", cwd=pulled.work, env=cekura_env).code == 0
     requests = sandbox.requests[before:]
@@ -59,11 +61,13 @@ def test_edit_shows_exactly_that_diff(pulled: Repo, cli, cekura_env) -> None:  #
 
 
 def test_plan_reports_missing_live_and_unmanaged(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
-    sandbox.state.add_metric(project=1376, name="Hold music check", eval_type="binary", type="llm_judge",
-                             description="x")
-    pulled.write("metrics/new_metric.yaml",
-                 "slug: new_metric\nproject: 1376\nname: New\ntype: llm_judge\neval_type: binary\n"
-                 "description: hi\n")
+    sandbox.state.add_metric(
+        project=1376, name="Hold music check", eval_type="binary", type="llm_judge", description="x"
+    )
+    pulled.write(
+        "metrics/new_metric.yaml",
+        "slug: new_metric\nproject: 1376\nname: New\ntype: llm_judge\neval_type: binary\ndescription: hi\n",
+    )
     result = cli("plan", "--json", cwd=pulled.work, env=cekura_env)
     statuses = {m["slug"]: m["status"] for m in result.json()["metrics"]}  # type: ignore[index]
     assert statuses["new_metric"] == "missing-live"
@@ -72,7 +76,9 @@ def test_plan_reports_missing_live_and_unmanaged(pulled: Repo, cli, cekura_env, 
     ]
 
 
-def test_pull_refreshes_only_differing_fields_and_keeps_comments(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
+def test_pull_refreshes_only_differing_fields_and_keeps_comments(
+    pulled: Repo, cli, cekura_env, sandbox
+) -> None:  # type: ignore[no-untyped-def]
     path = pulled.work / GREETING
     path.write_text("# A human comment\n" + path.read_text().replace("\nname:", "\n\n# spacing kept\nname:"))
     pulled.commit_all("comment")
@@ -132,4 +138,3 @@ def test_offline_plan_on_fork_pull_request(pulled: Repo, cli) -> None:  # type: 
     result = cli("plan", cwd=pulled.work, env={"GITHUB_EVENT_NAME": "pull_request", "CEKURA_API_KEY": None})
     assert result.code == 0
     assert "plan ran offline" in result.err
-

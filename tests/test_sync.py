@@ -32,8 +32,12 @@ def state(repo: Repo) -> dict:  # type: ignore[type-arg]
     return json.loads(text) if text else {}
 
 
-def test_proposal_lands_on_its_branch_touching_only_changed_lines(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
-    pulled.write(GREETING_FILE, "# Legal asked for the caller's name.\n" + (pulled.work / GREETING_FILE).read_text())
+def test_proposal_lands_on_its_branch_touching_only_changed_lines(
+    pulled: Repo, cli, cekura_env, sandbox
+) -> None:  # type: ignore[no-untyped-def]
+    pulled.write(
+        GREETING_FILE, "# Legal asked for the caller's name.\n" + (pulled.work / GREETING_FILE).read_text()
+    )
     pulled.commit_all("comment")
     pulled.push()
     result = sync(cli, pulled, cekura_env, "--metric", GREETING)
@@ -94,7 +98,9 @@ def test_both_progress_shapes(pulled: Repo, cli, cekura_env, sandbox, shape: str
         (OptimiserOutcome(status="error", error="model overloaded"), "error", "model overloaded"),
     ],
 )
-def test_guard_and_failures(pulled: Repo, cli, cekura_env, sandbox, outcome, status: str, detail: str) -> None:  # type: ignore[no-untyped-def]
+def test_guard_and_failures(
+    pulled: Repo, cli, cekura_env, sandbox, outcome, status: str, detail: str
+) -> None:  # type: ignore[no-untyped-def]
     sandbox.state.set_optimiser_outcome(1562, outcome)
     result = sync(cli, pulled, cekura_env, "--metric", GREETING)
     [m] = result.json()["metrics"]
@@ -112,7 +118,9 @@ def test_identical_proposal_is_no_change(pulled: Repo, cli, cekura_env, sandbox)
 
 def test_custom_code_proposal_switches_type(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
     code = "_result = 'name' in data['transcript']\n_explanation = 'checked'\n"
-    sandbox.state.set_optimiser_outcome(1562, OptimiserOutcome(custom_code=code, type="custom_code", new=(7, 7)))
+    sandbox.state.set_optimiser_outcome(
+        1562, OptimiserOutcome(custom_code=code, type="custom_code", new=(7, 7))
+    )
     result = sync(cli, pulled, cekura_env, "--metric", GREETING)
     [m] = result.json()["metrics"]
     assert m["status"] == "proposed" and "type" in m["fields"] and "custom_code" in m["fields"]
@@ -176,7 +184,9 @@ def test_timeout_cancels_and_clears(pulled: Repo, cli, cekura_env, sandbox) -> N
     assert state(pulled)["runs"] == {}
 
 
-def test_killed_after_start_resumes_without_second_post(pulled: Repo, cekura_env, sandbox, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_killed_after_start_resumes_without_second_post(
+    pulled: Repo, cekura_env, sandbox, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     sandbox.state.set_optimiser_seconds(1562, 1.0)
     env = {**cekura_env, "CEKURA_GITOPS_CRASH_AT": f"recorded:{GREETING}"}
     killed = run_subprocess(["sync", "--no-pr", "--metric", GREETING], pulled.work, env)

@@ -8,7 +8,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from cekura_gitops import prbody, settings as settings_mod
+from cekura_gitops import prbody
+from cekura_gitops import settings as settings_mod
 from cekura_gitops.branches import BranchResult
 from cekura_gitops.commands.apply import apply
 from cekura_gitops.commands.plan import plan
@@ -66,6 +67,9 @@ class TerminalPublisher:
     def human_edited(self, branch: str, result: BranchResult) -> Published:
         return Published(None)
 
+    def close(self) -> None:
+        pass
+
 
 def demo(settings: Settings, console: Console, *, keep: bool = False) -> int:
     """Run pull → validate/plan → sync → merge → apply → drift check, narrating each step."""
@@ -93,8 +97,10 @@ def _run(console: Console, tmp: Path, sandbox: Sandbox, base: Settings) -> None:
     init_repo(origin, bare=True)
     init_repo(work)
     identity = {
-        "GIT_AUTHOR_NAME": "Demo User", "GIT_AUTHOR_EMAIL": "demo@example.com",
-        "GIT_COMMITTER_NAME": "Demo User", "GIT_COMMITTER_EMAIL": "demo@example.com",
+        "GIT_AUTHOR_NAME": "Demo User",
+        "GIT_AUTHOR_EMAIL": "demo@example.com",
+        "GIT_COMMITTER_NAME": "Demo User",
+        "GIT_COMMITTER_EMAIL": "demo@example.com",
     }
 
     def git(*args: str) -> str:
@@ -108,55 +114,89 @@ def _run(console: Console, tmp: Path, sandbox: Sandbox, base: Settings) -> None:
     git("remote", "set-head", "origin", "main")
     env = {"CEKURA_API_URL": sandbox.url, "CEKURA_API_KEY": sandbox.api_key}
     settings = replace(
-        settings_mod.resolve(root=work, environ=env), json_output=False, verbose=base.verbose,
+        settings_mod.resolve(root=work, environ=env),
+        json_output=False,
+        verbose=base.verbose,
     )
     console.say(f"Cekura sandbox on {sandbox.url} (project 1376, seeded with 3 metrics and Lab labels)")
     console.say(f"Temporary repository {work} with a bare origin; no credentials, no network.")
 
-    _step(console, 1, "pull: import the live metrics into git",
-          "Each metric becomes metrics/<slug>.yaml; the repository is now the source of truth.")
+    _step(
+        console,
+        1,
+        "pull: import the live metrics into git",
+        "Each metric becomes metrics/<slug>.yaml; the repository is now the source of truth.",
+    )
     pull(settings, console, project=1376)
     git("add", "-A")
     git("commit", "-qm", "Import metrics from Cekura")
     git("push", "-q")
 
-    _step(console, 2, "validate and plan: the repository matches Cekura",
-          "validate checks files offline; plan compares them with the live metrics.")
+    _step(
+        console,
+        2,
+        "validate and plan: the repository matches Cekura",
+        "validate checks files offline; plan compares them with the live metrics.",
+    )
     validate(settings, console, [])
     plan(settings, console)
 
-    _step(console, 3, "sync: run Cekura's optimiser and propose improvements",
-          "Metrics without enough Lab labels are skipped; an improvement lands on its own branch\n"
-          "and becomes one pull request (rendered here instead of sent to GitHub).")
-    sync(settings, console, push=True, open_prs=True, publisher=TerminalPublisher(console, settings.dashboard_url))
+    _step(
+        console,
+        3,
+        "sync: run Cekura's optimiser and propose improvements",
+        "Metrics without enough Lab labels are skipped; an improvement lands on its own branch\n"
+        "and becomes one pull request (rendered here instead of sent to GitHub).",
+    )
+    sync(
+        settings,
+        console,
+        push=True,
+        open_prs=True,
+        publisher=TerminalPublisher(console, settings.dashboard_url),
+    )
     branch = f"cekura-gitops/optimise/{GREETING}"
     console.say(f"\n$ git diff main origin/{branch}")
     git("fetch", "-q", "origin")
     console.untrusted(git("diff", "main", f"origin/{branch}"))
 
-    _step(console, 4, "review and merge the pull request",
-          "A reviewer approves the prompt diff; merging puts it on main.")
+    _step(
+        console,
+        4,
+        "review and merge the pull request",
+        "A reviewer approves the prompt diff; merging puts it on main.",
+    )
     git("merge", "-q", "--no-ff", f"origin/{branch}", "-m", f"Merge {branch}")
     git("push", "-q")
     console.say(git("log", "--oneline", "-3"))
 
-    _step(console, 5, "apply: deploy the merge to Cekura",
-          "Three-way guard: live still equals the pre-merge file, so the changed field is PATCHed and verified.")
+    _step(
+        console,
+        5,
+        "apply: deploy the merge to Cekura",
+        "Three-way guard: live still equals the pre-merge file, so the changed field is PATCHed\n"
+        "and verified.",
+    )
     apply(settings, console)
 
     _step(console, 6, "plan again: live Cekura now equals git", "")
     plan(settings, console, selectors=[GREETING])
 
-    _step(console, 7, "a dashboard edit behind git's back, then apply --dry-run",
-          "Someone edits the prompt in Cekura's dashboard while a teammate changes it in git.\n"
-          "apply refuses to overwrite the dashboard edit and shows all three versions.")
+    _step(
+        console,
+        7,
+        "a dashboard edit behind git's back, then apply --dry-run",
+        "Someone edits the prompt in Cekura's dashboard while a teammate changes it in git.\n"
+        "apply refuses to overwrite the dashboard edit and shows all three versions.",
+    )
     sandbox.state.dashboard_edit(1562, description="Edited in the dashboard: greet by name.")
     path = work / "metrics" / f"{GREETING}.yaml"
     path.write_text(path.read_text().replace("within the first 3 turns", "within the first 2 turns", 1))
     git("commit", "-qam", "Tighten the greeting window")
     code = apply(settings, console, dry_run=True)
     console.say(
-        f"\napply --dry-run exited {code}: a conflict is refused, never overwritten. Resolve it by merging\n"
+        f"\napply --dry-run exited {code}: a conflict is refused, never overwritten. "
+        "Resolve it by merging\n"
         "the drift pull request that `sync` opens, or by `apply --force` to restore git's version."
     )
     console.say(

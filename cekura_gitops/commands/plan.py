@@ -99,7 +99,10 @@ def _comment(settings: Settings, console: Console, text: str) -> None:
         return
     try:
         with GitHubClient(
-            settings.github_api_url, settings.github_token, settings.github_repository
+            settings.github_api_url,
+            settings.github_token,
+            settings.github_repository,
+            min_write_interval=settings.github_write_interval,
         ) as client:
             url = upsert_sticky_comment(client, number, text)
         console.say(f"plan comment: {url}")

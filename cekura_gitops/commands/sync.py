@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import hashlib
@@ -116,6 +117,7 @@ class Publisher(Protocol):
     def publish_proposal(self, ctx: ProposalContext, result: BranchResult) -> Published: ...
     def publish_drift(self, ctx: DriftContext, result: BranchResult) -> Published: ...
     def human_edited(self, branch: str, result: BranchResult) -> Published: ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -155,8 +157,25 @@ def sync(
     remote = settings.remote if repo.has_remote(settings.remote) else None
     if push and remote is None:
         raise ConfigError(f"no git remote {settings.remote!r} to push to: add one, or run with --no-push")
-    if open_prs and publisher is None:
-        publisher = _github_publisher(settings, console, push)
+    with contextlib.ExitStack() as stack:
+        if open_prs and publisher is None:
+            publisher = _github_publisher(settings, console, push)
+            if publisher is not None:
+                stack.callback(publisher.close)
+        results = _run(settings, console, files, repo, remote, publisher, push, force)
+    return report(settings, console, results)
+
+
+def _run(
+    settings: Settings,
+    console: Console,
+    files: Sequence[MetricFile],
+    repo: GitRepo,
+    remote: str | None,
+    publisher: Publisher | None,
+    push: bool,
+    force: bool,
+) -> list[SyncResult]:
     base_branch = _default_branch(repo, remote, publisher)
     base = _base_commit(repo, remote, base_branch)
     identity = Identity(settings.author_name, settings.author_email)
@@ -179,8 +198,7 @@ def sync(
             board,
         )
         console.say(f"sync: {len(files)} metric(s) on {base_branch} @ {base[:8]}")
-        results = run_all(lambda f: _guarded(run, f), files, settings.concurrency)
-    return report(settings, console, results)
+        return run_all(lambda f: _guarded(run, f), files, settings.concurrency)
 
 
 def _enabled(f: MetricFile, settings: Settings) -> bool:
