@@ -382,7 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if _under_actions():
         from cekura_gitops.actions import mask_all
 
-        mask_all(secrets, sys.stdout)
+        # stderr: stdout may be a --json document; the runner reads commands from both.
+        mask_all(secrets, sys.stderr)
     verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
     try:
         result = cli.main(
@@ -438,7 +439,7 @@ def _print_error(
     if _under_actions():
         from cekura_gitops.actions import annotation
 
-        sys.stdout.write(annotation("error", text, file=file, line=line) + "\n")
+        sys.stderr.write(annotation("error", text, file=file, line=line) + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -71,9 +71,11 @@ class Console:
             self.emit_command(actions.annotation("error", self.redact(text), file=file, line=line, col=col))
 
     def emit_command(self, line: str) -> None:
+        """A workflow command; on stderr when --json owns stdout (the runner reads both)."""
+        stream = self.stderr if self.json_output else self.stdout
         with self._lock:
-            self.stdout.write(self.redact(line) + "\n")
-            self.stdout.flush()
+            stream.write(self.redact(line) + "\n")
+            stream.flush()
 
     def group(self, title: str) -> None:
         if self.github_actions:

@@ -32,15 +32,21 @@ from cekura_gitops.errors import CekuraAPIError
 from cekura_gitops.proposal import Progress, RunState, parse_progress
 from cekura_gitops.statestore import Conflict, LastRun, RunRecord, State, StateStore
 
-MIN_POLL = 0.5
-MAX_POLL = 30.0
+MIN_POLL = 0.45  # 0.5 s of lag at most for short runs, round trip included
+MAX_POLL = 60.0
 
 
 def next_poll_delay(elapsed: float, retry_after: float | None = None) -> float:
-    """Fast at first, then ~10 % of the elapsed time, capped at 30 s; Retry-After wins."""
-    delay = min(MAX_POLL, max(MIN_POLL, 0.1 * elapsed))
+    """Fast at first, then 20 % of the elapsed time, capped at 60 s; Retry-After wins.
+
+    Geometric spacing is what bounds the lag *relative* to a run's length with the fewest
+    polls: a 2 s run takes 6 polls, a 10-minute one 38, and any run's end is noticed within
+    max(0.5 s, 20 % of its length). A 10 % bound would need ~60 polls for 10 minutes
+    (t_{n+1} = 1.1 t_n), so 20 % is the compromise with a budget of 40.
+    """
+    delay = min(MAX_POLL, max(MIN_POLL, 0.2 * elapsed))
     if retry_after is not None:
-        delay = max(delay, min(retry_after, 5 * MAX_POLL))
+        delay = max(delay, min(retry_after, 150.0))
     return delay
 
 
@@ -195,10 +201,10 @@ class Optimiser:
             lasts = dict(state.last)
             if last is not None:
                 lasts[slug] = last
-            return State(runs, lasts)
+            return dataclasses.replace(state, runs=runs, last=lasts)
 
         self.store.update(mutate, f"done {slug}")
 
 
 def _put(state: State, slug: str, record: RunRecord) -> State:
-    return State({**state.runs, slug: record}, dict(state.last))
+    return dataclasses.replace(state, runs={**state.runs, slug: record})

@@ -52,6 +52,7 @@ class GitHubPublisher:
             settings.github_repository,
             graphql_url=settings.github_graphql_url,
             min_write_interval=settings.github_write_interval,
+            timeout=settings.http_timeout,
         )
         return cls(
             client,

@@ -76,6 +76,8 @@ class Settings:
     crash_at: str | None = None  # test seam: see crashpoints.py
     # GitHub asks for >= 1 s between mutating requests (secondary rate limits).
     github_write_interval: float = 1.0
+    http_timeout: float = 30.0
+    http_backoff: float = 0.5  # first retry delay; grows exponentially with jitter
 
     def require_cekura_key(self) -> str:
         if not self.cekura_api_key:
@@ -207,8 +209,23 @@ def resolve(
         notify_on=str(notify_cfg.get("on", "failure")),
         notify_mention=str(notify_cfg.get("mention", "")),
         crash_at=env.get("CEKURA_GITOPS_CRASH_AT") or None,
-        github_write_interval=float(env.get("CEKURA_GITOPS_GITHUB_WRITE_INTERVAL") or 1.0),
+        github_write_interval=_env_float(env, "CEKURA_GITOPS_GITHUB_WRITE_INTERVAL", 1.0),
+        http_timeout=_env_float(env, "CEKURA_GITOPS_HTTP_TIMEOUT", 30.0),
+        http_backoff=_env_float(env, "CEKURA_GITOPS_HTTP_BACKOFF", 0.5),
     )
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number") from None
+    if number < 0:
+        raise ConfigError(f"{name} must not be negative")
+    return number
 
 
 def _env_int(env: Mapping[str, str], name: str) -> int | None:

@@ -81,13 +81,18 @@ class LastRun:
 class State:
     runs: dict[str, RunRecord] = field(default_factory=dict)
     last: dict[str, LastRun] = field(default_factory=dict)
+    # The last commit `apply` deployed completely: the next apply starts there, so a push
+    # whose own run was dropped (concurrency groups keep one pending run) is not skipped.
+    applied: str | None = None
 
     def to_bytes(self) -> bytes:
-        doc = {
+        doc: dict[str, Any] = {
             "version": VERSION,
             "runs": {k: v.to_json() for k, v in sorted(self.runs.items())},
             "last": {k: v.to_json() for k, v in sorted(self.last.items())},
         }
+        if self.applied:
+            doc["applied"] = self.applied
         return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -99,6 +104,7 @@ class State:
             return cls(
                 runs={k: RunRecord.from_json(v) for k, v in doc.get("runs", {}).items()},
                 last={k: LastRun.from_json(v) for k, v in doc.get("last", {}).items()},
+                applied=doc.get("applied"),
             )
         except (ValueError, KeyError, TypeError) as err:
             raise GitError(

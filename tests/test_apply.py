@@ -193,3 +193,33 @@ def test_killed_after_patch_reruns_to_the_same_end(pulled: Repo, cekura_env, san
     assert rerun.returncode == 0
     assert json.loads(rerun.stdout)["metrics"][0]["status"] == "in-sync"
     assert len(patches_of(sandbox, 1562)) == 1
+
+
+def test_a_dropped_apply_run_is_caught_up_by_the_next(pulled: Repo, cli, cekura_env, sandbox, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # The import commit is applied (all in-sync), which records it as applied.
+    first = apply(cli, pulled, cekura_env)
+    assert {m["status"] for m in first.json()["metrics"]} == {"in-sync"}
+    imported = pulled.git("rev-parse", "HEAD")
+    state = json.loads(pulled.origin_file("refs/cekura-gitops/state", "state.json") or "{}")
+    assert state["applied"] == imported
+
+    edit(pulled, GREETING_FILE, "Score FALSE otherwise.", "Score FALSE otherwise, or if unsure.")
+    a = pulled.commit_all("push A")
+    pulled.push()
+    edit(pulled, SATISFACTION_FILE, "simulation_enabled: false", "simulation_enabled: true")
+    b = pulled.commit_all("push B")
+    pulled.push()
+    pulled.git("fetch", "-q", "origin")
+    # Push A's run never happened (GitHub dropped it from the concurrency group); B's runs.
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"before": a, "after": b}))
+    env = {**cekura_env, "GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(event)}
+    result = apply(cli, pulled, env)
+    assert result.code == 0
+    assert {m["slug"]: m["status"] for m in result.json()["metrics"]} == {
+        "caller_greeted_by_name_1562": "applied",
+        "customer_satisfaction_1563": "applied",
+    }
+    assert "since the last applied commit" in result.err
+    state = json.loads(pulled.origin_file("refs/cekura-gitops/state", "state.json") or "{}")
+    assert state["applied"] == b

@@ -19,7 +19,12 @@ R = TypeVar("R")
 
 
 def cekura_client(settings: Settings) -> CekuraClient:
-    return CekuraClient(settings.cekura_api_url, settings.require_cekura_key())
+    return CekuraClient(
+        settings.cekura_api_url,
+        settings.require_cekura_key(),
+        timeout=settings.http_timeout,
+        backoff_base=settings.http_backoff,
+    )
 
 
 def load_files(settings: Settings) -> list[MetricFile]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,11 @@ from cekura_gitops.changes import GuardResult
 from cekura_gitops.commands._common import cekura_client, run_all
 from cekura_gitops.console import Console
 from cekura_gitops.errors import CekuraAPIError, GitOpsError, MetricValidationError
-from cekura_gitops.gitrepo import FileChange, GitRepo
+from cekura_gitops.gitrepo import FileChange, GitRepo, Identity
 from cekura_gitops.metric import Metric, normalise
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.settings import Settings
+from cekura_gitops.statestore import StateStore
 
 STATUSES = ("applied", "in-sync", "conflict", "created", "deleted", "error")
 
@@ -73,14 +74,16 @@ def apply(
 ) -> int:
     """Apply what changed in the metrics folder between base and head."""
     repo = GitRepo(settings.root)
-    base, head = _range(settings, repo, base, head)
+    remote = settings.remote if repo.has_remote(settings.remote) else None
+    store = StateStore(repo, remote, Identity(settings.author_name, settings.author_email))
+    base, head, why = _range(settings, repo, store, base, head)
     rel = str(settings.metrics_dir.resolve().relative_to(repo.root.resolve()))
     head_sha = repo.rev_parse(head) or head
     jobs, problems = _jobs(repo, base, head, rel, head_sha)
     if selectors:
         jobs = [j for j in jobs if _named(j, selectors)]
     console.say(
-        f"apply: {len(jobs)} changed metric file(s) in {base[:12]}..{head[:12]}"
+        f"apply: {len(jobs)} changed metric file(s) in {base[:12]}..{head[:12]} ({why})"
         f"{' (dry run)' if dry_run else ''}"
     )
     results = [ApplyResult(p[0], None, p[0], "error", detail=p[1]) for p in problems]
@@ -91,30 +94,54 @@ def apply(
                 jobs,
                 settings.concurrency,
             )
+    if not dry_run and not selectors and all(r.status not in ("conflict", "error") for r in results):
+        _record_applied(console, repo, store, remote, head_sha)
     return report(settings, console, results, dry_run=dry_run)
 
 
-def _range(settings: Settings, repo: GitRepo, base: str | None, head: str | None) -> tuple[str, str]:
-    if base is None or head is None:
-        event = _push_event(settings)
-        if event:
-            before, after = event
-            base = base or before
-            head = head or after
-    head = head or "HEAD"
+def _range(
+    settings: Settings, repo: GitRepo, store: StateStore, base: str | None, head: str | None
+) -> tuple[str, str, str]:
+    """(base, head, why): --base, else the last fully applied commit, else the push, else HEAD~1."""
+    event = _push_event(settings) if base is None or head is None else None
+    head = head or (event[1] if event else "HEAD")
+    if repo.rev_parse(head) is None:
+        raise GitOpsError(f"unknown revision {head!r}: fetch full history (actions/checkout fetch-depth: 0)")
+    why = "--base"
     if base is None:
-        parent = repo.rev_parse(f"{head}~1")
-        if parent is None:
-            raise GitOpsError(
-                f"{head} has no parent commit: pass --base REV (e.g. the commit before your metrics)"
-            )
-        base = parent
-    for rev in (base, head):
-        if repo.rev_parse(rev) is None:
-            raise GitOpsError(
-                f"unknown revision {rev!r}: fetch full history (actions/checkout fetch-depth: 0)"
-            )
-    return base, head
+        applied = store.load().applied
+        if applied and repo.rev_parse(applied) and repo.is_ancestor(applied, head):
+            base, why = applied, "since the last applied commit"
+        elif event:
+            base, why = event[0], "the push"
+        else:
+            base, why = repo.rev_parse(f"{head}~1"), "the last commit"
+            if base is None:
+                raise GitOpsError(
+                    f"{head} has no parent commit: pass --base REV (e.g. the commit before your metrics)"
+                )
+    if repo.rev_parse(base) is None:
+        raise GitOpsError(f"unknown revision {base!r}: fetch full history (actions/checkout fetch-depth: 0)")
+    return base, head, why
+
+
+def _record_applied(console: Console, repo: GitRepo, store: StateStore, remote: str | None, sha: str) -> None:
+    """Remember how far apply got, if sha is on the default branch (best effort)."""
+    if remote:
+        branch = repo.remote_default_branch(remote)
+        tip = repo.rev_parse(f"refs/remotes/{remote}/{branch}") if branch else None
+        if tip is None or not repo.is_ancestor(sha, tip):
+            return  # not deployed from the default branch: leave the marker alone
+    try:
+        store.update(
+            lambda s: s if s.applied and repo.is_ancestor(sha, s.applied) else replace(s, applied=sha),
+            f"applied {sha[:12]}",
+        )
+    except GitOpsError as err:
+        console.warn(
+            f"could not record the applied commit in the state ref ({err}); the next apply "
+            "starts from its push instead"
+        )
 
 
 def _push_event(settings: Settings) -> tuple[str, str] | None:

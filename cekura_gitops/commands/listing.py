@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from cekura_gitops.commands._common import in_shard, load_files
 from cekura_gitops.console import Console
 from cekura_gitops.settings import Settings
@@ -11,8 +13,13 @@ def list_metrics(settings: Settings, console: Console, *, shard: tuple[int, int]
     """Print slug, id and path of every managed metric (in the shard, if given)."""
     files = [f for f in load_files(settings) if in_shard(f.metric.slug, shard)]
     rows = [{"slug": f.metric.slug, "id": f.metric.id, "path": f.display} for f in files]
+    slugs = [r["slug"] for r in rows]
+    if settings.github_output:
+        from cekura_gitops import actions
+
+        actions.write_outputs(settings.github_output, {"slugs": json.dumps(slugs), "count": str(len(slugs))})
     if settings.json_output:
-        console.emit_json({"metrics": rows, "slugs": [r["slug"] for r in rows]})
+        console.emit_json({"metrics": rows, "slugs": slugs})
     else:
         console.table(("slug", "id", "path"), [(r["slug"], r["id"] or "new", r["path"]) for r in rows])
     return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cekura_gitops import changes, diffs, markdown
 from cekura_gitops.changes import MetricPlan, PlanStatus
@@ -12,6 +13,9 @@ from cekura_gitops.commands._common import cekura_client, fetch_live, load_files
 from cekura_gitops.console import Console
 from cekura_gitops.errors import EXIT_CHANGES
 from cekura_gitops.settings import Settings
+
+if TYPE_CHECKING:
+    from cekura_gitops.scoring import PlanScore
 
 
 def plan(
@@ -44,7 +48,7 @@ def plan(
                 {f.metric.id for f in files if f.metric.id is not None},
                 {f.metric.slug for f in files},
             )
-        scores = {}
+        scores: dict[str, PlanScore] = {}
         if score:
             from cekura_gitops.scoring import score_changes
 
@@ -103,6 +107,7 @@ def _comment(settings: Settings, console: Console, text: str) -> None:
             settings.github_token,
             settings.github_repository,
             min_write_interval=settings.github_write_interval,
+            timeout=settings.http_timeout,
         ) as client:
             url = upsert_sticky_comment(client, number, text)
         console.say(f"plan comment: {url}")
@@ -145,7 +150,7 @@ def _summary(plans: Sequence[MetricPlan]) -> dict[str, int]:
     return counts
 
 
-def _plan_json(p: MetricPlan, score: object | None) -> dict[str, object]:
+def _plan_json(p: MetricPlan, score: PlanScore | None) -> dict[str, object]:
     doc: dict[str, object] = {"slug": p.slug, "id": p.id, "status": p.status.value, "path": p.path}
     if p.changes:
         doc["changes"] = [
@@ -158,11 +163,11 @@ def _plan_json(p: MetricPlan, score: object | None) -> dict[str, object]:
             for c in p.changes
         ]
     if score is not None:
-        doc["score"] = score
+        doc["score"] = {"live": score.live, "repo": score.repo}
     return doc
 
 
-def render_text(console: Console, plans: Sequence[MetricPlan], scores: dict[str, object]) -> None:
+def render_text(console: Console, plans: Sequence[MetricPlan], scores: Mapping[str, PlanScore]) -> None:
     for p in plans:
         where = f" ({p.path})" if p.path else ""
         console.say(f"{p.slug}: {p.status.human}{where}")
@@ -181,7 +186,7 @@ def render_text(console: Console, plans: Sequence[MetricPlan], scores: dict[str,
         console.say("Merging these files to the default branch runs `cekura-gitops apply`.")
 
 
-def render_markdown(plans: Sequence[MetricPlan], scores: dict[str, object] | None = None) -> str:
+def render_markdown(plans: Sequence[MetricPlan], scores: Mapping[str, PlanScore] | None = None) -> str:
     scores = scores or {}
     counts = _summary(plans)
     lines = [
