@@ -80,6 +80,7 @@ class Repo:
     full_name: str
     default_branch: str
     html_url: str
+    can_push: bool | None = None  # from `permissions.push`, when GitHub says
 
 
 @dataclass(frozen=True)
@@ -733,6 +734,7 @@ def _repo(d: dict[str, Any]) -> Repo:
         full_name=str(d["full_name"]),
         default_branch=str(d["default_branch"]),
         html_url=str(d["html_url"]),
+        can_push=d["permissions"].get("push") if isinstance(d.get("permissions"), dict) else None,
     )
 
 

@@ -54,6 +54,8 @@ class Settings:
     cekura_api_key: str | None = field(default=None, repr=False)
     cekura_project: int | None = None
     github_token: str | None = field(default=None, repr=False)
+    # The Actions GITHUB_TOKEN as the action passes it, to tell it apart from an App token.
+    actions_token: str | None = field(default=None, repr=False)
     github_api_url: str = DEFAULT_GITHUB_URL
     github_graphql_url: str | None = None
     github_repository: str | None = None
@@ -189,6 +191,7 @@ def resolve(
         cekura_api_key=env.get("CEKURA_API_KEY") or None,
         cekura_project=int(project) if project else None,
         github_token=env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or None,
+        actions_token=env.get("CEKURA_GITOPS_ACTIONS_TOKEN") or None,
         github_api_url=api_url.rstrip("/"),
         github_graphql_url=env.get("GITHUB_GRAPHQL_URL") or None,
         github_repository=env.get("GITHUB_REPOSITORY") or None,
@@ -238,7 +241,7 @@ def _env_int(env: Mapping[str, str], name: str) -> int | None:
         raise ConfigError(f"{name}={value!r} is not a whole number") from None
 
 
-SECRET_VARIABLES = ("CEKURA_API_KEY", "GITHUB_TOKEN", "GH_TOKEN")
+SECRET_VARIABLES = ("CEKURA_API_KEY", "GITHUB_TOKEN", "GH_TOKEN", "CEKURA_GITOPS_ACTIONS_TOKEN")
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:

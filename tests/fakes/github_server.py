@@ -363,7 +363,9 @@ class FakeGitHub:
         actor_login: str = "github-actions[bot]",
         path_prefix: str = "",
         allow_auto_merge: bool = True,
+        can_push: bool = True,
     ) -> None:
+        self.can_push = can_push
         self.owner = owner
         self.repo = repo
         self.full_name = f"{owner}/{repo}"
@@ -468,9 +470,7 @@ class FakeGitHub:
     def comments_on(self, issue_number: int) -> list[dict[str, Any]]:
         with self._lock:
             return [
-                self._render_comment(c)
-                for c in self._comments.values()
-                if c.issue_number == issue_number
+                self._render_comment(c) for c in self._comments.values() if c.issue_number == issue_number
             ]
 
     @property
@@ -499,9 +499,7 @@ class FakeGitHub:
     def count(self, method: str, path_regex: str) -> int:
         """Requests with `method` ("*" for any) whose path matches `path_regex` (search)."""
         return sum(
-            1
-            for r in self.requests
-            if method.upper() in ("*", r.method) and re.search(path_regex, r.path)
+            1 for r in self.requests if method.upper() in ("*", r.method) and re.search(path_regex, r.path)
         )
 
     # -- seeding and web-UI actions ------------------------------------------------------
@@ -597,9 +595,7 @@ class FakeGitHub:
             h, method, path, query_string, query, headers, raw_body, body
         )
         with self._lock:
-            self._requests.append(
-                RecordedRequest(method, path or raw_path, query, body, status, raw_path)
-            )
+            self._requests.append(RecordedRequest(method, path or raw_path, query, body, status, raw_path))
         if drop:
             h.close_connection = True
             return
@@ -810,16 +806,12 @@ class FakeGitHub:
         if owner != self.owner or self._branch_sha(branch) is None:
             raise _Reply(
                 422,
-                _validation_failed(
-                    doc, {"resource": "PullRequest", "field": "head", "code": "invalid"}
-                ),
+                _validation_failed(doc, {"resource": "PullRequest", "field": "head", "code": "invalid"}),
             )
         if self._branch_sha(base) is None:
             raise _Reply(
                 422,
-                _validation_failed(
-                    doc, {"resource": "PullRequest", "field": "base", "code": "invalid"}
-                ),
+                _validation_failed(doc, {"resource": "PullRequest", "field": "base", "code": "invalid"}),
             )
         if self._open_pull(branch, base) is not None:
             raise _Reply(422, self._already_exists_body(branch))
@@ -866,9 +858,7 @@ class FakeGitHub:
             "status": "422",
         }
 
-    def _r_get_pull(
-        self, query: dict[str, str], body: Any, number: str
-    ) -> tuple[int, dict[str, str], Any]:
+    def _r_get_pull(self, query: dict[str, str], body: Any, number: str) -> tuple[int, dict[str, str], Any]:
         return 200, {}, self._render_pull(self._pull(number))
 
     def _r_update_pull(
@@ -885,9 +875,7 @@ class FakeGitHub:
             if self._branch_sha(body["base"]) is None:
                 raise _Reply(
                     422,
-                    _validation_failed(
-                        doc, {"resource": "PullRequest", "field": "base", "code": "invalid"}
-                    ),
+                    _validation_failed(doc, {"resource": "PullRequest", "field": "base", "code": "invalid"}),
                 )
             pull.base_ref = str(body["base"])
         state = body.get("state")
@@ -917,14 +905,10 @@ class FakeGitHub:
         self, query: dict[str, str], body: Any, number: str
     ) -> tuple[int, dict[str, str], Any]:
         pull = self._pull(number)
-        page, link = self._paginate(
-            self._pull_commits(pull), query, f"/pulls/{pull.number}/commits"
-        )
+        page, link = self._paginate(self._pull_commits(pull), query, f"/pulls/{pull.number}/commits")
         return 200, link, [self._render_commit(c) for c in page]
 
-    def _r_merge(
-        self, query: dict[str, str], body: Any, number: str
-    ) -> tuple[int, dict[str, str], Any]:
+    def _r_merge(self, query: dict[str, str], body: Any, number: str) -> tuple[int, dict[str, str], Any]:
         pull = self._pull(number)
         body = body if isinstance(body, dict) else {}
         if pull.state != "open":
@@ -1013,9 +997,7 @@ class FakeGitHub:
         rendered = self._render_issue(issue)
         return 201, {"Location": rendered["url"]}, rendered
 
-    def _r_get_issue(
-        self, query: dict[str, str], body: Any, number: str
-    ) -> tuple[int, dict[str, str], Any]:
+    def _r_get_issue(self, query: dict[str, str], body: Any, number: str) -> tuple[int, dict[str, str], Any]:
         return 200, {}, self._render_issue(self._issue_like(number))
 
     def _r_update_issue(
@@ -1036,9 +1018,7 @@ class FakeGitHub:
         elif state in ("open", "closed") and state != item.state:
             item.state = state
             item.closed_at = self._now() if state == "closed" else None
-            item.state_reason = body.get("state_reason") or (
-                "completed" if state == "closed" else "reopened"
-            )
+            item.state_reason = body.get("state_reason") or ("completed" if state == "closed" else "reopened")
         item.updated_at = self._now()
         return 200, {}, self._render_issue(item)
 
@@ -1087,9 +1067,7 @@ class FakeGitHub:
         comment.updated_at = self._now()
         return 200, {}, self._render_comment(comment)
 
-    def _r_add_labels(
-        self, query: dict[str, str], body: Any, number: str
-    ) -> tuple[int, dict[str, str], Any]:
+    def _r_add_labels(self, query: dict[str, str], body: Any, number: str) -> tuple[int, dict[str, str], Any]:
         item = self._issue_like(number)
         # Both documented forms: {"labels": [...]} and a bare array (names or {"name": x}).
         raw = body.get("labels") if isinstance(body, dict) else body
@@ -1100,9 +1078,7 @@ class FakeGitHub:
 
     # -- git refs -------------------------------------------------------------------------
 
-    def _r_get_ref(
-        self, query: dict[str, str], body: Any, ref: str
-    ) -> tuple[int, dict[str, str], Any]:
+    def _r_get_ref(self, query: dict[str, str], body: Any, ref: str) -> tuple[int, dict[str, str], Any]:
         self._require_non_empty()
         sha = self._ref_sha(ref)
         if sha is None:
@@ -1130,9 +1106,7 @@ class FakeGitHub:
         rendered = self._render_ref(ref, sha)
         return 201, {"Location": rendered["url"]}, rendered
 
-    def _r_update_ref(
-        self, query: dict[str, str], body: Any, ref: str
-    ) -> tuple[int, dict[str, str], Any]:
+    def _r_update_ref(self, query: dict[str, str], body: Any, ref: str) -> tuple[int, dict[str, str], Any]:
         doc = "/git/refs#update-a-reference"
         body = body if isinstance(body, dict) else {}
         old, sha = self._ref_sha(ref), str(body.get("sha", ""))
@@ -1149,9 +1123,7 @@ class FakeGitHub:
             self._refs[ref] = sha
         return 200, {}, self._render_ref(ref, sha)
 
-    def _r_delete_ref(
-        self, query: dict[str, str], body: Any, ref: str
-    ) -> tuple[int, dict[str, str], Any]:
+    def _r_delete_ref(self, query: dict[str, str], body: Any, ref: str) -> tuple[int, dict[str, str], Any]:
         old = self._ref_sha(ref)
         if old is None:
             raise _Reply(422, _error("Reference does not exist", "/git/refs#delete-a-reference"))
@@ -1321,9 +1293,7 @@ class FakeGitHub:
     def _ref_sha(self, ref: str) -> str | None:
         if self.origin_path is None:
             return self._refs.get(ref)
-        out: str = self._git_ok(
-            "rev-parse", "--verify", "--quiet", f"refs/{ref}^{{commit}}", out=True
-        )
+        out: str = self._git_ok("rev-parse", "--verify", "--quiet", f"refs/{ref}^{{commit}}", out=True)
         return out or None
 
     def _require_non_empty(self) -> None:
@@ -1355,18 +1325,14 @@ class FakeGitHub:
 
     def _git_commits(self, base: str, head: str) -> list[_Commit]:
         fmt = "%H%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%P%x00%B%x1e"
-        text = self._git(
-            "log", "--reverse", f"--format={fmt}", f"refs/heads/{base}..refs/heads/{head}", "--"
-        )
+        text = self._git("log", "--reverse", f"--format={fmt}", f"refs/heads/{base}..refs/heads/{head}", "--")
         commits = []
         for record in text.split("\x1e"):
             record = record.lstrip("\n")
             if not record:
                 continue
             sha, an, ae, ad, cn, ce, cd, parents, message = record.split("\x00", 8)
-            commits.append(
-                _Commit(sha, an, ae, cn, ce, message.rstrip("\n"), ad, cd, tuple(parents.split()))
-            )
+            commits.append(_Commit(sha, an, ae, cn, ce, message.rstrip("\n"), ad, cd, tuple(parents.split())))
         return commits
 
     def _git_merge(self, pull: _Pull, method: str) -> str:
@@ -1460,9 +1426,7 @@ class FakeGitHub:
         user: dict[str, Any] = {}
         for key, value in self._tpl["user"].items():
             if isinstance(value, str):
-                value = value.replace("https://api.github.com", self._api).replace(
-                    "octocat", quote(login)
-                )
+                value = value.replace("https://api.github.com", self._api).replace("octocat", quote(login))
             user[key] = value
         user_id = _stable_id(login)
         user.update(
@@ -1512,6 +1476,14 @@ class FakeGitHub:
             open_issues_count=sum(i.state == "open" for i in self._issues.values()),
             allow_auto_merge=self.allow_auto_merge,
         )
+        # What GitHub reports for the token's own access to the repository.
+        repo["permissions"] = {
+            "admin": False,
+            "maintain": False,
+            "push": self.can_push,
+            "triage": True,
+            "pull": True,
+        }
         return repo
 
     def _render_branch(self, ref: str, sha: str) -> dict[str, Any]:

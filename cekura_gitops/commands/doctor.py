@@ -1,0 +1,254 @@
+"""`cekura-gitops doctor`: check the set-up end to end; one line per check, with a fix."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cekura_gitops import metric_files
+from cekura_gitops.cekura import CekuraClient
+from cekura_gitops.commands._common import cekura_client
+from cekura_gitops.console import Console
+from cekura_gitops.errors import CekuraAPIError, GitError, GitHubAPIError, GitOpsError, MetricValidationError
+from cekura_gitops.metric_files import MetricFile
+from cekura_gitops.settings import Settings
+
+WORKFLOWS = ("optimise.yml", "plan.yml", "apply.yml")
+
+
+class Level(enum.Enum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: Level
+    message: str
+    fix: str = ""
+
+
+def doctor(settings: Settings, console: Console) -> int:
+    """Run every check; exit 1 if any failed (warnings do not fail)."""
+    checks: list[Check] = []
+    files = _files(settings, checks)
+    _workflows(settings, checks)
+    _git(settings, checks)
+    _cekura(settings, files, checks)
+    _github(settings, checks)
+    if settings.json_output:
+        console.emit_json(
+            {
+                "checks": [
+                    {"name": c.name, "status": c.level.value, "message": c.message, "fix": c.fix}
+                    for c in checks
+                ]
+            }
+        )
+    else:
+        for c in checks:
+            fix = f"\n       fix: {c.fix}" if c.fix and c.level is not Level.OK else ""
+            console.say(f"{c.level.value:<4}  {c.name}: {c.message}{fix}")
+        failed = sum(c.level is Level.FAIL for c in checks)
+        warned = sum(c.level is Level.WARN for c in checks)
+        console.say(f"\n{failed} failed, {warned} warning(s), {len(checks) - failed - warned} ok.")
+    return 1 if any(c.level is Level.FAIL for c in checks) else 0
+
+
+def _files(settings: Settings, checks: list[Check]) -> list[MetricFile]:
+    checks.append(Check("config", Level.OK, "cekura-gitops.yaml and environment are valid"))
+    if not settings.metrics_dir.is_dir():
+        checks.append(
+            Check(
+                "metric files",
+                Level.FAIL,
+                f"no folder {settings.metrics_dir}",
+                "run `cekura-gitops pull --project ID`",
+            )
+        )
+        return []
+    try:
+        files = metric_files.load_metrics([settings.metrics_dir], settings.root)
+    except MetricValidationError as err:
+        checks.append(
+            Check(
+                "metric files",
+                Level.FAIL,
+                f"{len(err.problems)} problem(s), first: {err.problems[0]}",
+                "run `cekura-gitops validate` and fix each problem",
+            )
+        )
+        return []
+    checks.append(Check("metric files", Level.OK, f"{len(files)} valid"))
+    return files
+
+
+def _workflows(settings: Settings, checks: list[Check]) -> None:
+    folder = settings.root / ".github" / "workflows"
+    missing = [w for w in WORKFLOWS if not (folder / w).is_file()]
+    if missing:
+        checks.append(
+            Check(
+                "workflows",
+                Level.WARN,
+                f"missing {', '.join(missing)} in .github/workflows",
+                "copy them from the cekura-gitops repository (README: Use it in your repository)",
+            )
+        )
+    else:
+        checks.append(Check("workflows", Level.OK, "optimise, plan and apply workflows present"))
+
+
+def _git(settings: Settings, checks: list[Check]) -> None:
+    try:
+        from cekura_gitops.gitrepo import GitRepo
+
+        repo = GitRepo(settings.root)
+        if not repo.has_remote(settings.remote):
+            checks.append(
+                Check(
+                    "git",
+                    Level.WARN,
+                    f"no remote {settings.remote!r}",
+                    f"add it: git remote add {settings.remote} <url> (sync pushes branches there)",
+                )
+            )
+            return
+        repo.ls_remote(settings.remote, "HEAD")
+        checks.append(Check("git", Level.OK, f"remote {settings.remote!r} reachable"))
+    except GitError as err:
+        checks.append(Check("git", Level.FAIL, str(err), "run inside a clone of your metrics repository"))
+
+
+def _cekura(settings: Settings, files: Sequence[MetricFile], checks: list[Check]) -> None:
+    if not settings.cekura_api_key:
+        checks.append(
+            Check(
+                "cekura key",
+                Level.FAIL,
+                "CEKURA_API_KEY is not set",
+                "export CEKURA_API_KEY (in Actions: the repository secret CEKURA_API_KEY)",
+            )
+        )
+        return
+    with cekura_client(settings) as client:
+        try:
+            projects = client.list_projects()
+        except CekuraAPIError as err:
+            checks.append(
+                Check(
+                    "cekura key",
+                    Level.FAIL,
+                    str(err),
+                    "create an org- or project-scoped key in Cekura's settings",
+                )
+            )
+            return
+        names = ", ".join(f"{p.get('id')} {p.get('name', '')}".strip() for p in projects[:5]) or "none"
+        checks.append(Check("cekura key", Level.OK, f"works; reaches project(s) {names}"))
+        _exists_live(client, files, checks)
+        _cron_jobs(client, files, checks)
+
+
+def _exists_live(client: CekuraClient, files: Sequence[MetricFile], checks: list[Check]) -> None:
+    missing = []
+    for project in sorted({f.metric.project for f in files}, key=str):
+        listed = {int(m["id"]) for m in client.list_metrics(project_id=project)}
+        missing += [f.metric.slug for f in files if f.metric.project == project and f.metric.id not in listed]
+    if missing:
+        checks.append(
+            Check(
+                "live metrics",
+                Level.FAIL,
+                f"not found in Cekura: {', '.join(sorted(missing))}",
+                "merge the files so apply creates them, or fix their id/project",
+            )
+        )
+    else:
+        checks.append(Check("live metrics", Level.OK, f"all {len(files)} managed metric(s) exist"))
+
+
+def _cron_jobs(client: CekuraClient, files: Sequence[MetricFile], checks: list[Check]) -> None:
+    managed = {f.metric.id: f.metric.slug for f in files if f.metric.id is not None}
+    try:
+        jobs = client.list_cron_jobs()
+    except CekuraAPIError as err:
+        checks.append(Check("cekura schedules", Level.WARN, f"could not list them: {err}"))
+        return
+    fighting = []
+    for job in jobs:
+        if not job.get("auto_apply") or job.get("is_active") is False:
+            continue
+        overlap = [
+            managed[int(m)] for m in job.get("metrics") or [] if isinstance(m, int) and int(m) in managed
+        ]
+        if overlap:
+            fighting.append(f"{job.get('name') or job.get('id')} ({', '.join(overlap)})")
+    if fighting:
+        checks.append(
+            Check(
+                "cekura schedules",
+                Level.FAIL,
+                f"Cekura's optimiser schedule auto-applies to git-managed metrics: {'; '.join(fighting)}",
+                "turn auto-apply off for those schedules (read-only) or remove them: two controllers "
+                "would fight, and every auto-apply shows up as drift",
+            )
+        )
+    else:
+        checks.append(
+            Check("cekura schedules", Level.OK, "no Cekura schedule auto-applies to a managed metric")
+        )
+
+
+def _github(settings: Settings, checks: list[Check]) -> None:
+    if not settings.github_token or not settings.github_repository:
+        checks.append(
+            Check(
+                "github",
+                Level.WARN,
+                "GITHUB_TOKEN or GITHUB_REPOSITORY not set",
+                "set both to let sync open pull requests (Actions sets GITHUB_REPOSITORY)",
+            )
+        )
+        return
+    from cekura_gitops.github import GitHubClient
+
+    try:
+        with GitHubClient(
+            settings.github_api_url,
+            settings.github_token,
+            settings.github_repository,
+            timeout=settings.http_timeout,
+        ) as client:
+            repo = client.get_repo()
+    except GitHubAPIError as err:
+        checks.append(Check("github", Level.FAIL, str(err), "check the token's repository access"))
+        return
+    except GitOpsError as err:
+        checks.append(Check("github", Level.FAIL, str(err)))
+        return
+    if repo.can_push is False:
+        checks.append(
+            Check(
+                "github",
+                Level.FAIL,
+                f"{repo.full_name}: the token cannot push",
+                "grant contents: write and pull-requests: write",
+            )
+        )
+    else:
+        checks.append(
+            Check("github", Level.OK, f"{repo.full_name} reachable (default branch {repo.default_branch})")
+        )
+    if settings.github_actions and settings.github_token == settings.actions_token:
+        checks.append(
+            Check(
+                "github token",
+                Level.WARN,
+                "this is the Actions GITHUB_TOKEN: PRs it opens run no workflows",
+                "use a GitHub App token (README: GitHub App token)",
+            )
+        )
