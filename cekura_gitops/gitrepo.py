@@ -122,6 +122,11 @@ class GitRepo:
         )
         return done.stdout if done.returncode == 0 else None
 
+    def list_files(self, rev: str, under: str) -> list[str]:
+        """Paths of the files under a folder at rev."""
+        out = self.run("ls-tree", "-r", "--name-only", "-z", rev, "--", under, strip=False)
+        return [p for p in out.split("\0") if p]
+
     def dirty_paths(self, pathspec: str) -> set[str]:
         """Paths under pathspec with uncommitted changes (staged, unstaged or untracked)."""
         out = self.run("status", "--porcelain", "-z", "--untracked-files=all", "--", pathspec, strip=False)

@@ -61,6 +61,7 @@ class Settings:
     github_repository: str | None = None
     github_server_url: str = "https://github.com"
     github_actions: bool = False
+    github_run_id: str | None = None
     github_event_name: str | None = None
     github_event_path: str | None = None
     github_step_summary: str | None = None
@@ -197,6 +198,7 @@ def resolve(
         github_repository=env.get("GITHUB_REPOSITORY") or None,
         github_server_url=(env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/"),
         github_actions=env.get("GITHUB_ACTIONS") == "true",
+        github_run_id=env.get("GITHUB_RUN_ID") or None,
         github_event_name=env.get("GITHUB_EVENT_NAME") or None,
         github_event_path=env.get("GITHUB_EVENT_PATH") or None,
         github_step_summary=env.get("GITHUB_STEP_SUMMARY") or None,

@@ -185,3 +185,15 @@ def test_alias_bomb_is_refused_quickly() -> None:
 def test_decode_refuses_bad_bytes(raw: bytes, message: str) -> None:
     with pytest.raises(MetricValidationError, match=message):
         yamltext.decode(raw, "m.yaml")
+
+
+def test_yaml_1_2_booleans_only() -> None:
+    data = parse("notify: {on: failure}\na: yes\nb: off\nc: true\nd: False\n").data
+    assert data == {"notify": {"on": "failure"}, "a": "yes", "b": "off", "c": True, "d": False}
+
+
+@pytest.mark.parametrize("word", ["yes", "no", "on", "off", "y", "N"])
+def test_yaml_1_1_boolean_words_are_quoted(word: str) -> None:
+    rendered = yamltext.render_scalar(word)
+    assert rendered == f'"{word}"'
+    assert load_value(rendered) == word

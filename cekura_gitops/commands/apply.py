@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cekura_gitops import changes, crashpoints, diffs, metric_files
+from cekura_gitops import changes, crashpoints, dashboard, diffs, metric_files
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import GuardResult
 from cekura_gitops.commands._common import cekura_client, run_all
@@ -96,7 +96,22 @@ def apply(
             )
     if not dry_run and not selectors and all(r.status not in ("conflict", "error") for r in results):
         _record_applied(console, repo, store, remote, head_sha)
-    return report(settings, console, results, dry_run=dry_run)
+    code = report(settings, console, results, dry_run=dry_run)
+    if not dry_run and results:
+        dashboard.publish(
+            settings,
+            console,
+            command="apply",
+            rows=[dashboard.Row(r.slug, r.status, detail=r.detail) for r in results],
+            managed=_managed_slugs(settings, repo, head),
+            failed=code != 0,
+        )
+    return code
+
+
+def _managed_slugs(settings: Settings, repo: GitRepo, head: str) -> list[str]:
+    rel = settings.metrics_dir.resolve().relative_to(repo.root.resolve())
+    return [Path(p).stem for p in repo.list_files(head, str(rel)) if p.endswith(metric_files.SUFFIXES)]
 
 
 def _range(

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from cekura_gitops import crashpoints, feedback, metric_files
+from cekura_gitops import crashpoints, dashboard, feedback, metric_files
 from cekura_gitops.branches import BranchResult, BranchStatus, BranchWriter
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import field_changes
@@ -151,19 +151,37 @@ def sync(
     publisher: Publisher | None = None,
 ) -> int:
     """Optimise every enabled metric (or those named) and report one status each."""
-    files = [f for f in select(load_files(settings), selectors) if in_shard(f.metric.slug, shard)]
+    every = load_files(settings)
+    files = [f for f in select(every, selectors) if in_shard(f.metric.slug, shard)]
     files = [f for f in files if _enabled(f, settings) or selectors]
     repo = GitRepo(settings.root)
     remote = settings.remote if repo.has_remote(settings.remote) else None
     if push and remote is None:
         raise ConfigError(f"no git remote {settings.remote!r} to push to: add one, or run with --no-push")
+    on_github = False
     with contextlib.ExitStack() as stack:
         if open_prs and publisher is None:
             publisher = _github_publisher(settings, console, push)
+            on_github = publisher is not None
             if publisher is not None:
                 stack.callback(publisher.close)
         results = _run(settings, console, files, repo, remote, publisher, push, force)
-    return report(settings, console, results)
+    code = report(settings, console, results)
+    if on_github:
+        dashboard.publish(
+            settings,
+            console,
+            command="sync",
+            rows=[_dashboard_row(r) for r in results],
+            managed=[f.metric.slug for f in every],
+            failed=code != 0,
+        )
+    return code
+
+
+def _dashboard_row(r: SyncResult) -> dashboard.Row:
+    scores = f"{r.old_score} → {r.new_score}" if r.old_score or r.new_score else ""
+    return dashboard.Row(r.slug, r.status.value, scores, r.pull_request or "", r.detail)
 
 
 def _run(

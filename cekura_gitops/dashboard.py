@@ -1,0 +1,203 @@
+"""The "Cekura metrics dashboard" issue: one per repository, edited in place by sync/apply.
+
+It replaces the summary emails of Cekura's own scheduler: the issue body always shows the
+latest state of every managed metric, and — per `notify.on` — a run comment mentions the
+configured people, which GitHub turns into notifications for the issue's watchers.
+Per-metric rows live in the hidden machine block, so a run that touches a few metrics
+keeps everyone else's row as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cekura_gitops import markdown, prbody
+from cekura_gitops.console import Console
+from cekura_gitops.errors import GitHubAPIError
+from cekura_gitops.github import GitHubClient, Issue
+from cekura_gitops.settings import Settings
+
+TITLE = "Cekura metrics dashboard"
+LABEL = "cekura-gitops-dashboard"
+
+
+@dataclass(frozen=True)
+class Row:
+    """What one command said about one metric."""
+
+    slug: str
+    status: str
+    scores: str = ""
+    pull_request: str = ""
+    detail: str = ""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def publish(
+    settings: Settings,
+    console: Console,
+    *,
+    command: str,
+    rows: Sequence[Row],
+    managed: Sequence[str],
+    failed: bool,
+) -> str | None:
+    """Update the dashboard issue (best effort: a failure is a warning, never an error)."""
+    if not settings.github_token or not settings.github_repository:
+        return None
+    try:
+        with GitHubClient(
+            settings.github_api_url,
+            settings.github_token,
+            settings.github_repository,
+            min_write_interval=settings.github_write_interval,
+            timeout=settings.http_timeout,
+        ) as client:
+            return _publish(settings, client, command, rows, managed, failed)
+    except GitHubAPIError as err:
+        console.warn(f"could not update the dashboard issue: {err}")
+        return None
+
+
+def _publish(
+    settings: Settings,
+    client: GitHubClient,
+    command: str,
+    rows: Sequence[Row],
+    managed: Sequence[str],
+    failed: bool,
+) -> str:
+    issue = _find(client)
+    state = prbody.read_machine(issue.body if issue else None)
+    table: dict[str, dict[str, Any]] = {
+        k: v for k, v in (state.get("rows") or {}).items() if k in managed and isinstance(v, dict)
+    }
+    now = _now()
+    for row in rows:
+        entry = table.setdefault(row.slug, {})
+        entry[command] = {"status": row.status, "at": now, "detail": row.detail[:300]}
+        if row.scores:
+            entry["scores"] = row.scores
+        if command == "sync":
+            entry["pr"] = row.pull_request
+    trigger = settings.github_event_name or "manual"
+    run = {"command": command, "at": now, "trigger": trigger, "failed": failed, "url": _run_url(settings)}
+    body = _body(issue.body if issue else None, table, run, rows)
+    if issue is None:
+        issue = client.create_issue(title=TITLE, body=body, labels=[LABEL])
+    elif body != issue.body or issue.state != "open":
+        issue = client.update_issue(issue.number, body=body, state="open")
+    if _should_notify(settings.notify_on, failed):
+        mention = f" {settings.notify_mention}" if settings.notify_mention else ""
+        outcome = "failed" if failed else "succeeded"
+        lines = [f"`cekura-gitops {command}` {outcome} ({trigger}, {now}).{mention}"]
+        lines += [
+            f"- {markdown.inline_code(r.slug)}: {r.status}"
+            + (f" — {markdown.prose(r.detail[:200])}" if r.detail else "")
+            for r in rows
+            if r.status in ("error", "conflict", "proposed", "updated", "drift", "applied")
+        ][:50]
+        if run["url"]:
+            lines.append(f"\n[Run log]({run['url']})")
+        client.create_comment(issue.number, "\n".join(lines))
+    return issue.html_url
+
+
+def _body(
+    existing: str | None, table: dict[str, dict[str, Any]], run: Mapping[str, Any], rows: Sequence[Row]
+) -> str:
+    """The issue body, shrunk to fit GitHub's 65,536-character limit for large repositories."""
+    for quiet in (False, True):
+        for keep_details in (True, False):
+            rows_json = table if keep_details else {k: _without_details(v) for k, v in table.items()}
+            block = prbody.machine_block(
+                {"version": 1, "kind": "dashboard", "rows": rows_json, "last_run": run}
+            )
+            body = prbody.merge_body(existing, _render(rows_json, run, rows, quiet=quiet) + "\n\n" + block)
+            if len(body) <= prbody.MAX_BODY - 1000:
+                return body
+    return body
+
+
+def _without_details(entry: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(entry)
+    for command in ("sync", "apply"):
+        if isinstance(out.get(command), dict):
+            out[command] = {k: v for k, v in out[command].items() if k != "detail"}
+    return out
+
+
+QUIET = frozenset({"no-change", "not-improved", "no-new-feedback", "not-enough-feedback", "in-sync", "—"})
+
+
+def _find(client: GitHubClient) -> Issue | None:
+    for state in ("open", "all"):
+        found = [i for i in client.list_issues(labels=[LABEL], state=state) if i.title == TITLE]
+        if found:
+            return sorted(found, key=lambda i: i.number)[0]
+    return None
+
+
+def _should_notify(on: str, failed: bool) -> bool:
+    return on == "both" or (on == "failure" and failed) or (on == "success" and not failed)
+
+
+def _run_url(settings: Settings) -> str:
+    if settings.github_run_id and settings.github_repository:
+        return (
+            f"{settings.github_server_url}/{settings.github_repository}/actions/runs/{settings.github_run_id}"
+        )
+    return ""
+
+
+def _render(
+    table: Mapping[str, Mapping[str, Any]],
+    run: Mapping[str, Any],
+    rows: Sequence[Row],
+    *,
+    quiet: bool = False,
+) -> str:
+    outcome = "**failed**" if run["failed"] else "ok"
+    link = f" · [run log]({run['url']})" if run["url"] else ""
+    lines = [
+        "## Cekura metrics dashboard",
+        "",
+        f"Last run: `{run['command']}` at {run['at']} (trigger: {markdown.prose(str(run['trigger']))}) — "
+        f"{outcome}{link}",
+        "",
+        "| metric | last sync | scores | pull request | last apply | note |",
+        "|---|---|---|---|---|---|",
+    ]
+    omitted = 0
+    for slug in sorted(table):
+        entry = table[slug]
+        sync, apply = entry.get("sync") or {}, entry.get("apply") or {}
+        if quiet and sync.get("status", "—") in QUIET and apply.get("status", "—") in QUIET:
+            omitted += 1
+            continue
+        note = (sync.get("detail") or apply.get("detail") or "")[:140]
+        lines.append(
+            f"| {markdown.inline_code(slug)} | {sync.get('status', '—')} "
+            f"| {markdown.cell(entry.get('scores', ''))} | {entry.get('pr') or ''} "
+            f"| {apply.get('status', '—')} | {markdown.cell(note)} |"
+        )
+    if omitted:
+        lines += ["", f"_{omitted} metric(s) with nothing to act on are not listed (body size limit)._"]
+    capped = [r.slug for r in rows if r.status == "skipped-cap"]
+    if capped:
+        lines += [
+            "",
+            f"Skipped by pull request caps this run: {', '.join(markdown.inline_code(s) for s in capped)}",
+        ]
+    lines += [
+        "",
+        "_Edited in place by cekura-gitops on every sync and apply; text you add outside this "
+        "section is kept._",
+    ]
+    return "\n".join(lines)
