@@ -223,3 +223,20 @@ def test_a_dropped_apply_run_is_caught_up_by_the_next(pulled: Repo, cli, cekura_
     assert "since the last applied commit" in result.err
     state = json.loads(pulled.origin_file("refs/cekura-gitops/state", "state.json") or "{}")
     assert state["applied"] == b
+
+
+def test_rescore_after_apply_is_opt_in(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
+    edit(pulled, GREETING_FILE, "Score FALSE otherwise.", "Score FALSE otherwise, or if unsure.")
+    pulled.commit_all("change")
+    assert apply(cli, pulled, cekura_env, "--dry-run").code == 0
+    off = apply(cli, pulled, cekura_env, "--base", "HEAD~1")
+    assert off.code == 0 and sandbox.count("POST", r"/run_reviews/$") == 0
+    pulled.write("cekura-gitops.yaml", "apply: {rescore: true}\n")
+    edit(pulled, GREETING_FILE, "or if unsure.", "or when unsure.")
+    pulled.commit_all("change again, with re-scoring on")
+    on = apply(cli, pulled, cekura_env)
+    m = by_slug(on)["caller_greeted_by_name_1562"]
+    assert m["status"] == "applied" and "re-scoring the Lab's reviews" in m["detail"]
+    assert sandbox.count("POST", r"/run_reviews/$") == 1
+    [req] = [r for r in sandbox.requests if r.path.endswith("/run_reviews/")]
+    assert req.body == {"skip_save": False}

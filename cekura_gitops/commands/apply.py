@@ -288,15 +288,21 @@ def _apply_one(
         )
     crashpoints.hit("verified", head.slug)
     _trace(client, metric_id, job.head_sha)
+    notes = ["forced over a conflict"] if guard is GuardResult.CONFLICT else []
+    if settings.rescore_after_apply:
+        notes.append(_rescore(client, metric_id))
     return ApplyResult(
-        head.slug,
-        head.id,
-        display,
-        "applied",
-        tuple(body),
-        diff=three,
-        detail="forced over a conflict" if guard is GuardResult.CONFLICT else "",
+        head.slug, head.id, display, "applied", tuple(body), diff=three, detail="; ".join(notes)
     )
+
+
+def _rescore(client: CekuraClient, metric_id: int) -> str:
+    """Re-run the Lab's reviews with the new definition (apply.rescore; billed by Cekura)."""
+    try:
+        progress_id = client.run_reviews(metric_id, {}, skip_save=False)
+    except CekuraAPIError as err:
+        return f"re-score not started: {err}"
+    return f"re-scoring the Lab's reviews (progress {progress_id})"
 
 
 def _live(client: CekuraClient, head: Metric) -> dict[str, Any] | None:
