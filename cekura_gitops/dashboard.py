@@ -18,6 +18,7 @@ from cekura_gitops import markdown, prbody
 from cekura_gitops.console import Console
 from cekura_gitops.errors import GitHubAPIError
 from cekura_gitops.github import GitHubClient, Issue
+from cekura_gitops.pullrequests import client_for
 from cekura_gitops.settings import Settings
 
 TITLE = "Cekura metrics dashboard"
@@ -52,13 +53,7 @@ def publish(
     if not settings.github_token or not settings.github_repository:
         return None
     try:
-        with GitHubClient(
-            settings.github_api_url,
-            settings.github_token,
-            settings.github_repository,
-            min_write_interval=settings.github_write_interval,
-            timeout=settings.http_timeout,
-        ) as client:
+        with client_for(settings) as client:
             return _publish(settings, client, command, rows, managed, failed)
     except GitHubAPIError as err:
         console.warn(f"could not update the dashboard issue: {err}")

@@ -3,9 +3,10 @@
     GitOpsError                 exit 1: a problem the user can fix; the message says how
     ├── ConfigError             bad flags, environment or cekura-gitops.yaml
     ├── MetricValidationError   one or more metric files are invalid (carries every problem)
-    ├── CekuraAPIError          Cekura answered with an error, or could not be reached
-    ├── GitError                a git command failed
-    └── GitHubAPIError          GitHub answered with an error, or could not be reached
+    ├── APIError                an HTTP API answered with an error, or could not be reached
+    │   ├── CekuraAPIError
+    │   └── GitHubAPIError
+    └── GitError                a git command failed
 
 Anything else escaping a command is a bug: exit 3 (traceback only with --verbose).
 Ctrl-C exits 130. Usage errors (bad options) exit 64, so that 2 keeps meaning
@@ -59,8 +60,8 @@ class MetricValidationError(GitOpsError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-class CekuraAPIError(GitOpsError):
-    """A Cekura request failed.
+class APIError(GitOpsError):
+    """An HTTP API request failed.
 
     `status` is None when no HTTP answer arrived (connection refused, timeout).
     `ambiguous` is True when the request may have taken effect on the server even
@@ -68,6 +69,8 @@ class CekuraAPIError(GitOpsError):
     non-idempotent operations must not resend it.
     """
 
+    service: ClassVar[str] = "API"
+
     def __init__(
         self,
         operation: str,
@@ -85,31 +88,20 @@ class CekuraAPIError(GitOpsError):
         self.detail = detail
         self.ambiguous = ambiguous
         where = f"HTTP {status}" if status is not None else "no response"
-        super().__init__(f"Cekura {operation} ({method} {path}) failed: {where}: {detail}")
+        super().__init__(f"{self.service} {operation} ({method} {path}) failed: {where}: {detail}")
+
+
+class CekuraAPIError(APIError):
+    """A Cekura request failed."""
+
+    service = "Cekura"
 
 
 class GitError(GitOpsError):
     """A git operation failed; the message names the command and what to check."""
 
 
-class GitHubAPIError(GitOpsError):
-    """A GitHub request failed; same shape as CekuraAPIError."""
+class GitHubAPIError(APIError):
+    """A GitHub request failed."""
 
-    def __init__(
-        self,
-        operation: str,
-        method: str,
-        path: str,
-        status: int | None,
-        detail: str,
-        *,
-        ambiguous: bool = False,
-    ) -> None:
-        self.operation = operation
-        self.method = method
-        self.path = path
-        self.status = status
-        self.detail = detail
-        self.ambiguous = ambiguous
-        where = f"HTTP {status}" if status is not None else "no response"
-        super().__init__(f"GitHub {operation} ({method} {path}) failed: {where}: {detail}")
+    service = "GitHub"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cekura_gitops import prbody
 from cekura_gitops.branches import BranchResult
 from cekura_gitops.console import Console
-from cekura_gitops.errors import GitHubAPIError
+from cekura_gitops.errors import ConfigError, GitHubAPIError
 from cekura_gitops.github import GitHubClient, PullRequest, PullRequestExists
 from cekura_gitops.settings import PullRequestSettings, Settings
 
@@ -27,6 +27,20 @@ if TYPE_CHECKING:
     from cekura_gitops.commands.sync import DriftContext, ProposalContext, Published
 
 ACTIONS_BOT = "github-actions[bot]"
+
+
+def client_for(settings: Settings) -> GitHubClient:
+    """The GitHub client every command uses, configured from settings."""
+    if not settings.github_token or not settings.github_repository:
+        raise ConfigError("set GITHUB_TOKEN and GITHUB_REPOSITORY (owner/name) to talk to GitHub")
+    return GitHubClient(
+        settings.github_api_url,
+        settings.github_token,
+        settings.github_repository,
+        graphql_url=settings.github_graphql_url,
+        min_write_interval=settings.github_write_interval,
+        timeout=settings.http_timeout,
+    )
 
 
 @dataclass
@@ -45,17 +59,8 @@ class GitHubPublisher:
 
     @classmethod
     def from_settings(cls, settings: Settings, console: Console) -> GitHubPublisher:
-        assert settings.github_token and settings.github_repository
-        client = GitHubClient(
-            settings.github_api_url,
-            settings.github_token,
-            settings.github_repository,
-            graphql_url=settings.github_graphql_url,
-            min_write_interval=settings.github_write_interval,
-            timeout=settings.http_timeout,
-        )
         return cls(
-            client,
+            client_for(settings),
             console,
             settings.pull_requests,
             settings.branch_prefix,

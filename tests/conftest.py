@@ -187,3 +187,24 @@ def pulled(repo: Repo, cli, cekura_env) -> Iterator[Repo]:  # type: ignore[no-un
     repo.commit_all("import metrics")
     repo.push()
     yield repo
+
+
+GH_TOKEN = "ghs_fakeTokenForTests0123456789"
+
+
+@pytest.fixture
+def gh(pulled: Repo, make_fake_github):  # type: ignore[no-untyped-def]
+    """A fake GitHub for acme/metrics whose branches are the pulled repo's origin."""
+    return make_fake_github(origin_path=pulled.origin, owner="acme", repo="metrics", token=GH_TOKEN)
+
+
+@pytest.fixture
+def github_env(cekura_env, gh) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Environment for commands that talk to both the sandbox and the fake GitHub."""
+    return {
+        **cekura_env,
+        "GITHUB_TOKEN": GH_TOKEN,
+        "GITHUB_REPOSITORY": "acme/metrics",
+        "GITHUB_API_URL": gh.url,
+        "CEKURA_GITOPS_GITHUB_WRITE_INTERVAL": "0",
+    }

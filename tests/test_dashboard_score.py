@@ -5,29 +5,16 @@ from __future__ import annotations
 import pytest
 
 from cekura_gitops import dashboard, prbody
-from tests.conftest import Repo
+from tests.conftest import GH_TOKEN, Repo
 
 GREETING = "caller_greeted_by_name_1562"
 GREETING_FILE = f"metrics/{GREETING}.yaml"
-TOKEN = "ghs_dashboardTokenForTests0123"
+TOKEN = GH_TOKEN
 
 
 @pytest.fixture
-def gh(pulled: Repo, make_fake_github):  # type: ignore[no-untyped-def]
-    return make_fake_github(origin_path=pulled.origin, owner="acme", repo="metrics", token=TOKEN)
-
-
-@pytest.fixture
-def env(cekura_env, gh) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {
-        **cekura_env,
-        "GITHUB_TOKEN": TOKEN,
-        "GITHUB_REPOSITORY": "acme/metrics",
-        "GITHUB_API_URL": gh.url,
-        "CEKURA_GITOPS_GITHUB_WRITE_INTERVAL": "0",
-        "GITHUB_EVENT_NAME": "schedule",
-        "GITHUB_RUN_ID": "42",
-    }
+def env(github_env) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {**github_env, "GITHUB_EVENT_NAME": "schedule", "GITHUB_RUN_ID": "42"}
 
 
 def dashboards(gh) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]

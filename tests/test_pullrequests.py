@@ -8,28 +8,17 @@ from pathlib import Path
 import pytest
 
 from cekura_gitops import prbody
-from tests.conftest import HUMAN, Repo
+from tests.conftest import GH_TOKEN, HUMAN, Repo
 
 GREETING = "caller_greeted_by_name_1562"
 GREETING_FILE = f"metrics/{GREETING}.yaml"
 BRANCH = f"cekura-gitops/optimise/{GREETING}"
-TOKEN = "ghs_fakeTokenForTests0123456789"
+TOKEN = GH_TOKEN
 
 
 @pytest.fixture
-def gh(pulled: Repo, make_fake_github):  # type: ignore[no-untyped-def]
-    return make_fake_github(origin_path=pulled.origin, owner="acme", repo="metrics", token=TOKEN)
-
-
-@pytest.fixture
-def env(cekura_env, gh) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {
-        **cekura_env,
-        "GITHUB_TOKEN": TOKEN,
-        "GITHUB_REPOSITORY": "acme/metrics",
-        "GITHUB_API_URL": gh.url,
-        "CEKURA_GITOPS_GITHUB_WRITE_INTERVAL": "0",
-    }
+def env(github_env) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return github_env  # type: ignore[no-any-return]
 
 
 def sync(cli, repo: Repo, env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]

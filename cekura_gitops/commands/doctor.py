@@ -214,15 +214,10 @@ def _github(settings: Settings, checks: list[Check]) -> None:
             )
         )
         return
-    from cekura_gitops.github import GitHubClient
+    from cekura_gitops.pullrequests import client_for
 
     try:
-        with GitHubClient(
-            settings.github_api_url,
-            settings.github_token,
-            settings.github_repository,
-            timeout=settings.http_timeout,
-        ) as client:
+        with client_for(settings) as client:
             repo = client.get_repo()
     except GitHubAPIError as err:
         checks.append(Check("github", Level.FAIL, str(err), "check the token's repository access"))

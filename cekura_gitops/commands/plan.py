@@ -91,8 +91,7 @@ def _actions_report(settings: Settings, plans: Sequence[MetricPlan], text: str) 
 def _comment(settings: Settings, console: Console, text: str) -> None:
     """Post or update the one sticky plan comment on the pull request of this event."""
     from cekura_gitops.errors import GitHubAPIError
-    from cekura_gitops.github import GitHubClient
-    from cekura_gitops.pullrequests import pull_number_from_event, upsert_sticky_comment
+    from cekura_gitops.pullrequests import client_for, pull_number_from_event, upsert_sticky_comment
 
     event = _event(settings)
     number = pull_number_from_event(event) if event else None
@@ -102,13 +101,7 @@ def _comment(settings: Settings, console: Console, text: str) -> None:
         )
         return
     try:
-        with GitHubClient(
-            settings.github_api_url,
-            settings.github_token,
-            settings.github_repository,
-            min_write_interval=settings.github_write_interval,
-            timeout=settings.http_timeout,
-        ) as client:
+        with client_for(settings) as client:
             url = upsert_sticky_comment(client, number, text)
         console.say(f"plan comment: {url}")
     except GitHubAPIError as err:
