@@ -7,6 +7,7 @@ it can never be read as a workflow command.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -49,6 +50,18 @@ def group(title: str) -> str:
 
 def endgroup() -> str:
     return "::endgroup::"
+
+
+# The runner reads a line as a command when, after leading white space, it starts with
+# `::` (or `##[`, the older syntax); it splits lines at LF, CR and CRLF.
+_COMMAND_START = re.compile(r"^([^\S\n]*)(:(?=:)|#(?=#\[))", re.MULTILINE)
+ZWJ = "\u200d"
+
+
+def neutralise(text: str) -> str:
+    """Text no line of which the runner reads as a workflow command (a ZWJ breaks `::`)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _COMMAND_START.sub(lambda m: m.group(1) + m.group(2) + ZWJ, text)
 
 
 def print_untrusted(text: str, stream: TextIO) -> None:

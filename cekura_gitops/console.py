@@ -37,14 +37,22 @@ class Console:
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
+            # Also the stripped form: a secret saved with a trailing newline shows up without it.
+            for form in {secret, secret.strip()}:
+                if len(form) >= 4:
+                    text = text.replace(form, "***")
         return text
+
+    def _plain(self, text: str) -> str:
+        """Redacted human text; under Actions no line of it can be read as a command."""
+        text = self.redact(text)
+        # Human text can carry Cekura's words (error details, slugs, summaries).
+        return actions.neutralise(text) if self.github_actions else text
 
     def say(self, text: str = "") -> None:
         """A line of human output."""
         with self._lock:
-            self.human.write(self.redact(text) + "\n")
+            self.human.write(self._plain(text) + "\n")
             self.human.flush()
 
     def debug(self, text: str) -> None:
@@ -59,7 +67,7 @@ class Console:
 
     def err(self, text: str) -> None:
         with self._lock:
-            self.stderr.write(self.redact(text) + "\n")
+            self.stderr.write(self._plain(text) + "\n")
             self.stderr.flush()
 
     def error(

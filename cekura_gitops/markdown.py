@@ -4,7 +4,10 @@
   early; mentions and issue references inside code spans/blocks never ping or link.
 - Prose outside fences gets a zero-width joiner after `@` and `#`, which stops GitHub
   from turning `@team` into a ping or `#12` into a link, and HTML is escaped so it cannot
-  hide content (`<!--`, `<details>`).
+  hide content (`<!--`, `<details>`). URLs are unlinked the same way: GitHub turns a link
+  to an issue into a cross-reference on that issue.
+- `one_line`/`cell` also fold line breaks, so a value cannot start a block of its own
+  (a code fence that would swallow the rest of the page).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ def fence(text: str, lang: str = "") -> str:
 
 
 def inline_code(text: str) -> str:
-    text = text.replace("\n", " ")
+    """Text as one code span (line breaks become spaces)."""
+    text = text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     ticks = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
@@ -37,9 +41,16 @@ def prose(text: str) -> str:
     text = re.sub(r"#(?=\d)", "#" + ZWJ, text)
     # GitHub also links owner/repo#12 and GH-12 forms.
     text = re.sub(r"(?i)\bgh-(?=\d)", lambda m: m.group(0) + ZWJ, text)
+    # Bare URLs and www. links are autolinked; a link to an issue is a cross-reference.
+    text = re.sub(r"(?=://)|(?i:(?<=\bwww)(?=\.))", ZWJ, text)
     return text
+
+
+def one_line(text: str) -> str:
+    """Untrusted text as inert prose on a single line."""
+    return re.sub(r"[\r\n]+", " ", prose(text))
 
 
 def cell(text: str) -> str:
     """Untrusted text for a table cell."""
-    return prose(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return one_line(text).replace("|", "\\|")

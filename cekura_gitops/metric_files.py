@@ -90,6 +90,9 @@ def read_metric_file(path: Path, display: str | None = None) -> MetricFile:
     try:
         if path.is_dir():
             raise MetricValidationError([Problem(display, 1, 1, "is a directory, not a metric file")])
+        if not path.is_file():
+            # A FIFO or a device would block or never end: read regular files only.
+            raise MetricValidationError([Problem(display, 1, 1, "is not a regular file")])
         size = path.stat().st_size
         if size > yamltext.MAX_FILE_BYTES:
             raise MetricValidationError(
@@ -127,7 +130,13 @@ def discover(paths: Sequence[Path], root: Path) -> tuple[list[Path], list[Proble
     real_root = root.resolve()
     kept = []
     for path in found:
-        if path.is_symlink() and not _inside(path.resolve(), real_root):
+        try:
+            outside = path.is_symlink() and not _inside(path.resolve(), real_root)
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+            shown = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+            problems.append(Problem(shown, 1, 1, "is a symlink that cannot be resolved (a loop?)"))
+            continue
+        if outside:
             problems.append(
                 Problem(display_path(path, root), 1, 1, "is a symlink pointing outside the repository")
             )
@@ -171,18 +180,21 @@ def duplicate_problems(files: Iterable[MetricFile]) -> list[Problem]:
             value = getattr(f.metric, key)
             if value is None:
                 continue
-            if value in seen:
+            # Slugs name files and branches: on case-insensitive file systems and in git's
+            # loose refs, `Foo` and `foo` are the same name.
+            folded = value.lower() if isinstance(value, str) else value
+            if folded in seen:
                 line, col = f.doc.key_positions.get(key, (1, 1))
                 problems.append(
                     Problem(
                         f.display,
                         line,
                         col,
-                        f"duplicate {key} {value!r}: also in {seen[value].display}",
+                        f"duplicate {key} {value!r}: also in {seen[folded].display}",
                     )
                 )
             else:
-                seen[value] = f
+                seen[folded] = f
     return problems
 
 

@@ -19,6 +19,7 @@ BEGIN = "<!-- cekura-gitops:begin -->"
 END = "<!-- cekura-gitops:end -->"
 MACHINE = re.compile(r"<!-- cekura-gitops (\{.*?\}) -->")
 MAX_BODY = 65_536
+MAX_SUMMARY = 8_000  # the optimiser's summary is untrusted and unbounded
 HUMAN_EDIT_MARKER = "<!-- cekura-gitops:human-edit -->"
 
 
@@ -36,12 +37,18 @@ def machine_block(data: Mapping[str, Any]) -> str:
 
 
 def read_machine(body: str | None) -> dict[str, Any]:
-    """The machine block of a PR body, or {} (a human may have removed it)."""
-    match = MACHINE.search(body or "")
-    if not match:
+    """The machine block of a PR body, or {} (a human may have removed it).
+
+    The real block is the last one before the section's end: prompt text in the diffs
+    above it may hold a look-alike.
+    """
+    text = body or ""
+    end = text.rfind(END)
+    matches = MACHINE.findall(text[:end] if end >= 0 else text)
+    if not matches:
         return {}
     try:
-        data = json.loads(match.group(1))
+        data = json.loads(matches[-1])
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
@@ -52,7 +59,8 @@ def merge_body(existing: str | None, section: str) -> str:
     block = f"{BEGIN}\n{section.rstrip()}\n{END}"
     if not existing:
         return block + "\n"
-    start, end = existing.find(BEGIN), existing.find(END)
+    # The last END: prompt text inside the section's diffs may contain the marker too.
+    start, end = existing.find(BEGIN), existing.rfind(END)
     if start >= 0 and end > start:
         return existing[:start] + block + existing[end + len(END) :]
     return block + "\n\n" + existing
@@ -99,19 +107,22 @@ def proposal_section(
     head = [
         f"## Cekura optimiser proposal for {markdown.inline_code(slug)}",
         "",
-        f"**Metric:** {markdown.prose(name)} (#{metric_id}) · {link}".rstrip(" ·"),
+        f"**Metric:** {markdown.one_line(name)} (id {metric_id}) · {link}".rstrip(" ·"),
         "",
         "| | baseline | proposed |",
         "|---|---|---|",
         f"| score on the Lab's labelled reviews | {old_score or '?'} | {new_score or '?'} |",
         "",
     ]
-    if summary.strip():
-        quoted = "\n".join("> " + line for line in markdown.prose(summary.strip()).splitlines())
+    summary = summary.strip()
+    if len(summary) > MAX_SUMMARY:
+        summary = summary[:MAX_SUMMARY] + " … (truncated)"
+    if summary:
+        quoted = "\n".join("> " + line for line in markdown.prose(summary).splitlines())
         head += ["### What the optimiser says", "", quoted, "", ""]
     tail = []
     if unresolved:
-        items = "\n".join(f"- {markdown.prose(_sample_text(s))}" for s in unresolved[:20])
+        items = "\n".join(f"- {markdown.one_line(_sample_text(s))}" for s in unresolved[:20])
         more = f"\n- … and {len(unresolved) - 20} more" if len(unresolved) > 20 else ""
         tail += [
             f"<details><summary>Unresolved samples ({len(unresolved)})</summary>",
@@ -149,7 +160,7 @@ def drift_section(
     head = [
         f"## Drift: {markdown.inline_code(slug)} was changed in Cekura",
         "",
-        f"The live definition of {link} no longer matches `{base_branch}`. Someone (or "
+        f"The live definition of {link} no longer matches {markdown.inline_code(base_branch)}. Someone (or "
         "something) changed it outside git: a dashboard edit, or Cekura's own auto-apply "
         "optimiser schedule. Until this is resolved, `sync` does not optimise this metric.",
         "",
@@ -158,8 +169,8 @@ def drift_section(
         "1. **Accept the live version:** merge this pull request. (`apply` then finds live "
         "already equal to git and changes nothing.)",
         "2. **Restore git's version:** close this pull request and run "
-        "`cekura-gitops apply --force --metric " + slug + "` (or re-run the apply workflow "
-        "with force).",
+        + markdown.inline_code(f"cekura-gitops apply --force --metric {slug}")
+        + " (or re-run the apply workflow with force).",
         "",
         "### Live changes",
         "",

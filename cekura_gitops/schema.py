@@ -23,7 +23,16 @@ def schema(name: str) -> dict[str, Any]:
 def _validator(name: str) -> Any:
     import jsonschema  # lazy: keeps `--help` fast
 
-    return jsonschema.Draft202012Validator(schema(name))
+    base = jsonschema.Draft202012Validator
+    # JSON Schema counts 1.0 as an integer; a metric id of 1.0 would build `/metrics/1.0/`.
+    strict = base.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    )
+    strict_validator = jsonschema.validators.extend(base, type_checker=strict)  # type: ignore[no-untyped-call]
+    return strict_validator(schema(name))
+
+
+MAX_UNKNOWN_FIELDS = 20  # per mapping; a hostile file may hold 100k keys
 
 
 def check(name: str, doc: Document, path: str) -> list[Problem]:
@@ -34,11 +43,15 @@ def check(name: str, doc: Document, path: str) -> list[Problem]:
         if error.validator == "additionalProperties":
             allowed = set(error.schema.get("properties", {}))
             instance = error.instance if isinstance(error.instance, dict) else {}
-            for key in instance:
-                if key not in allowed:
-                    line, col = _key_position(doc, (*where, key))
-                    hint = _closest(str(key), allowed)
-                    problems.append(Problem(path, line, col, f"unknown field {key!r}{hint}"))
+            unknown = [key for key in instance if key not in allowed]
+            for key in unknown[:MAX_UNKNOWN_FIELDS]:
+                line, col = _key_position(doc, (*where, key))
+                hint = _closest(str(key), allowed)
+                problems.append(Problem(path, line, col, f"unknown field {key!r}{hint}"))
+            if len(unknown) > MAX_UNKNOWN_FIELDS:
+                line, col = _key_position(doc, (*where, unknown[MAX_UNKNOWN_FIELDS]))
+                more = len(unknown) - MAX_UNKNOWN_FIELDS
+                problems.append(Problem(path, line, col, f"... and {more} more unknown field(s)"))
             continue
         line, col = doc.position(where)
         field = ".".join(str(p) for p in where) or "file"
@@ -73,6 +86,8 @@ def _message(error: Any) -> str:
             f"{_short(error.instance)} is not a valid slug: use letters, digits, '_' and '-', "
             "starting and ending with a letter or digit"
         )
+    if kind in ("pattern", "oneOf", "anyOf") and error.schema.get("description"):
+        return f"{_short(error.instance)} is not valid: {error.schema['description']}"
     if kind == "required":
         return str(error.message).replace("is a required property", "is required")
     return str(error.message)

@@ -24,11 +24,28 @@ import yaml
 from cekura_gitops.errors import MetricValidationError, Problem
 
 try:  # pragma: no branch - libyaml ships in PyYAML's wheels; the pure loader is the fallback
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
+    _Base: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
 except AttributeError:  # pragma: no cover
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+# YAML 1.2 booleans: only true/false. YAML 1.1 also reads yes/no/on/off as booleans, which
+# turns a config key like `notify: {on: failure}` into `{True: failure}`.
+YAML11_BOOLS = frozenset({"y", "yes", "n", "no", "on", "off"})
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
+    yaml_implicit_resolvers = {
+        first: [(tag, _BOOL if tag == "tag:yaml.org,2002:bool" else regexp) for tag, regexp in resolvers]
+        for first, resolvers in _Base.yaml_implicit_resolvers.items()
+    }
+
 
 MAX_FILE_BYTES = 1024 * 1024
+# A metric file nests three levels at most (optimiser: test_set_ids: [...]). libyaml's
+# parser slows down quadratically with flow nesting, and composing deep documents recurses
+# (a segfault at ~50k levels), so the pre-scan stops at this depth.
+MAX_DEPTH = 20
 INDENT = "  "
 
 Path = tuple[str | int, ...]
@@ -84,6 +101,13 @@ def decode(raw: bytes, path: str) -> str:
     if nul >= 0:
         line, col = _line_col(text, nul)
         problems.append(Problem(path, line, col, "file contains a NUL byte"))
+    bare_cr = re.search("\r(?!\n)", text)
+    if bare_cr:
+        # YAML reads a lone CR as a line break, but line-based edits would not.
+        line, col = _line_col(text, bare_cr.start())
+        problems.append(
+            Problem(path, line, col, "file contains a carriage return without a line feed; use LF or CRLF")
+        )
     if problems:
         raise MetricValidationError(problems)
     return text
@@ -157,6 +181,12 @@ def _walk(
         seen: set[Any] = set()
         for key_node, value_node in node.value:
             key = key_node.value
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                problems.append(
+                    Problem(file, line, col, "YAML merge keys (<<) are not allowed in cekura-gitops files")
+                )
+                continue
             if key in seen:
                 problems.append(
                     Problem(
@@ -180,26 +210,36 @@ def _prescan(text: str, path: str) -> None:
     """Refuse anchors, aliases, explicit tags and multiple documents before composing."""
     problems: list[Problem] = []
     documents = 0
+    depth = 0
     try:
         for event in yaml.parse(text, Loader=_Loader):
             mark = event.start_mark
             where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    problems.append(Problem(path, *where, f"nested deeper than {MAX_DEPTH} levels"))
+                    break
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
             if isinstance(event, yaml.DocumentStartEvent):
                 documents += 1
                 if documents == 2:
                     problems.append(Problem(path, *where, "one metric per file: found a second document"))
             elif isinstance(event, yaml.AliasEvent):
-                problems.append(Problem(path, *where, "YAML aliases (*name) are not allowed in metric files"))
+                problems.append(
+                    Problem(path, *where, "YAML aliases (*name) are not allowed in cekura-gitops files")
+                )
             elif isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
                 if event.anchor is not None:
                     problems.append(
-                        Problem(path, *where, "YAML anchors (&name) are not allowed in metric files")
+                        Problem(path, *where, "YAML anchors (&name) are not allowed in cekura-gitops files")
                     )
                 tag = event.tag
                 explicit = not (isinstance(event, yaml.ScalarEvent) and event.implicit[0])
                 if tag is not None and tag != "!" and explicit:
                     problems.append(
-                        Problem(path, *where, f"YAML tags ({tag}) are not allowed in metric files")
+                        Problem(path, *where, f"YAML tags ({tag}) are not allowed in cekura-gitops files")
                     )
             if len(problems) >= 20:
                 break
@@ -279,8 +319,9 @@ def render_scalar(value: Any, *, indent: str = INDENT, newline: str = "\n") -> s
             if block is not None and _loads_as(block.replace(newline, "\n"), value):
                 return block
             return double_quoted(value)
-        # Plain style only when it reads back exactly and has no invisible tab.
-        if value and "\t" not in value and _loads_as(value, value):
+        # Plain style only when it reads back exactly, has no invisible tab, and YAML 1.1
+        # tools (editors, other parsers) would not read it as a boolean either.
+        if value and "\t" not in value and value.lower() not in YAML11_BOOLS and _loads_as(value, value):
             return value
         return double_quoted(value)
     if value is None:

@@ -100,7 +100,10 @@ def test_sends_github_headers_and_parses_repo() -> None:
     transport = ValidatingTransport(handler)
     with make_client(transport) as client:
         repo = client.get_repo()
-    assert repo == Repo("octocat/Hello-World", "master", "https://github.com/octocat/Hello-World")
+    # The official example: the token may pull, not push.
+    assert repo == Repo(
+        "octocat/Hello-World", "master", "https://github.com/octocat/Hello-World", can_push=False
+    )
     (request,) = seen
     assert request.url == f"{API}{REPO}"
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"

@@ -73,9 +73,7 @@ class OARequest:
         self.method = method.lower()
         self.path = rewrite_path(path)
         self.body = body or None
-        self.content_type = next(
-            (v for k, v in header_list if k.lower() == "content-type"), ""
-        ).lower()
+        self.content_type = next((v for k, v in header_list if k.lower() == "content-type"), "").lower()
         self.parameters = RequestParameters(
             query=ImmutableMultiDict(parse_qsl(query, keep_blank_values=True)),
             header=Headers(header_list),
@@ -109,9 +107,7 @@ class OAResponse:
         self.status_code = status_code
         self.data = data or None
         self.headers = Headers(header_list)
-        self.content_type = next(
-            (v for k, v in header_list if k.lower() == "content-type"), ""
-        ).lower()
+        self.content_type = next((v for k, v in header_list if k.lower() == "content-type"), "").lower()
 
     @classmethod
     def from_httpx(cls, response: httpx.Response) -> OAResponse:
@@ -150,15 +146,11 @@ def request_errors(request: OARequest, api: OpenAPI | None = None) -> list[str]:
     return [f"request {label}: {_describe(e)}" for e in api.iter_request_errors(request)]
 
 
-def response_errors(
-    request: OARequest, response: OAResponse, api: OpenAPI | None = None
-) -> list[str]:
+def response_errors(request: OARequest, response: OAResponse, api: OpenAPI | None = None) -> list[str]:
     """Problems with `response` to `request` (empty when it matches the description)."""
     api = api or load_spec()
     label = f"{request.method.upper()} {request.path} -> {response.status_code}"
-    return [
-        f"response {label}: {_describe(e)}" for e in api.iter_response_errors(request, response)
-    ]
+    return [f"response {label}: {_describe(e)}" for e in api.iter_response_errors(request, response)]
 
 
 class ValidatingTransport(httpx.BaseTransport):
@@ -194,7 +186,5 @@ class ValidatingTransport(httpx.BaseTransport):
         response = self._inner.handle_request(request)
         response.read()
         if response.status_code not in self._skip:
-            self.errors.extend(
-                response_errors(oa_request, OAResponse.from_httpx(response), self._api)
-            )
+            self.errors.extend(response_errors(oa_request, OAResponse.from_httpx(response), self._api))
         return response
