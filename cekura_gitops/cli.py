@@ -435,11 +435,14 @@ def _print_error(
 ) -> None:
     for secret in secrets:
         text = text.replace(secret, "***")
-    sys.stderr.write(text.rstrip("\n") + "\n")
     if _under_actions():
-        from cekura_gitops.actions import annotation
+        from cekura_gitops.actions import annotation, neutralise
 
+        # Error text can quote a server's body: no line of it may run as a workflow command.
+        sys.stderr.write(neutralise(text.rstrip("\n")) + "\n")
         sys.stderr.write(annotation("error", text, file=file, line=line) + "\n")
+    else:
+        sys.stderr.write(text.rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -94,7 +94,7 @@ def _publish(
         lines = [f"`cekura-gitops {command}` {outcome} ({trigger}, {now}).{mention}"]
         lines += [
             f"- {markdown.inline_code(r.slug)}: {r.status}"
-            + (f" — {markdown.prose(r.detail[:200])}" if r.detail else "")
+            + (f" — {markdown.one_line(r.detail[:200])}" if r.detail else "")
             for r in rows
             if r.status in ("error", "conflict", "proposed", "updated", "drift", "applied")
         ][:50]
@@ -163,7 +163,7 @@ def _render(
     lines = [
         "## Cekura metrics dashboard",
         "",
-        f"Last run: `{run['command']}` at {run['at']} (trigger: {markdown.prose(str(run['trigger']))}) — "
+        f"Last run: `{run['command']}` at {run['at']} (trigger: {markdown.one_line(str(run['trigger']))}) — "
         f"{outcome}{link}",
         "",
         "| metric | last sync | scores | pull request | last apply | note |",
@@ -178,7 +178,7 @@ def _render(
             continue
         note = (sync.get("detail") or apply.get("detail") or "")[:140]
         lines.append(
-            f"| {markdown.inline_code(slug)} | {sync.get('status', '—')} "
+            f"| {markdown.code_cell(slug)} | {sync.get('status', '—')} "
             f"| {markdown.cell(entry.get('scores', ''))} | {entry.get('pr') or ''} "
             f"| {apply.get('status', '—')} | {markdown.cell(note)} |"
         )

@@ -51,6 +51,11 @@ def one_line(text: str) -> str:
     return re.sub(r"[\r\n]+", " ", prose(text))
 
 
+def code_cell(text: str) -> str:
+    """Untrusted text as a code span inside a table cell (a `|` would end the cell)."""
+    return inline_code(text).replace("|", "\\|")
+
+
 def cell(text: str) -> str:
     """Untrusted text for a table cell."""
     return one_line(text).replace("|", "\\|")

@@ -248,10 +248,14 @@ PLAN_MARKER = "<!-- cekura-gitops:plan -->"
 
 
 def upsert_sticky_comment(client: GitHubClient, number: int, body: str, marker: str = PLAN_MARKER) -> str:
-    """Create or update the one comment carrying marker; returns its URL."""
+    """Create or update the one comment carrying marker; returns its URL.
+
+    Only a bot's comment is adopted: anyone can write the marker into a comment of their
+    own, and the tool must not take over (or be steered by) a human's comment.
+    """
     text = f"{marker}\n{body}"
     for comment in client.list_comments(number):
-        if marker in comment.body:
+        if comment.body.startswith(marker) and comment.user_login.endswith("[bot]"):
             if comment.body != text:
                 return client.update_comment(comment.id, text).html_url
             return comment.html_url

@@ -189,10 +189,10 @@ def resolve(
         cekura_api_url=(env.get("CEKURA_API_URL") or cekura_cfg.get("api_url") or DEFAULT_CEKURA_URL).rstrip(
             "/"
         ),
-        cekura_api_key=env.get("CEKURA_API_KEY") or None,
+        cekura_api_key=_secret(env, "CEKURA_API_KEY"),
         cekura_project=int(project) if project else None,
-        github_token=env.get("GITHUB_TOKEN") or env.get("GH_TOKEN") or None,
-        actions_token=env.get("CEKURA_GITOPS_ACTIONS_TOKEN") or None,
+        github_token=_secret(env, "GITHUB_TOKEN") or _secret(env, "GH_TOKEN"),
+        actions_token=_secret(env, "CEKURA_GITOPS_ACTIONS_TOKEN"),
         github_api_url=api_url.rstrip("/"),
         github_graphql_url=env.get("GITHUB_GRAPHQL_URL") or None,
         github_repository=env.get("GITHUB_REPOSITORY") or None,
@@ -247,9 +247,21 @@ SECRET_VARIABLES = ("CEKURA_API_KEY", "GITHUB_TOKEN", "GH_TOKEN", "CEKURA_GITOPS
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """The secrets present in the environment, for masking and redaction."""
+    """The secrets present in the environment, for masking and redaction (raw and stripped)."""
     env = os.environ if environ is None else environ
-    return tuple(v for v in (env.get(k, "") for k in SECRET_VARIABLES) if len(v) >= 4)
+    raw = [env.get(k, "") for k in SECRET_VARIABLES]
+    return tuple(dict.fromkeys(v for r in raw for v in (r, r.strip()) if len(v) >= 4))
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """A secret from the environment, stripped (secrets saved with a trailing newline are
+    common); refused when it holds characters no HTTP header can carry."""
+    value = (env.get(name) or "").strip()
+    if not value:
+        return None
+    if not value.isascii() or not value.isprintable():
+        raise ConfigError(f"{name} contains control or non-ASCII characters: re-copy the secret exactly")
+    return value
 
 
 def under_actions(environ: Mapping[str, str] | None = None) -> bool:

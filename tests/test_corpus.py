@@ -50,14 +50,15 @@ def _table() -> dict[str, str]:
 TABLE = _table()
 METRIC_CASES = sorted(c for c in TABLE if c.startswith("metrics/"))
 CONFIG_CASES = sorted(c for c in TABLE if c.startswith("config/"))
-# apply reads only the changed files, one at a time: it does not see that two files that
-# are each valid claim the same metric (see the report: commands/apply.py `_jobs`).
-# apply reads the committed blob, where a symlink is its target's path (see the report).
+# apply reads the committed tree, where a symlink is a mode, not a file to follow.
 APPLY_FRAGMENT = {
-    "generated/symlink_outside_repo": "expected a mapping of fields",
-    "generated/symlink_loop": "expected a mapping of fields",
+    "generated/symlink_outside_repo": "is a symlink",
+    "generated/symlink_loop": "is a symlink",
+    # apply sees the whole tree at head: both files of a clash are named.
+    "metrics/duplicate_id/": "duplicate id",
+    "metrics/duplicate_slug/": "duplicate slug",
+    "generated/slug_case_clash": "duplicate slug",
 }
-APPLY_MISSES_CROSS_FILE = {"metrics/duplicate_id/", "metrics/duplicate_slug/", "generated/slug_case_clash"}
 
 
 def test_corpus_table_and_files_agree() -> None:
@@ -303,9 +304,6 @@ def _check_metric_case(world: World, cli, case: str, paths: list[str], fragment:
             # Without a GitHub token: apply would report the failure on the dashboard issue
             # (test_apply_reports_refused_files_only_on_the_dashboard covers that).
             applied = cli("apply", env={**world.env, "GITHUB_TOKEN": None})
-            if case in APPLY_MISSES_CROSS_FILE:
-                assert world.snapshot() == before
-                pytest.xfail("apply does not check duplicates across files (reported bug)")
             _refused(applied, paths, APPLY_FRAGMENT.get(case, fragment))
         assert world.traffic() == traffic, "a refused input reached the network"
         assert world.snapshot() == before

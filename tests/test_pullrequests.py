@@ -174,3 +174,19 @@ def test_plan_comment_is_sticky(pulled: Repo, cli, env, gh, tmp_path: Path) -> N
         assert result.code == 0, result.err
     comments = gh.comments_on(pr["number"])
     assert len(comments) == 1 and "### cekura-gitops plan" in comments[0]["body"]
+
+
+def test_plan_comment_ignores_a_planted_marker(pulled: Repo, cli, env, gh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from cekura_gitops.pullrequests import PLAN_MARKER
+
+    pr = gh.add_pull(head="feature", base="main", title="Edit prompt")
+    planted = gh.add_comment(
+        pr["number"], f"{PLAN_MARKER}\nFake plan: nothing changes.", user_login="mallory"
+    )
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"pull_request": {"number": pr["number"]}}))
+    full = {**env, "GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(event)}
+    assert cli("plan", "--format", "markdown", "--comment", cwd=pulled.work, env=full).code == 0
+    comments = gh.comments_on(pr["number"])
+    assert [c["body"] for c in comments if c["id"] == planted["id"]] == [planted["body"]]
+    assert len(comments) == 2

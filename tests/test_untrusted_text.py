@@ -395,11 +395,6 @@ def test_untrusted_print_uses_a_fresh_unguessable_token() -> None:
     assert len(seen) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: cli.py `_print_error` writes a GitOpsError's message to stderr as is; "
-    "Cekura's JSON error detail keeps its line breaks",
-)
 def test_hostile_error_body_cannot_run_workflow_commands(world, cli) -> None:  # type: ignore[no-untyped-def]
     repo, sandbox, gh, env = world
     sandbox.faults.add(Fault("*", ".*", status=500, times=None, body={"detail": ERROR}))

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from cekura_gitops import metric_files
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.errors import CekuraAPIError, ConfigError
+from cekura_gitops.gitrepo import GitRepo
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.settings import Settings
 
@@ -25,6 +26,16 @@ def cekura_client(settings: Settings) -> CekuraClient:
         timeout=settings.http_timeout,
         backoff_base=settings.http_backoff,
     )
+
+
+def metrics_folder(settings: Settings, repo: GitRepo) -> str:
+    """The metrics folder relative to the repository root; outside it is a usage error."""
+    try:
+        return str(settings.metrics_dir.resolve().relative_to(repo.root.resolve()))
+    except ValueError:
+        raise ConfigError(
+            f"--metrics-dir {settings.metrics_dir} is outside the git repository {repo.root}"
+        ) from None
 
 
 def load_files(settings: Settings) -> list[MetricFile]:

@@ -8,10 +8,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cekura_gitops import changes, crashpoints, dashboard, diffs, metric_files
+from cekura_gitops import changes, crashpoints, dashboard, diffs, metric_files, yamltext
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import GuardResult
-from cekura_gitops.commands._common import cekura_client, run_all
+from cekura_gitops.commands._common import cekura_client, metrics_folder, run_all
 from cekura_gitops.console import Console
 from cekura_gitops.errors import CekuraAPIError, GitOpsError, MetricValidationError
 from cekura_gitops.gitrepo import FileChange, GitRepo, Identity
@@ -77,7 +77,7 @@ def apply(
     remote = settings.remote if repo.has_remote(settings.remote) else None
     store = StateStore(repo, remote, Identity(settings.author_name, settings.author_email))
     base, head, why = _range(settings, repo, store, base, head)
-    rel = str(settings.metrics_dir.resolve().relative_to(repo.root.resolve()))
+    rel = metrics_folder(settings, repo)
     head_sha = repo.rev_parse(head) or head
     jobs, problems = _jobs(repo, base, head, rel, head_sha)
     if selectors:
@@ -110,8 +110,8 @@ def apply(
 
 
 def _managed_slugs(settings: Settings, repo: GitRepo, head: str) -> list[str]:
-    rel = settings.metrics_dir.resolve().relative_to(repo.root.resolve())
-    return [Path(p).stem for p in repo.list_files(head, str(rel)) if p.endswith(metric_files.SUFFIXES)]
+    rel = metrics_folder(settings, repo)
+    return [Path(p).stem for p in repo.list_files(head, rel) if p.endswith(metric_files.SUFFIXES)]
 
 
 def _range(
@@ -173,35 +173,82 @@ def _push_event(settings: Settings) -> tuple[str, str] | None:
     return str(before), str(after)
 
 
-def _load_at(repo: GitRepo, rev: str, path: str) -> MetricFile | None:
-    raw = repo.show_file(rev, path)
+def _parse_at(raw: bytes | None, path: str) -> MetricFile | None:
     if raw is None:
         return None
-    from cekura_gitops import yamltext
-
     text = yamltext.decode(raw, path)
     return metric_files.parse_metric(text, path, file_stem=Path(path).stem)
+
+
+SYMLINK = "120000"
 
 
 def _jobs(
     repo: GitRepo, base: str, head: str, rel: str, head_sha: str
 ) -> tuple[list[Job], list[tuple[str, str]]]:
-    jobs, problems = [], []
-    for change in repo.changed_files(base, head, rel):
-        paths = [p for p in (change.old_path, change.new_path) if p]
-        if not any(p.endswith(metric_files.SUFFIXES) for p in paths):
-            continue
+    changes = [
+        c
+        for c in repo.changed_files(base, head, rel)
+        if any(p.endswith(metric_files.SUFFIXES) for p in (c.old_path, c.new_path) if p)
+    ]
+    modes = repo.tree_entries(head, rel)
+    at_head = [p for p in modes if p.endswith(metric_files.SUFFIXES)]
+    # One git process reads every version this run needs (one per file is slow at scale).
+    specs = [f"{base}:{c.old_path}" for c in changes if c.old_path] + [f"{head}:{p}" for p in at_head]
+    blobs = repo.read_blobs(specs)
+    jobs: list[Job] = []
+    problems: list[tuple[str, str]] = []
+    changed_heads = {c.new_path for c in changes if c.new_path}
+    for change in changes:
         try:
-            old = _load_at(repo, base, change.old_path) if change.old_path else None
+            old = (
+                _parse_at(blobs.get(f"{base}:{change.old_path}"), change.old_path)
+                if change.old_path
+                else None
+            )
         except MetricValidationError:
             old = None  # an invalid base is no guard; head decides and conflicts surface
+        new_path = change.new_path
+        if new_path and modes.get(new_path) == SYMLINK:
+            problems.append((new_path, "is a symlink; commit the metric file itself"))
+            continue
         try:
-            new = _load_at(repo, head, change.new_path) if change.new_path else None
+            new = _parse_at(blobs.get(f"{head}:{new_path}"), new_path) if new_path else None
         except MetricValidationError as err:
-            problems.append((change.new_path or "?", f"invalid at {head[:12]}: {err}"))
+            problems.append((new_path or "?", f"invalid at {head[:12]}: {err}"))
             continue
         jobs.append(Job(change, old, new, head_sha))
+    clashes = _duplicates(blobs, head, at_head, changed_heads)
+    if clashes:
+        problems += [(path, message) for path, message in clashes]
+        jobs = [j for j in jobs if not (j.change.new_path and j.change.new_path in dict(clashes))]
     return jobs, problems
+
+
+def _duplicates(
+    blobs: Mapping[str, bytes | None], head: str, paths: Sequence[str], changed: set[str]
+) -> list[tuple[str, str]]:
+    """Changed files claiming an id or slug another file at head claims too (never PATCH one
+    metric from two files)."""
+    seen: dict[tuple[str, object], list[str]] = {}
+    for path in paths:
+        try:
+            data = yamltext.parse(yamltext.decode(blobs.get(f"{head}:{path}") or b"", path), path).data
+        except MetricValidationError:
+            continue
+        for key in ("id", "slug"):
+            value = data.get(key)
+            if value is not None:
+                norm = value.lower() if isinstance(value, str) else value
+                seen.setdefault((key, norm), []).append(path)
+    out = []
+    for (key, value), where in seen.items():
+        if len(where) > 1:
+            for path in where:
+                if path in changed:
+                    others = ", ".join(p for p in where if p != path)
+                    out.append((path, f"duplicate {key} {value!r}: also in {others}; not applied"))
+    return out
 
 
 def _named(job: Job, selectors: Sequence[str]) -> bool:
@@ -411,7 +458,7 @@ def _actions_report(settings: Settings, results: Sequence[ApplyResult], dry_run:
         )
     if settings.github_step_summary:
         rows = "\n".join(
-            f"| {markdown.inline_code(r.slug)} | {r.status} | {', '.join(r.fields)} "
+            f"| {markdown.code_cell(r.slug)} | {r.status} | {', '.join(r.fields)} "
             f"| {markdown.cell(r.detail)} |"
             for r in results
         )

@@ -193,17 +193,17 @@ def render_markdown(plans: Sequence[MetricPlan], scores: Mapping[str, PlanScore]
     ]
     for p in plans:
         fields = ", ".join(c.name for c in p.changes) or "—"
-        lines.append(f"| {markdown.inline_code(p.slug)} | {p.status.human} | {fields} |")
+        lines.append(f"| {markdown.code_cell(p.slug)} | {p.status.human} | {fields} |")
     for p in plans:
         if not p.changes:
             continue
         lines += [
             "",
-            f"<details><summary>{markdown.prose(p.slug)}: {len(p.changes)} field(s)</summary>",
+            f"<details><summary>{markdown.one_line(p.slug)}: {len(p.changes)} field(s)</summary>",
             "",
         ]
         if p.slug in scores:
-            lines += [f"Score: {markdown.prose(str(scores[p.slug]))}", ""]
+            lines += [f"Score: {markdown.one_line(str(scores[p.slug]))}", ""]
         for c in p.changes:
             diff = diffs.field_diff(c.name, c.live, c.desired, old_label="live", new_label="repo")
             lines += [markdown.fence(diff, "diff"), ""]

@@ -11,11 +11,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from cekura_gitops import crashpoints, dashboard, feedback, metric_files
+from cekura_gitops import crashpoints, dashboard, feedback, metric_files, yamltext
 from cekura_gitops.branches import BranchResult, BranchStatus, BranchWriter
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import field_changes
-from cekura_gitops.commands._common import cekura_client, in_shard, load_files, run_all, select
+from cekura_gitops.commands._common import (
+    cekura_client,
+    in_shard,
+    load_files,
+    metrics_folder,
+    run_all,
+    select,
+)
 from cekura_gitops.console import Console
 from cekura_gitops.errors import (
     CekuraAPIError,
@@ -198,7 +205,7 @@ def _run(
     base = _base_commit(repo, remote, base_branch)
     identity = Identity(settings.author_name, settings.author_email)
     store = StateStore(repo, remote, identity)
-    metrics_rel = str(settings.metrics_dir.resolve().relative_to(repo.root.resolve()))
+    metrics_rel = metrics_folder(settings, repo)
     with cekura_client(settings) as client, ProgressBoard(console) as board:
         optimiser = Optimiser(client, store, settings.optimiser.timeout, on_poll=board.update)
         run = Run(
@@ -280,7 +287,7 @@ def _at_base(run: Run, f: MetricFile) -> MetricFile | None:
     raw = run.repo.show_file(run.base, rel)
     if raw is None:
         return None
-    text = raw.decode("utf-8")
+    text = yamltext.decode(raw, rel)
     parsed = metric_files.parse_metric(text, rel, file_stem=f.metric.slug)
     return replace(parsed, path=f.path)
 
@@ -547,9 +554,9 @@ def _actions_report(settings: Settings, results: Sequence[SyncResult]) -> None:
         )
     if settings.github_step_summary:
         rows = [
-            f"| {markdown.inline_code(r.slug)} | {r.status.value} | "
+            f"| {markdown.code_cell(r.slug)} | {r.status.value} | "
             f"{r.old_score or ''}{' → ' if r.new_score else ''}{r.new_score or ''} | "
-            f"{r.pull_request or (markdown.inline_code(r.branch) if r.branch else '')} "
+            f"{r.pull_request or (markdown.code_cell(r.branch) if r.branch else '')} "
             f"| {markdown.cell(r.detail)} |"
             for r in results
         ]

@@ -473,6 +473,22 @@ class FakeGitHub:
                 self._render_comment(c) for c in self._comments.values() if c.issue_number == issue_number
             ]
 
+    def add_comment(self, issue_number: int, body: str, user_login: str = "octocat") -> dict[str, Any]:
+        """Seed a comment written by someone else (e.g. a human on the web UI)."""
+        with self._lock:
+            now = self._now()
+            comment = _Comment(
+                id=self._next_comment_id,
+                issue_number=issue_number,
+                body=body,
+                user_login=user_login,
+                created_at=now,
+                updated_at=now,
+            )
+            self._next_comment_id += 1
+            self._comments[comment.id] = comment
+            return self._render_comment(comment)
+
     @property
     def labels_added(self) -> list[dict[str, Any]]:
         """`{"issue_number": n, "labels": [names]}` per add-labels call."""
