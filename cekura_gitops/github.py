@@ -186,6 +186,8 @@ class GitHubClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         max_wait: float = DEFAULT_MAX_WAIT,
+        backoff_base: float = 1.0,
+        secondary_wait: float = SECONDARY_RATE_LIMIT_WAIT,
     ) -> None:
         owner, sep, name = repository.partition("/")
         if not (sep and owner and name) or "/" in name:
@@ -202,6 +204,10 @@ class GitHubClient:
         self._max_attempts = max_attempts
         self._min_write_interval = min_write_interval
         self._max_wait = max_wait
+        # Retry delays: backoff_base × 1, 2, 4 … after 5xx and lost connections, and
+        # secondary_wait × 1, 2, 4 … after a secondary rate limit without Retry-After.
+        self._backoff_base = backoff_base
+        self._secondary_wait = secondary_wait
         self._sleep = sleep
         self._clock = clock
         self._write_lock = threading.Lock()
@@ -452,6 +458,7 @@ class GitHubClient:
                 display_path or path,
                 response.status_code,
                 "response is not JSON",
+                ambiguous=method != "GET",  # a write GitHub answered 2xx has taken effect
             ) from err
         finally:
             response.close()
@@ -583,7 +590,7 @@ class GitHubClient:
             detail = f"no response ({type(err).__name__}: {self._redact(str(err))[:200]})"
             if not_sent or call.resend_safe:
                 ambiguous = not not_sent and call.method != "GET"
-                raise _Retry(_backoff(attempt), call.error(None, detail, ambiguous)) from err
+                raise _Retry(self._backoff(attempt), call.error(None, detail, ambiguous)) from err
             raise call.error(None, detail + AMBIGUOUS_HINT, True) from err
         finally:
             if call.method in WRITE_METHODS:
@@ -604,7 +611,7 @@ class GitHubClient:
             raise _Retry(wait, call.error(status, message), rate_limited=True)
         if status >= 500:
             if call.resend_safe:
-                wait = _retry_after(response, self._clock()) or _backoff(attempt)
+                wait = _retry_after(response, self._clock()) or self._backoff(attempt)
                 raise _Retry(wait, call.error(status, detail, call.method != "GET"))
             raise call.error(status, detail + AMBIGUOUS_HINT, True)
         raise call.error(status, _hint(status, detail))
@@ -624,7 +631,10 @@ class GitHubClient:
                 # +1 s: the reset is a whole second and clocks drift; retrying right at it
                 # risks one more limited (and counted) request.
                 return max(0.0, reset - self._clock()) + 1.0
-        return SECONDARY_RATE_LIMIT_WAIT * 2.0**rate_limited
+        return self._secondary_wait * 2.0**rate_limited
+
+    def _backoff(self, attempt: int) -> float:
+        return self._backoff_base * 2.0 ** (attempt - 1)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
@@ -639,10 +649,6 @@ def _default_graphql_url(api_url: str) -> str:
 
 def _without_none(**fields: str | None) -> dict[str, str]:
     return {key: value for key, value in fields.items() if value is not None}
-
-
-def _backoff(attempt: int) -> float:
-    return float(2 ** (attempt - 1))
 
 
 def _retry_after(response: httpx.Response, now: float) -> float | None:
@@ -716,12 +722,16 @@ def _parse(data: Any, operation: str, method: str, path: str, build: Callable[[A
     try:
         return build(data)
     except (KeyError, TypeError, ValueError) as err:
+        # GitHub did answer (2xx: the POSTs parsed here create, 201), so this is no
+        # "no response"; and a write it answered has taken effect: the caller must look
+        # before trying again (a created PR whose reply we cannot read still exists).
         raise GitHubAPIError(
             operation,
             method,
             path,
-            None,
+            201 if method == "POST" else 200,
             f"unexpected response shape ({type(err).__name__}: {err})",
+            ambiguous=method != "GET",
         ) from err
 
 

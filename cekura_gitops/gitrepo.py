@@ -19,6 +19,16 @@ from typing import Any
 from cekura_gitops.errors import GitError
 
 ZERO_SHA = "0" * 40
+# How `git push --force-with-lease` says the ref moved under us (locally, or in a race
+# with another push on the remote's side): the compare-and-swap lost, nothing broke.
+LEASE_FAILURES = (
+    "stale info",
+    "fetch first",
+    "non-fast-forward",
+    "cannot lock ref",
+    "failed to update ref",
+    "incorrect old value",
+)
 
 
 @dataclass(frozen=True)
@@ -49,17 +59,28 @@ class GitRepo:
     """A working copy (or bare repository) at `path`."""
 
     def __init__(self, path: Path) -> None:
-        import git  # lazy: GitPython is slow to import
+        import subprocess
 
-        self._git_mod = git
-        try:
-            self._repo = git.Repo(path, search_parent_directories=True)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise GitError(
-                f"{path} is not inside a git repository: run this in a clone of your metrics repo"
-            ) from None
-        self.root = Path(self._repo.working_tree_dir or self._repo.git_dir)
+        # The git CLI finds the repository; GitPython (slow to import) loads only for diffs.
+        done = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=path if path.is_dir() else path.parent,
+            capture_output=True,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+        if done.returncode != 0:
+            raise GitError(f"{path} is not inside a git repository: run this in a clone of your metrics repo")
+        self.root = Path(done.stdout.decode().strip())
         self._lock = threading.Lock()
+        self._gitpython: Any = None
+
+    def _gp(self) -> Any:
+        """The GitPython repository (imported on first use)."""
+        if self._gitpython is None:
+            import git
+
+            self._gitpython = git.Repo(self.root)
+        return self._gitpython
 
     def __repr__(self) -> str:
         return f"GitRepo({str(self.root)!r})"
@@ -127,6 +148,45 @@ class GitRepo:
         out = self.run("ls-tree", "-r", "--name-only", "-z", rev, "--", under, strip=False)
         return [p for p in out.split("\0") if p]
 
+    def tree_entries(self, rev: str, under: str) -> dict[str, str]:
+        """path -> git file mode (100644, 100755, 120000 for a symlink, ...) under a folder."""
+        out = self.run("ls-tree", "-r", "-z", rev, "--", under, strip=False)
+        entries = {}
+        for item in out.split("\0"):
+            if item:
+                meta, path = item.split("\t", 1)
+                entries[path] = meta.split(" ", 1)[0]
+        return entries
+
+    def read_blobs(self, specs: list[str]) -> dict[str, bytes | None]:
+        """Contents of many `rev:path` specs through one `git cat-file --batch` process."""
+        import subprocess
+
+        wanted = [s for s in specs if "\n" not in s]
+        done = subprocess.run(
+            ["git", "cat-file", "--batch"],
+            cwd=self.root,
+            input="".join(f"{s}\n" for s in wanted).encode(),
+            capture_output=True,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        )
+        if done.returncode != 0:
+            raise GitError(f"git cat-file failed: {_excerpt(done.stderr.decode('utf-8', 'replace'))}")
+        out, pos, blobs = done.stdout, 0, {}
+        result: dict[str, bytes | None] = {s: None for s in specs}
+        for spec in wanted:
+            end = out.index(b"\n", pos)
+            line = out[pos:end]
+            pos = end + 1
+            if line.endswith((b" missing", b" ambiguous")):
+                continue
+            _sha, kind, size = line.rsplit(b" ", 2)
+            if kind == b"blob":
+                blobs[spec] = out[pos : pos + int(size)]
+            pos += int(size) + 1  # a tree or commit is skipped: not a file
+        result.update(blobs)
+        return result
+
     def dirty_paths(self, pathspec: str) -> set[str]:
         """Paths under pathspec with uncommitted changes (staged, unstaged or untracked)."""
         out = self.run("status", "--porcelain", "-z", "--untracked-files=all", "--", pathspec, strip=False)
@@ -161,9 +221,12 @@ class GitRepo:
         return changes
 
     def _commit(self, rev: str) -> Any:
+        repo = self._gp()
+        import git
+
         try:
-            return self._repo.commit(rev)
-        except (ValueError, self._git_mod.BadName):
+            return repo.commit(rev)
+        except (ValueError, git.BadName):
             raise GitError(f"unknown revision {rev!r}: fetch it (actions/checkout fetch-depth: 0?)") from None
 
     def commits_between(self, base: str, tip: str) -> list[CommitInfo]:
@@ -231,8 +294,13 @@ class GitRepo:
 
     # --- remotes -------------------------------------------------------------------------
 
-    def fetch(self, remote: str, *refspecs: str) -> None:
-        self.run("fetch", "--quiet", "--no-tags", remote, *refspecs)
+    def fetch(self, remote: str, *refspecs: str, prune: bool = False) -> None:
+        self.run("fetch", "--quiet", "--no-tags", *(["--prune"] if prune else []), remote, *refspecs)
+
+    def refs(self, prefix: str) -> dict[str, str]:
+        """Local refs under prefix -> sha."""
+        out = self.run("for-each-ref", "--format=%(refname) %(objectname)", prefix)
+        return dict(line.split(" ", 1) for line in out.splitlines() if line)
 
     def fetch_optional(self, remote: str, src: str, dst: str) -> str | None:
         """Fetch one ref if the remote has it; returns its sha or None (and drops dst)."""
@@ -256,15 +324,53 @@ class GitRepo:
         Returns False when the lease failed (someone else moved the ref); other failures
         raise GitError.
         """
+        import subprocess
+
         lease = f"--force-with-lease={ref}:{expected or ''}"
-        try:
-            self.run("push", "--porcelain", "--quiet", lease, remote, f"{sha}:{ref}")
-        except GitError as err:
-            text = str(err)
-            if "stale info" in text or "rejected" in text or "fetch first" in text:
-                return False
-            raise
-        return True
+        done = subprocess.run(
+            ["git", "push", "--porcelain", "--quiet", lease, remote, f"{sha}:{ref}"],
+            cwd=self.root,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            capture_output=True,
+        )
+        if done.returncode == 0:
+            return True
+        # With --porcelain git reports the refused ref on stdout ("!\t…\t[rejected] (stale
+        # info)"), and only "failed to push some refs" on stderr: read both.
+        out = done.stdout.decode("utf-8", "replace")
+        err = done.stderr.decode("utf-8", "replace").strip()
+        if any(reason in out or reason in err for reason in LEASE_FAILURES):
+            return False
+        raise GitError(f"git push failed: {_excerpt(err or out) or 'exit ' + str(done.returncode)}")
+
+    def push_many(self, remote: str, updates: Sequence[tuple[str, str, str | None]]) -> dict[str, bool]:
+        """Several lease-guarded ref updates in one `git push` (not atomic: each ref stands
+        alone). `updates` holds (sha, ref, expected); returns ref -> pushed. A ref whose
+        lease failed is False; a push that failed as a whole raises GitError."""
+        import subprocess
+
+        if len(updates) == 1:
+            sha, ref, expected = updates[0]
+            return {ref: self.push_cas(remote, sha, ref, expected)}
+        leases = [f"--force-with-lease={ref}:{expected or ''}" for _sha, ref, expected in updates]
+        specs = [f"{sha}:{ref}" for sha, ref, _expected in updates]
+        done = subprocess.run(
+            ["git", "push", "--porcelain", *leases, remote, *specs],
+            cwd=self.root,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            capture_output=True,
+        )
+        out = done.stdout.decode("utf-8", "replace")
+        results: dict[str, bool] = {}
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 2 and ":" in parts[1] and parts[0] in (" ", "+", "-", "*", "=", "!"):
+                results[parts[1].split(":", 1)[1]] = parts[0] != "!"
+        missing = [ref for _sha, ref, _expected in updates if ref not in results]
+        if missing:
+            err = done.stderr.decode("utf-8", "replace").strip()
+            raise GitError(f"git push failed: {_excerpt(err or out) or 'exit ' + str(done.returncode)}")
+        return results
 
     def delete_remote_ref(self, remote: str, ref: str, expected: str) -> bool:
         return (

@@ -134,7 +134,7 @@ class Optimiser:
         assert record is not None and record.progress_id is not None
         result = self._poll(slug, record, resumed)
         if result.outcome is Outcome.FINISHED:
-            holder = self.store.load().runs.get(slug)
+            holder = self.store.load(fresh=True).runs.get(slug)  # not our cached view
             if holder is None or holder.owner != self.owner:
                 return RunResult(
                     Outcome.IN_FLIGHT,

@@ -27,6 +27,7 @@ STATE_REF = "refs/cekura-gitops/state"
 FETCHED_REF = "refs/cekura-gitops/fetched-state"
 STATE_FILE = "state.json"
 VERSION = 1
+LINGER = 0.02  # seconds a flush waits for more updates to join it
 
 
 @dataclass(frozen=True)
@@ -117,15 +118,34 @@ class Conflict(Exception):
     """Raised by a mutator to abort an update (e.g. the metric is already claimed)."""
 
 
+@dataclass
+class _Pending:
+    mutate: Callable[[State], State]
+    message: str
+    done: bool = False
+    result: State | None = None
+    error: BaseException | None = None
+
+
 class StateStore:
-    """Read and compare-and-swap the state ref; thread-safe within one process."""
+    """Read and compare-and-swap the state ref; thread-safe within one process.
+
+    Reads are served from the last state this process saw (fetched once, then kept up to
+    date by its own pushes): the compare-and-swap, not the read, is what guarantees
+    correctness, since a stale view only makes a push lose its lease and re-read.
+    Updates that queue while a push is in flight go out together in one commit (group
+    commit), so N concurrent metrics cost far fewer than N round trips.
+    """
 
     def __init__(self, repo: GitRepo, remote: str | None, identity: Identity, *, attempts: int = 20) -> None:
         self._repo = repo
         self._remote = remote
         self._identity = identity
         self._attempts = attempts
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one flusher at a time
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._cached: tuple[State, str | None] | None = None
 
     def _read(self) -> tuple[State, str | None]:
         if self._remote:
@@ -133,29 +153,83 @@ class StateStore:
         else:
             tip = self._repo.rev_parse(STATE_REF)
         data = self._repo.show_file(tip, STATE_FILE) if tip else None
-        return State.from_bytes(data), tip
+        self._cached = (State.from_bytes(data), tip)
+        return self._cached
 
-    def load(self) -> State:
+    def _current(self) -> tuple[State, str | None]:
+        return self._cached if self._cached is not None else self._read()
+
+    def load(self, *, fresh: bool = False) -> State:
+        """The state as this process last saw it (`fresh`: fetch it again first).
+
+        Served without waiting for a flush in progress: the view may be a push behind,
+        which the compare-and-swap in `update` makes harmless.
+        """
+        cached = self._cached
+        if cached is not None and not fresh:
+            return cached[0]
         with self._lock:
-            return self._read()[0]
+            return (self._read() if fresh else self._current())[0]
 
     def update(self, mutate: Callable[[State], State], message: str) -> State:
-        """Apply mutate to the latest state and publish it; retry when another run won."""
+        """Apply mutate to the latest state and publish it; retry when another run won.
+
+        A mutator that raises (e.g. Conflict) fails only its own caller.
+        """
+        mine = _Pending(mutate, message)
+        with self._queue_lock:
+            self._queue.append(mine)
         with self._lock:
+            if not mine.done:
+                # Linger a moment so that updates from other metrics' threads (which tend to
+                # arrive together: claims at the start, finishes at the end) share one push.
+                time.sleep(LINGER)
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._flush(batch)
+        if mine.error is not None:
+            raise mine.error
+        assert mine.result is not None
+        return mine.result
+
+    def _flush(self, batch: list[_Pending]) -> None:
+        try:
             for attempt in range(self._attempts):
-                state, tip = self._read()
-                new = mutate(state)
-                if new == state:
-                    return state
-                sha = self._repo.commit_files(tip, {STATE_FILE: new.to_bytes()}, message, self._identity)
-                if self._remote:
-                    ok = self._repo.push_cas(self._remote, sha, STATE_REF, tip)
-                else:
-                    ok = self._repo.update_local_ref(STATE_REF, sha, tip)
-                if ok:
-                    return new
+                state, tip = self._current()
+                new = state
+                results: list[tuple[_Pending, State | None, BaseException | None]] = []
+                for pending in batch:
+                    try:
+                        new = pending.mutate(new)
+                        results.append((pending, new, None))
+                    except Conflict as err:
+                        results.append((pending, None, err))
+                if new == state or self._publish(new, tip, batch):
+                    for pending, result, error in results:
+                        pending.result, pending.error, pending.done = result, error, True
+                    return
+                self._cached = None  # lost the lease: read the winner's state and retry
                 time.sleep(min(0.05 * (attempt + 1), 0.5))
-        raise GitError(
-            f"could not update {STATE_REF} after {self._attempts} attempts: another run keeps "
-            "changing it; try again when it has finished"
+            raise GitError(
+                f"could not update {STATE_REF} after {self._attempts} attempts: another run keeps "
+                "changing it; try again when it has finished"
+            )
+        except BaseException as err:
+            for pending in batch:
+                if not pending.done:
+                    pending.error, pending.done = err, True
+
+    def _publish(self, new: State, tip: str | None, batch: list[_Pending]) -> bool:
+        message = (
+            batch[0].message
+            if len(batch) == 1
+            else f"{len(batch)} updates: " + "; ".join(p.message for p in batch)
         )
+        sha = self._repo.commit_files(tip, {STATE_FILE: new.to_bytes()}, message[:500], self._identity)
+        if self._remote:
+            ok = self._repo.push_cas(self._remote, sha, STATE_REF, tip)
+        else:
+            ok = self._repo.update_local_ref(STATE_REF, sha, tip)
+        if ok:
+            self._cached = (new, sha)
+        return ok

@@ -195,7 +195,9 @@ def test_killed_after_patch_reruns_to_the_same_end(pulled: Repo, cekura_env, san
     assert len(patches_of(sandbox, 1562)) == 1
 
 
-def test_a_dropped_apply_run_is_caught_up_by_the_next(pulled: Repo, cli, cekura_env, sandbox, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_dropped_apply_run_is_caught_up_by_the_next(
+    pulled: Repo, cli, cekura_env, sandbox, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     # The import commit is applied (all in-sync), which records it as applied.
     first = apply(cli, pulled, cekura_env)
     assert {m["status"] for m in first.json()["metrics"]} == {"in-sync"}

@@ -7,11 +7,12 @@ import enum
 import functools
 import hashlib
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from cekura_gitops import crashpoints, dashboard, feedback, metric_files, yamltext
+from cekura_gitops import crashpoints, feedback, metric_files, yamltext
 from cekura_gitops.branches import BranchResult, BranchStatus, BranchWriter
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import field_changes
@@ -143,7 +144,9 @@ class Run:
     force: bool
     publisher: Publisher | None
     board: ProgressBoard
-    results: list[SyncResult] = field(default_factory=list)
+    # --concurrency bounds optimisations in flight (the load on Cekura); the git and HTTP
+    # work before and after a run overlaps other metrics' runs.
+    slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(8))
 
 
 def sync(
@@ -175,6 +178,8 @@ def sync(
         results = _run(settings, console, files, repo, remote, publisher, push, force)
     code = report(settings, console, results)
     if on_github:
+        from cekura_gitops import dashboard  # GitHub's client: only imported when used
+
         dashboard.publish(
             settings,
             console,
@@ -186,7 +191,9 @@ def sync(
     return code
 
 
-def _dashboard_row(r: SyncResult) -> dashboard.Row:
+def _dashboard_row(r: SyncResult) -> Any:
+    from cekura_gitops import dashboard
+
     scores = f"{r.old_score} → {r.new_score}" if r.old_score or r.new_score else ""
     return dashboard.Row(r.slug, r.status.value, scores, r.pull_request or "", r.detail)
 
@@ -206,6 +213,8 @@ def _run(
     identity = Identity(settings.author_name, settings.author_email)
     store = StateStore(repo, remote, identity)
     metrics_rel = metrics_folder(settings, repo)
+    writer = BranchWriter(repo, identity, remote if push else None)
+    writer.prime(settings.branch_prefix)
     with cekura_client(settings) as client, ProgressBoard(console) as board:
         optimiser = Optimiser(client, store, settings.optimiser.timeout, on_poll=board.update)
         run = Run(
@@ -214,16 +223,18 @@ def _run(
             client,
             repo,
             optimiser,
-            BranchWriter(repo, identity, remote if push else None),
+            writer,
             base,
             base_branch,
             metrics_rel,
             force,
             publisher,
             board,
+            threading.Semaphore(settings.concurrency),
         )
         console.say(f"sync: {len(files)} metric(s) on {base_branch} @ {base[:8]}")
-        return run_all(lambda f: _guarded(run, f), files, settings.concurrency)
+        workers = min(64, 2 * settings.concurrency)
+        return run_all(lambda f: _guarded(run, f), files, workers)
 
 
 def _enabled(f: MetricFile, settings: Settings) -> bool:
@@ -322,7 +333,8 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
         if gate is not None:
             return gate
     run.board.update(slug, "starting" if record is None else "resuming")
-    outcome = run.optimiser.run(slug, metric_id, f.metric.optimiser.test_set_ids, fingerprint)
+    with run.slots:
+        outcome = run.optimiser.run(slug, metric_id, f.metric.optimiser.test_set_ids, fingerprint)
     if outcome.outcome is Outcome.IN_FLIGHT:
         return SyncResult(slug, metric_id, SyncStatus.IN_FLIGHT, outcome.detail)
     if outcome.outcome in (Outcome.AMBIGUOUS, Outcome.ERROR, Outcome.TIMED_OUT):
