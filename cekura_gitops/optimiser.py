@@ -8,9 +8,10 @@ The protocol, per metric:
    in place: a run may exist, and only time tells (the claim expires after the optimiser
    timeout, the longest a run of ours may live).
 3. **record** — persist the progress_id the moment it is returned.
-4. **poll** — adaptive: fast at first, backing off to ~10 % of the elapsed time (capped
-   at 30 s), honouring Retry-After. A later sync resumes polling a recorded run instead
-   of starting one.
+4. **poll** — adaptive: fast at first, then every 20 % of the elapsed time (capped at
+   60 s), honouring Retry-After: a run's end is noticed within max(0.5 s, 20 %) of its
+   length with ~40 polls for ten minutes. A later sync resumes polling a recorded run
+   instead of starting one.
 5. **finish** — the caller writes the proposal, then `finish()` clears the record and
    remembers the feedback fingerprint. A run that times out is cancelled and cleared.
 """
