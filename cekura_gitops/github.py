@@ -611,8 +611,9 @@ class GitHubClient:
             raise _Retry(wait, call.error(status, message), rate_limited=True)
         if status >= 500:
             if call.resend_safe:
-                wait = _retry_after(response, self._clock()) or self._backoff(attempt)
-                raise _Retry(wait, call.error(status, detail, call.method != "GET"))
+                hint = _retry_after(response, self._clock())  # `Retry-After: 0` means now
+                delay = self._backoff(attempt) if hint is None else hint
+                raise _Retry(delay, call.error(status, detail, call.method != "GET"))
             raise call.error(status, detail + AMBIGUOUS_HINT, True)
         raise call.error(status, _hint(status, detail))
 

@@ -11,7 +11,9 @@ The protocol, per metric:
 4. **poll** — adaptive: fast at first, then every 20 % of the elapsed time (capped at
    60 s), honouring Retry-After: a run's end is noticed within max(0.5 s, 20 %) of its
    length with ~40 polls for ten minutes. A later sync resumes polling a recorded run
-   instead of starting one.
+   instead of starting one: it takes the record over (compare-and-swap), and an owner
+   still alive elsewhere sees that when the run ends and stands down (`in-flight`), so
+   one run publishes the result.
 5. **finish** — the caller writes the proposal, then `finish()` clears the record and
    remembers the feedback fingerprint. A run that times out is cancelled and cleared.
 """
@@ -111,7 +113,7 @@ class Optimiser:
             # one run, not two, publishes the result.
             record = self._adopt(slug, record)
             if record is None:
-                return RunResult(Outcome.IN_FLIGHT, detail="another run took this metric over first")
+                return RunResult(Outcome.IN_FLIGHT, detail="another run finished or took over this run first")
         else:
             claimed = self._claim(slug, metric_id, fingerprint)
             if claimed is None:
