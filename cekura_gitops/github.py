@@ -192,8 +192,11 @@ class GitHubClient:
         owner, sep, name = repository.partition("/")
         if not (sep and owner and name) or "/" in name:
             raise ConfigError(f"GitHub repository must look like OWNER/NAME, got {repository!r}")
+        token = token.strip()  # a secret pasted with its newline would break the header
         if not token:
             raise ConfigError("a GitHub token is required")
+        if not token.isascii() or not token.isprintable():
+            raise ConfigError("the GitHub token contains control or non-ASCII characters: re-copy it")
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.api_url = api_url.rstrip("/")
@@ -587,7 +590,8 @@ class GitHubClient:
             # a POST may be resent. Anything later (read timeout, dropped connection) may
             # have been processed.
             not_sent = isinstance(err, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-            detail = f"no response ({type(err).__name__}: {self._redact(str(err))[:200]})"
+            # httpx's message can quote the request's headers: name the failure only.
+            detail = f"no response ({type(err).__name__})"
             if not_sent or call.resend_safe:
                 ambiguous = not not_sent and call.method != "GET"
                 raise _Retry(self._backoff(attempt), call.error(None, detail, ambiguous)) from err

@@ -302,11 +302,6 @@ def test_every_command_in_every_failure_mode_leaks_nothing(harness: Harness, cli
     harness.assert_nothing_leaked()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: github.py puts str(httpx error) into GitHubAPIError, and h11 quotes the "
-    "header value there; settings keep the token's trailing newline, so redaction misses it",
-)
 def test_github_token_with_trailing_newline_leaks_nothing(fake_github: FakeGitHub) -> None:
     client = GitHubClient(
         fake_github.url,
