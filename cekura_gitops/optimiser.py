@@ -5,8 +5,8 @@ The protocol, per metric:
 1. **claim** — record "we are about to start" in the state ref (compare-and-swap). A run
    that finds someone else's claim reports `in-flight` and stops.
 2. **start** — the one POST, never retried blindly. An ambiguous failure leaves the claim
-   in place: a run may exist, and only time tells (the claim expires after the optimiser
-   timeout, the longest a run of ours may live).
+   in place: a run may exist, and only time tells (the claim expires after twice the
+   optimiser timeout: one for the run, one for a wait for a free slot).
 3. **record** — persist the progress_id the moment it is returned.
 4. **poll** — adaptive: fast at first, then every 20 % of the elapsed time (capped at
    60 s), honouring Retry-After: a run's end is noticed within max(0.5 s, 20 %) of its
@@ -24,9 +24,11 @@ import dataclasses
 import enum
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from cekura_gitops import crashpoints
@@ -35,6 +37,9 @@ from cekura_gitops.errors import CekuraAPIError
 from cekura_gitops.proposal import Progress, RunState, parse_progress
 from cekura_gitops.statestore import Conflict, LastRun, RunRecord, State, StateStore
 
+# A claim without a run (start POST not answered) expires after this many optimiser
+# timeouts: a claim may wait for a free slot for up to one timeout before its run starts.
+CLAIM_EXPIRY = 2
 MIN_POLL = 0.4  # short runs: their end is noticed within 0.5 s, round trip included
 MAX_POLL = 60.0
 
@@ -95,14 +100,25 @@ class Optimiser:
         record = state.runs.get(slug)
         if record is None:
             return None
-        if record.progress_id is None and self.clock() - record.claimed_at > self.timeout:
+        if record.progress_id is None and self.clock() - record.claimed_at > CLAIM_EXPIRY * self.timeout:
             return None
         return record
 
     def run(
-        self, slug: str, metric_id: int, test_set_ids: Sequence[int] | None, fingerprint: str | None
+        self,
+        slug: str,
+        metric_id: int,
+        test_set_ids: Sequence[int] | None,
+        fingerprint: str | None,
+        *,
+        slot: AbstractContextManager[object] | None = None,
     ) -> RunResult:
-        """Resume our recorded run for slug, or claim and start one; then poll to the end."""
+        """Resume our recorded run for slug, or claim and start one; then poll to the end.
+
+        `slot` is held only while a run is started and followed (it bounds the runs in
+        flight), not while claiming or checking the state ref, which overlap other runs.
+        """
+        slot = slot or nullcontext()
         record = self.existing(self.store.load(), slug)
         if record is not None and record.progress_id is None:
             return RunResult(Outcome.IN_FLIGHT, detail=f"claimed by {record.owner}")
@@ -114,28 +130,19 @@ class Optimiser:
             record = self._adopt(slug, record)
             if record is None:
                 return RunResult(Outcome.IN_FLIGHT, detail="another run finished or took over this run first")
+            with slot:
+                result = self._poll(slug, record, resumed)
         else:
             claimed = self._claim(slug, metric_id, fingerprint)
             if claimed is None:
                 return RunResult(Outcome.IN_FLIGHT, detail="another run claimed this metric first")
             crashpoints.hit("claimed", slug)
-            try:
-                progress_id = self.client.start_optimiser(metric_id, test_set_ids)
-            except CekuraAPIError as err:
-                if err.ambiguous:
-                    return RunResult(
-                        Outcome.AMBIGUOUS,
-                        detail=f"{err}; a run may have started, so it is not resent: the next sync "
-                        f"resumes after the claim expires ({int(self.timeout)} s)",
-                    )
-                self._clear(slug, None)
-                return RunResult(Outcome.ERROR, detail=str(err))
-            crashpoints.hit("started", slug)
-            record = dataclasses.replace(claimed, progress_id=progress_id, started_at=self.clock())
-            self.store.update(lambda s: _put(s, slug, record), f"run {slug}: {progress_id}")
-            crashpoints.hit("recorded", slug)
-        assert record is not None and record.progress_id is not None
-        result = self._poll(slug, record, resumed)
+            with slot:
+                started = self._start(slug, metric_id, test_set_ids, claimed)
+                if isinstance(started, RunResult):
+                    return started
+                record, recorded = started
+                result = self._poll(slug, record, resumed, first_delay=MIN_POLL, before_first_poll=recorded)
         if result.outcome is Outcome.FINISHED:
             holder = self.store.load(fresh=True).runs.get(slug)  # not our cached view
             if holder is None or holder.owner != self.owner:
@@ -148,6 +155,46 @@ class Optimiser:
                     polls=result.polls,
                 )
         return result
+
+    def _start(
+        self, slug: str, metric_id: int, test_set_ids: Sequence[int] | None, claimed: RunRecord
+    ) -> tuple[RunRecord, Callable[[], None]] | RunResult:
+        """The one start POST, and the progress id recorded the moment it is returned.
+
+        The record is pushed while the first poll interval passes; the returned callable
+        waits for it (and raises its error), and runs before the first poll.
+        """
+        try:
+            progress_id = self.client.start_optimiser(metric_id, test_set_ids)
+        except CekuraAPIError as err:
+            if err.ambiguous:
+                return RunResult(
+                    Outcome.AMBIGUOUS,
+                    detail=f"{err}; a run may have started, so it is not resent: the next sync "
+                    f"resumes after the claim expires ({int(CLAIM_EXPIRY * self.timeout)} s)",
+                )
+            self._clear(slug, None)
+            return RunResult(Outcome.ERROR, detail=str(err))
+        crashpoints.hit("started", slug)
+        record = dataclasses.replace(claimed, progress_id=progress_id, started_at=self.clock())
+        failure: list[BaseException] = []
+
+        def push() -> None:
+            try:
+                self.store.update(lambda s: _put(s, slug, record), f"run {slug}: {progress_id}")
+                crashpoints.hit("recorded", slug)
+            except BaseException as err:  # handed to the polling thread below
+                failure.append(err)
+
+        pusher = threading.Thread(target=push, name=f"record-{slug}", daemon=True)
+        pusher.start()
+
+        def recorded() -> None:
+            pusher.join()
+            if failure:
+                raise failure[0]
+
+        return record, recorded
 
     def _adopt(self, slug: str, record: RunRecord) -> RunRecord | None:
         """Make the recorded run ours (compare-and-swap); None if it changed meanwhile."""
@@ -181,12 +228,20 @@ class Optimiser:
             return None
         return claim
 
-    def _poll(self, slug: str, record: RunRecord, resumed: bool) -> RunResult:
+    def _poll(
+        self,
+        slug: str,
+        record: RunRecord,
+        resumed: bool,
+        *,
+        first_delay: float = 0.0,
+        before_first_poll: Callable[[], None] | None = None,
+    ) -> RunResult:
         progress_id = record.progress_id
         assert progress_id is not None
         started = record.started_at or record.claimed_at
         polls = 0
-        delay = 0.0
+        delay = first_delay
         while True:
             elapsed = self.clock() - started
             if elapsed > self.timeout:
@@ -205,6 +260,9 @@ class Optimiser:
                 )
             if delay:
                 self.sleep(min(delay, max(0.0, self.timeout - elapsed) + 0.01))
+            if before_first_poll is not None:
+                before_first_poll()
+                before_first_poll = None
             try:
                 reply = self.client.optimiser_progress(progress_id)
             except CekuraAPIError as err:

@@ -229,7 +229,9 @@ def _killed(world: World, args: list[str], crash_at: str) -> None:
 def _wait_for_claims_to_expire(world: World, timeout_s: float = 1.0) -> None:
     claims = [r["claimed_at"] for r in state(world.repo.origin)["runs"].values() if "progress_id" not in r]
     assert claims
-    wait = max(claims) + timeout_s + 0.05 - time.time()
+    from cekura_gitops.optimiser import CLAIM_EXPIRY
+
+    wait = max(claims) + CLAIM_EXPIRY * timeout_s + 0.05 - time.time()
     if wait > 0:
         time.sleep(wait)
 
@@ -345,7 +347,8 @@ def test_sync_killed_by_timing(case: str, world: World, sync_baseline: dict[str,
 
         def ready() -> bool:
             runs = state(origin)["runs"]
-            return len(runs) == 3 and all("progress_id" in r for r in runs.values())
+            recorded = len(runs) == 3 and all("progress_id" in r for r in runs.values())
+            return recorded and world.sandbox.count("GET", r"process_feedbacks_progress") >= 3
 
         _kill_when(proc, ready)
         assert world.sandbox.count("GET", r"process_feedbacks_progress") >= 1

@@ -333,8 +333,7 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
         if gate is not None:
             return gate
     run.board.update(slug, "starting" if record is None else "resuming")
-    with run.slots:
-        outcome = run.optimiser.run(slug, metric_id, f.metric.optimiser.test_set_ids, fingerprint)
+    outcome = run.optimiser.run(slug, metric_id, f.metric.optimiser.test_set_ids, fingerprint, slot=run.slots)
     if outcome.outcome is Outcome.IN_FLIGHT:
         return SyncResult(slug, metric_id, SyncStatus.IN_FLIGHT, outcome.detail)
     if outcome.outcome in (Outcome.AMBIGUOUS, Outcome.ERROR, Outcome.TIMED_OUT):
