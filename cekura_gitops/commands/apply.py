@@ -334,8 +334,10 @@ def _apply_one(
             detail=f"verify failed: after PATCH, live still differs in {', '.join(c.name for c in left)}",
         )
     crashpoints.hit("verified", head.slug)
-    _trace(client, metric_id, job.head_sha)
+    traced = _trace(client, metric_id, job.head_sha)
     notes = ["forced over a conflict"] if guard is GuardResult.CONFLICT else []
+    if traced:
+        notes.append(traced)
     if settings.rescore_after_apply:
         notes.append(_rescore(client, metric_id))
     return ApplyResult(
@@ -408,14 +410,18 @@ def _create(client: CekuraClient, f: MetricFile, *, dry_run: bool) -> ApplyResul
     )
 
 
-def _trace(client: CekuraClient, metric_id: int, sha: str) -> None:
-    """Name the new live version after the commit, so Cekura's history points to git."""
+def _trace(client: CekuraClient, metric_id: int, sha: str) -> str:
+    """Name the new live version after the commit, so Cekura's history points to git.
+
+    Best effort (the PATCH itself was verified): a failure is reported, not fatal.
+    """
     try:
         rows = client.history(metric_id, limit=1)
         if rows and rows[0].get("history_id") is not None:
             client.edit_history(metric_id, int(rows[0]["history_id"]), f"git {sha[:12]}")
-    except CekuraAPIError:
-        pass  # tracing is best effort: the PATCH itself was verified
+    except CekuraAPIError as err:
+        return f"applied, but the history version was not named after the commit: {err}"
+    return ""
 
 
 def report(settings: Settings, console: Console, results: Sequence[ApplyResult], *, dry_run: bool) -> int:
