@@ -23,7 +23,7 @@ import pytest
 
 from cekura_gitops import metric_files
 from cekura_gitops.sandbox import Sandbox
-from tests.conftest import HUMAN, Repo, git
+from tests.conftest import HUMAN, LEAKY_ENV, Repo, git
 from tests.fakes.github_server import FakeGitHub
 
 GREETING = "caller_greeted_by_name_1562"
@@ -37,27 +37,7 @@ CONFIG = "optimiser:\n  min_feedback: 0\n"
 # Retries in milliseconds, not seconds (settings.py: CEKURA_GITOPS_HTTP_BACKOFF).
 FAST = {"CEKURA_GITOPS_HTTP_BACKOFF": "0.01", "CEKURA_GITOPS_GITHUB_WRITE_INTERVAL": "0"}
 
-# Variables a developer's or CI's environment could leak into a subprocess.
-_LEAKY = (
-    "CEKURA_API_KEY",
-    "CEKURA_API_URL",
-    "CEKURA_PROJECT_ID",
-    "GITHUB_TOKEN",
-    "GH_TOKEN",
-    "GITHUB_ACTIONS",
-    "GITHUB_REPOSITORY",
-    "GITHUB_API_URL",
-    "GITHUB_GRAPHQL_URL",
-    "GITHUB_EVENT_NAME",
-    "GITHUB_EVENT_PATH",
-    "GITHUB_OUTPUT",
-    "GITHUB_STEP_SUMMARY",
-    "GITHUB_RUN_ID",
-    "CEKURA_GITOPS_CONCURRENCY",
-    "CEKURA_GITOPS_METRICS_DIR",
-    "CEKURA_GITOPS_OPTIMISER_TIMEOUT",
-    "CEKURA_GITOPS_CRASH_AT",
-)
+_LEAKY = LEAKY_ENV
 
 
 def clean_environ(gitconfig: Path) -> dict[str, str]:

@@ -26,28 +26,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run the full slow scenarios")
 
 
+# Variables a developer's or CI's environment could leak into a test or its subprocesses.
+LEAKY_ENV = (
+    "CEKURA_API_KEY",
+    "CEKURA_API_URL",
+    "CEKURA_PROJECT_ID",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "GITHUB_ACTIONS",
+    "GITHUB_REPOSITORY",
+    "GITHUB_API_URL",
+    "GITHUB_GRAPHQL_URL",
+    "GITHUB_EVENT_NAME",
+    "GITHUB_EVENT_PATH",
+    "GITHUB_OUTPUT",
+    "GITHUB_STEP_SUMMARY",
+    "GITHUB_RUN_ID",
+    "CEKURA_GITOPS_CONCURRENCY",
+    "CEKURA_GITOPS_METRICS_DIR",
+    "CEKURA_GITOPS_OPTIMISER_TIMEOUT",
+    "CEKURA_GITOPS_CRASH_AT",
+    "CEKURA_GITOPS_ACTIONS_TOKEN",
+    "CEKURA_GITOPS_HTTP_TIMEOUT",
+    "CEKURA_GITOPS_HTTP_BACKOFF",
+    "CEKURA_GITOPS_GITHUB_WRITE_INTERVAL",
+)
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No developer or CI environment leaks into a test."""
-    for name in (
-        "CEKURA_API_KEY",
-        "CEKURA_API_URL",
-        "CEKURA_PROJECT_ID",
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-        "GITHUB_ACTIONS",
-        "GITHUB_REPOSITORY",
-        "GITHUB_API_URL",
-        "GITHUB_GRAPHQL_URL",
-        "GITHUB_EVENT_NAME",
-        "GITHUB_EVENT_PATH",
-        "GITHUB_OUTPUT",
-        "GITHUB_STEP_SUMMARY",
-        "GITHUB_RUN_ID",
-        "CEKURA_GITOPS_CONCURRENCY",
-        "CEKURA_GITOPS_METRICS_DIR",
-        "CEKURA_GITOPS_OPTIMISER_TIMEOUT",
-    ):
+    for name in LEAKY_ENV:
         monkeypatch.delenv(name, raising=False)
     for key, value in HUMAN.items():
         monkeypatch.setenv(key, value)
