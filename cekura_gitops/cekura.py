@@ -20,7 +20,6 @@ Retry policy (reference/cekura-api.md §8-9):
 
 from __future__ import annotations
 
-import email.utils
 import json as jsonlib
 import random
 import threading
@@ -34,6 +33,7 @@ import httpx
 
 from cekura_gitops import __version__
 from cekura_gitops.errors import CekuraAPIError
+from cekura_gitops.retryafter import parse_retry_after
 
 __all__ = ["CekuraClient", "ProgressReply"]
 
@@ -195,7 +195,7 @@ class CekuraClient:
             "optimiser progress", "GET", path, params={"progress_id": progress_id}, retry=True
         )
         body = _expect_dict(reply, "optimiser progress", "GET", path)
-        hint = _parse_retry_after(reply.headers.get("Retry-After"))
+        hint = parse_retry_after(reply.headers.get("Retry-After"), time.time())
         return ProgressReply(body=body, retry_after=hint)
 
     def cancel_optimiser(self, progress_id: str) -> None:
@@ -311,7 +311,7 @@ class CekuraClient:
 
             status = response.status_code
             if status == 429 or (retry and status in RETRYABLE_STATUSES):
-                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
                 if status == 429 and retry_after is not None:
                     self._pause_all(retry_after)
                 if not last_try:
@@ -445,24 +445,6 @@ def _render_error_body(response: httpx.Response) -> str:
     if isinstance(data, list):
         return _excerpt("; ".join(str(v) for v in data))
     return _excerpt(str(data))
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _transport_kind(err: httpx.RequestError) -> str:

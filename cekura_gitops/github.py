@@ -23,7 +23,6 @@ Conventions (reference/github-notes.md §6):
 
 from __future__ import annotations
 
-import email.utils
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +35,7 @@ import httpx
 
 from cekura_gitops import __version__
 from cekura_gitops.errors import ConfigError, GitHubAPIError
+from cekura_gitops.retryafter import parse_retry_after
 
 __all__ = [
     "Comment",
@@ -615,7 +615,8 @@ class GitHubClient:
             raise _Retry(wait, call.error(status, message), rate_limited=True)
         if status >= 500:
             if call.resend_safe:
-                hint = _retry_after(response, self._clock())  # `Retry-After: 0` means now
+                # `Retry-After: 0` means now, not "no hint".
+                hint = parse_retry_after(response.headers.get("retry-after"), self._clock())
                 delay = self._backoff(attempt) if hint is None else hint
                 raise _Retry(delay, call.error(status, detail, call.method != "GET"))
             raise call.error(status, detail + AMBIGUOUS_HINT, True)
@@ -623,7 +624,7 @@ class GitHubClient:
 
     def _rate_limit_wait(self, response: httpx.Response, rate_limited: int) -> float:
         # github-notes §6: retry-after first, then the primary reset, then >= 60 s doubling.
-        retry_after = _retry_after(response, self._clock())
+        retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
         if retry_after is not None:
             return retry_after
         headers = response.headers
@@ -654,21 +655,6 @@ def _default_graphql_url(api_url: str) -> str:
 
 def _without_none(**fields: str | None) -> dict[str, str]:
     return {key: value for key, value in fields.items() if value is not None}
-
-
-def _retry_after(response: httpx.Response, now: float) -> float | None:
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def _is_rate_limit(response: httpx.Response, detail: str) -> bool:

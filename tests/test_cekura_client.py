@@ -693,3 +693,23 @@ def test_wrong_key_against_the_sandbox(sandbox: Sandbox) -> None:
     assert info.value.status == 401
     assert "CEKURA_API_KEY" in info.value.detail
     assert "not-the-key" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("  ", None),
+        ("7", 7.0),
+        (" 2.5 ", 2.5),
+        ("-3", 0.0),
+        ("Thu, 01 Jan 1970 00:01:40 GMT", 60.0),  # now = 40 s past the epoch
+        ("Thu, 01 Jan 1970 00:00:10 GMT", 0.0),  # already past
+        ("Thu, 01 Jan 1970 00:01:40 -0000", None),  # no zone: malformed
+        ("soon", None),
+    ],
+)
+def test_retry_after_is_parsed_once_for_both_clients(value: str | None, expected: float | None) -> None:
+    from cekura_gitops.retryafter import parse_retry_after
+
+    assert parse_retry_after(value, now=40.0) == expected
