@@ -476,18 +476,22 @@ class FakeGitHub:
     def add_comment(self, issue_number: int, body: str, user_login: str = "octocat") -> dict[str, Any]:
         """Seed a comment written by someone else (e.g. a human on the web UI)."""
         with self._lock:
-            now = self._now()
-            comment = _Comment(
-                id=self._next_comment_id,
-                issue_number=issue_number,
-                body=body,
-                user_login=user_login,
-                created_at=now,
-                updated_at=now,
-            )
-            self._next_comment_id += 1
-            self._comments[comment.id] = comment
-            return self._render_comment(comment)
+            return self._render_comment(self._new_comment(issue_number, body, user_login))
+
+    def _new_comment(self, issue_number: int, body: str, user_login: str) -> _Comment:
+        """Store a new comment (caller holds the lock)."""
+        now = self._now()
+        comment = _Comment(
+            id=self._next_comment_id,
+            issue_number=issue_number,
+            body=body,
+            user_login=user_login,
+            created_at=now,
+            updated_at=now,
+        )
+        self._next_comment_id += 1
+        self._comments[comment.id] = comment
+        return comment
 
     @property
     def labels_added(self) -> list[dict[str, Any]]:
@@ -1058,17 +1062,7 @@ class FakeGitHub:
                     {"resource": "IssueComment", "field": "body", "code": "missing_field"},
                 ),
             )
-        now = self._now()
-        comment = _Comment(
-            id=self._next_comment_id,
-            issue_number=item.number,
-            body=str(body["body"]),
-            user_login=self.actor_login,
-            created_at=now,
-            updated_at=now,
-        )
-        self._next_comment_id += 1
-        self._comments[comment.id] = comment
+        comment = self._new_comment(item.number, str(body["body"]), self.actor_login)
         rendered = self._render_comment(comment)
         return 201, {"Location": rendered["url"]}, rendered
 
