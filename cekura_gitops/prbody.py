@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cekura_gitops import diffs, markdown
+from cekura_gitops import diffs, evidence_body, markdown
+from cekura_gitops.evidence import Evidence, LabelChange, UnresolvedSample
 
 BEGIN = "<!-- cekura-gitops:begin -->"
 END = "<!-- cekura-gitops:end -->"
@@ -98,22 +99,33 @@ def proposal_section(
     old_score: str | None,
     new_score: str | None,
     summary: str,
-    unresolved: Sequence[Any],
+    unresolved: Sequence[UnresolvedSample],
     fields: Sequence[FieldDiff],
     machine: Mapping[str, Any],
     auto_merge_note: str = "",
+    evidence: Evidence | None = None,
+    label_changes: Sequence[LabelChange] = (),
+    holdout: HoldoutScores | None = None,
+    holdout_note: str = "",
 ) -> str:
     link = f"[open in Cekura]({dashboard_url}/metrics/{metric_id})" if metric_id else ""
-    head = [
+    warnings = evidence_body.warnings(evidence, label_changes)
+    head = [*(line + "\n" for line in warnings)]
+    head += [
         f"## Cekura optimiser proposal for {markdown.inline_code(slug)}",
         "",
         f"**Metric:** {markdown.one_line(name)} (id {metric_id}) · {link}".rstrip(" ·"),
         "",
-        "| | baseline | proposed |",
-        "|---|---|---|",
-        f"| score on the Lab's labelled reviews | {old_score or '?'} | {new_score or '?'} |",
+        *_scores_table(old_score, new_score, holdout),
         "",
     ]
+    if holdout_note:
+        head += [f"_Held-out guard: {markdown.one_line(holdout_note)}_", ""]
+    if evidence is not None:
+        metric_link = f"[the metric's Lab]({dashboard_url}/metrics/{metric_id})" if metric_id else ""
+        head += [evidence_body.evidence_section(evidence, metric_link), ""]
+    if label_changes:
+        head += [evidence_body.label_changes_section(label_changes), ""]
     summary = summary.strip()
     if len(summary) > MAX_SUMMARY:
         summary = summary[:MAX_SUMMARY] + " … (truncated)"
@@ -122,16 +134,7 @@ def proposal_section(
         head += ["### What the optimiser says", "", quoted, "", ""]
     tail = []
     if unresolved:
-        items = "\n".join(f"- {markdown.one_line(_sample_text(s))}" for s in unresolved[:20])
-        more = f"\n- … and {len(unresolved) - 20} more" if len(unresolved) > 20 else ""
-        tail += [
-            f"<details><summary>Unresolved samples ({len(unresolved)})</summary>",
-            "",
-            items + more,
-            "",
-            "</details>",
-            "",
-        ]
+        tail += [evidence_body.unresolved_section(unresolved), ""]
     tail += [
         "---",
         "Merging applies this change to Cekura (`cekura-gitops apply` on the default branch). "
@@ -145,6 +148,29 @@ def proposal_section(
     fixed = "\n".join(head) + "\n### Changes\n\n" + "\n".join(tail)
     budget = MAX_BODY - len(fixed) - len(BEGIN) - len(END) - 2000
     return "\n".join(head) + "### Changes\n\n" + _diff_blocks(fields, budget) + "\n\n" + "\n".join(tail)
+
+
+@dataclass(frozen=True)
+class HoldoutScores:
+    """The held-out guard's two scores, as `c/t`."""
+
+    old: str
+    new: str
+
+
+def _scores_table(old: str | None, new: str | None, holdout: HoldoutScores | None) -> list[str]:
+    rows = [
+        "| | baseline | proposed |",
+        "|---|---|---|",
+    ]
+    if holdout is None:
+        rows.append(f"| score on the Lab's labelled reviews | {old or '?'} | {new or '?'} |")
+    else:
+        rows += [
+            f"| training reviews (the optimiser's score) | {old or '?'} | {new or '?'} |",
+            f"| held-out reviews (never shown to the optimiser; the guard) | {holdout.old} | {holdout.new} |",
+        ]
+    return rows
 
 
 def drift_section(
@@ -189,11 +215,3 @@ def human_edit_comment(branch: str, authors: Sequence[str]) -> str:
         "To hand the branch back to the bot, delete it (or reset it to the bot's last commit); "
         "the next `sync` then rewrites it from the default branch."
     )
-
-
-def _sample_text(sample: Any) -> str:
-    if isinstance(sample, Mapping):
-        for key in ("explanation", "reason", "transcript", "review_id", "id"):
-            if sample.get(key):
-                return str(sample[key])[:300]
-    return str(sample)[:300]

@@ -15,6 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cekura_gitops.evidence import (
+    LabelChange,
+    ReviewResult,
+    UnresolvedSample,
+    parse_label_changes,
+    parse_review_results,
+    parse_unresolved,
+)
 from cekura_gitops.metric import Metric, normalise
 
 DONE = frozenset({"success", "succeeded", "completed", "complete", "done"})
@@ -86,7 +94,15 @@ class Proposal:
     old_score: Score | None
     new_score: Score | None
     summary: str
-    unresolved_samples: tuple[Any, ...]
+    unresolved_samples: tuple[UnresolvedSample, ...] = ()
+    review_results: tuple[ReviewResult, ...] = ()
+    # Label changes nobody approved (cekura-api.md §3): never auto-merged.
+    feedback_edits: tuple[LabelChange, ...] = ()
+    unauthorized_label_changes: tuple[LabelChange, ...] = ()
+
+    @property
+    def label_changes(self) -> tuple[LabelChange, ...]:
+        return self.feedback_edits + self.unauthorized_label_changes
 
 
 @dataclass(frozen=True)
@@ -124,7 +140,6 @@ def _proposal(data: Mapping[str, Any]) -> Proposal:
         code = str(meta["optimized_code"])
         kind = meta.get("type") or "custom_code"
     new = Score.parse(data.get("new_score")) or Score.parse(meta)
-    samples = data.get("unresolved_samples") or ()
     return Proposal(
         description=_str(data.get("improved_metric_description")),
         trigger_kind=_str(data.get("improved_trigger_kind")),
@@ -134,7 +149,12 @@ def _proposal(data: Mapping[str, Any]) -> Proposal:
         old_score=Score.parse(data.get("old_score")),
         new_score=new,
         summary=str(data.get("optimization_summary") or ""),
-        unresolved_samples=tuple(samples) if isinstance(samples, list) else (),
+        unresolved_samples=parse_unresolved(data.get("unresolved_samples")),
+        review_results=parse_review_results(data.get("review_results")),
+        feedback_edits=parse_label_changes(data.get("feedback_edits"), "feedback_edit"),
+        unauthorized_label_changes=parse_label_changes(
+            data.get("unauthorized_label_changes"), "unauthorized"
+        ),
     )
 
 

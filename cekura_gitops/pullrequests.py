@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cekura_gitops import prbody
+from cekura_gitops import evidence_body, prbody
 from cekura_gitops.branches import BranchResult
 from cekura_gitops.console import Console
 from cekura_gitops.errors import ConfigError, GitHubAPIError
@@ -120,40 +120,19 @@ class GitHubPublisher:
     def publish_proposal(self, ctx: ProposalContext, result: BranchResult) -> Published:
         from cekura_gitops.commands.sync import Published
 
-        m = ctx.file.metric
-        p = ctx.proposal
-        fields = [prbody.FieldDiff(k, ctx.before.get(k), v) for k, v in ctx.changes.items()]
-        old = str(p.old_score) if p.old_score else None
-        new = str(p.new_score) if p.new_score else None
-        machine: dict[str, Any] = {
-            "version": 1,
-            "kind": "optimise",
-            "slug": m.slug,
-            "metric_id": m.id,
-            "progress_id": ctx.progress_id,
-            "proposal": ctx.content_hash,
-            "old_score": old,
-            "new_score": new,
-        }
         auto = self._auto_apply(ctx)
         note = ""
         if auto == "auto":
             note = "_Auto-apply is on for this metric: GitHub merges this PR once its checks pass._"
-        section = prbody.proposal_section(
-            slug=m.slug,
-            name=str(m.fields.get("name", m.slug)),
-            metric_id=m.id,
-            dashboard_url=self.dashboard_url,
-            old_score=old,
-            new_score=new,
-            summary=p.summary,
-            unresolved=p.unresolved_samples,
-            fields=fields,
-            machine=machine,
-            auto_merge_note=note,
-        )
-        title = f"Optimise {m.slug}: {old} → {new}"
+        elif auto is None and ctx.proposal.label_changes and self._wants_auto_apply(ctx):
+            note = "_Auto-apply is on for this metric, but not for this PR: the optimiser changed labels._"
+        title, section = proposal_pr(ctx, self.dashboard_url, note)
         pr, created = self._upsert(ctx.branch, ctx.base_branch, title, section)
+        if ctx.proposal.label_changes:
+            try:
+                self.client.add_labels(pr.number, [evidence_body.LABEL])
+            except GitHubAPIError as err:
+                self.console.warn(f"{pr.html_url}: could not add the label {evidence_body.LABEL}: {err}")
         if auto:
             self._auto_merge(pr, auto)
         return Published(pr.html_url, created=created)
@@ -228,13 +207,20 @@ class GitHubPublisher:
         except GitHubAPIError as err:
             self.console.warn(f"{pr.html_url}: could not add labels or reviewers: {err}")
 
+    def _wants_auto_apply(self, ctx: ProposalContext) -> bool:
+        opt = ctx.file.metric.optimiser
+        return self.auto_apply_default if opt.auto_apply is None else opt.auto_apply
+
     def _auto_apply(self, ctx: ProposalContext) -> str | None:
         opt = ctx.file.metric.optimiser
-        wanted = self.auto_apply_default if opt.auto_apply is None else opt.auto_apply
-        if not wanted:
+        if not self._wants_auto_apply(ctx):
             return None
         if opt.critical:
             self.console.warn(f"{ctx.file.metric.slug}: auto_apply refused for a critical metric")
+            return None
+        if ctx.proposal.label_changes:
+            # A proposal scored against labels nobody approved needs a person's eyes.
+            self.console.warn(f"{ctx.file.metric.slug}: not auto-applied: the optimiser changed labels")
             return None
         return "direct" if self.config.merge == "direct" else "auto"
 
@@ -246,6 +232,53 @@ class GitHubPublisher:
                 self.client.enable_auto_merge(pr.node_id, merge_method="SQUASH")
         except GitHubAPIError as err:
             self.console.warn(f"{pr.html_url}: could not enable auto-merge: {err}")
+
+
+def proposal_pr(ctx: ProposalContext, dashboard_url: str, auto_merge_note: str = "") -> tuple[str, str]:
+    """(title, the tool's body section) of the pull request for one proposal."""
+    m, p = ctx.file.metric, ctx.proposal
+    old = str(p.old_score) if p.old_score else None
+    new = str(p.new_score) if p.new_score else None
+    machine: dict[str, Any] = {
+        "version": 1,
+        "kind": "optimise",
+        "slug": m.slug,
+        "metric_id": m.id,
+        "progress_id": ctx.progress_id,
+        "proposal": ctx.content_hash,
+        "old_score": old,
+        "new_score": new,
+        "label_changes": len(p.label_changes),
+    }
+    if ctx.evidence is not None:
+        machine["evidence"] = ctx.evidence.to_json()
+    if ctx.holdout is not None:
+        machine["holdout_old_score"], machine["holdout_new_score"] = ctx.holdout.old, ctx.holdout.new
+    section = prbody.proposal_section(
+        slug=m.slug,
+        name=str(m.fields.get("name", m.slug)),
+        metric_id=m.id,
+        dashboard_url=dashboard_url,
+        old_score=old,
+        new_score=new,
+        summary=p.summary,
+        unresolved=p.unresolved_samples,
+        fields=[prbody.FieldDiff(k, ctx.before.get(k), v) for k, v in ctx.changes.items()],
+        machine=machine,
+        auto_merge_note=auto_merge_note,
+        evidence=ctx.evidence,
+        label_changes=p.label_changes,
+        holdout=ctx.holdout,
+        holdout_note=ctx.holdout_note,
+    )
+    title = f"Optimise {m.slug}: {old} → {new}"
+    if ctx.holdout is not None:
+        title += f" (held-out {ctx.holdout.old} → {ctx.holdout.new})"
+    if ctx.evidence is not None and ctx.evidence.broken:
+        title += f" — breaks {ctx.evidence.broken}"
+    if p.label_changes:
+        title += " — labels changed"
+    return title, section
 
 
 PLAN_MARKER = "<!-- cekura-gitops:plan -->"

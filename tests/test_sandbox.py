@@ -377,11 +377,20 @@ def test_run_reviews_scores_overrides_without_saving(sandbox: Sandbox, http: htt
     live = run_reviews(http, 1562, {"skip_save": True})
     proposed = run_reviews(http, 1562, {"description": improved, "skip_save": True})
 
+    live_results = live["output"].pop("review_results")
+    proposed_results = proposed["output"].pop("review_results")
     assert live == {
         "status": "completed",
         "output": {"score": 0.714, "num_correct": 5, "num_total": 7},
     }
     assert proposed["output"] == {"score": 1.0, "num_correct": 7, "num_total": 7}
+    # Per-review verdicts (ReviewResult rows): the live prompt keeps the Lab's verdicts,
+    # the improved one gets every labelled review right.
+    labels = {r["id"]: r["expected_value"] for r in before["reviews"]}
+    lab = {r["id"]: r["actual_value"] for r in before["reviews"]}
+    assert {r["review_id"]: r["actual_value"] for r in live_results} == lab
+    assert {r["review_id"]: r["actual_value"] for r in proposed_results} == labels
+    assert all(r["success"] and set(r) >= {"review_id", "test_set_id"} for r in proposed_results)
     assert sandbox.state.metric(1562) == before  # metric and reviews untouched
     assert len(http.get(f"{METRICS}1562/history/").json()["results"]) == 1
 

@@ -200,7 +200,27 @@ def test_hostile_proposal_pr_body_summary_and_log(world, cli) -> None:  # type: 
             summary=SUMMARY,
             old=(5, 7),
             new=(7, 7),
-            unresolved_samples=({"explanation": SAMPLE},),
+            unresolved_samples=({"explanation": SAMPLE, "verdict": SAMPLE, "pass_rate": SAMPLE},),
+            # Per-review explanations and label changes are Cekura's words too.
+            review_results=tuple(
+                {
+                    "review_id": rid,
+                    "test_set_id": ts,
+                    "actual_value": value,
+                    "explanation": SAMPLE,
+                    "success": True,
+                }
+                for rid, ts, value in ((9001, 456, SAMPLE), (9004, 456, False), (9006, 789, False))
+            ),
+            unauthorized_label_changes=(
+                {
+                    "review_id": 9004,
+                    "old_expected_value": "```\n<!--",
+                    "new_expected_value": SAMPLE,
+                    "reason": SAMPLE,
+                },
+            ),
+            feedback_edits=({"review_id": 9006, "old_feedback": SAMPLE, "new_feedback": SUMMARY},),
         ),
     )
     result = cli("sync", "--metric", GREETING, "--force", cwd=repo.work, env=env)
@@ -223,6 +243,11 @@ def test_hostile_proposal_pr_body_summary_and_log(world, cli) -> None:  # type: 
     dashboard = "](https://dashboard.cekura.ai/metrics/1562)"
     assert_inert(body, allowed_html=own_html, allowed_links=(dashboard,))
     assert outside_code(body).count("<details>") == 1 and outside_code(body).count("</details>") == 1
+    assert "breaks 1 labelled review" in body and "### Label changes nobody approved" in body
+    table_lines = [
+        line for line in LINE_BREAK.split(body) if line.startswith(("| 9001 |", "| 9004 |", "| 9006 |"))
+    ]
+    assert len(table_lines) == 5  # three evidence rows, two label changes: each one line
     assert body.startswith(prbody.BEGIN) and body.rstrip().endswith(prbody.END)
 
     # The machine block cannot be spoofed by the prompt text above it.

@@ -8,7 +8,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from cekura_gitops import prbody
 from cekura_gitops import settings as settings_mod
 from cekura_gitops.branches import BranchResult
 from cekura_gitops.commands.apply import apply
@@ -18,7 +17,8 @@ from cekura_gitops.commands.sync import DriftContext, ProposalContext, Published
 from cekura_gitops.commands.validate import validate
 from cekura_gitops.console import Console
 from cekura_gitops.gitrepo import init_repo, run_git
-from cekura_gitops.sandbox import Sandbox
+from cekura_gitops.pullrequests import proposal_pr
+from cekura_gitops.sandbox import OptimiserOutcome, Sandbox
 from cekura_gitops.settings import Settings
 
 GREETING = "caller_greeted_by_name_1562"
@@ -42,20 +42,9 @@ class TerminalPublisher:
         return True
 
     def publish_proposal(self, ctx: ProposalContext, result: BranchResult) -> Published:
-        m, p = ctx.file.metric, ctx.proposal
-        body = prbody.proposal_section(
-            slug=m.slug,
-            name=str(m.fields.get("name", m.slug)),
-            metric_id=m.id,
-            dashboard_url=self.dashboard_url,
-            old_score=str(p.old_score) if p.old_score else None,
-            new_score=str(p.new_score) if p.new_score else None,
-            summary=p.summary,
-            unresolved=p.unresolved_samples,
-            fields=[prbody.FieldDiff(k, ctx.before.get(k), v) for k, v in ctx.changes.items()],
-            machine={"slug": m.slug, "metric_id": m.id, "proposal": ctx.content_hash},
-        )
+        title, body = proposal_pr(ctx, self.dashboard_url)
         self.console.say(f"\n┌─ pull request: {ctx.branch} → {ctx.base_branch} (rendered, not sent)")
+        self.console.say(f"│ {title}")
         for line in body.splitlines():
             self.console.say(f"│ {line}")
         self.console.say("└─")
@@ -141,6 +130,19 @@ def _run(console: Console, tmp: Path, sandbox: Sandbox, base: Settings) -> None:
     validate(settings, console, [])
     plan(settings, console)
 
+    # Cekura's optimiser can rewrite a review's feedback while it works; the PR shows it.
+    sandbox.state.set_optimiser_outcome(
+        1562,
+        OptimiserOutcome(
+            feedback_edits=(
+                {
+                    "review_id": 9006,
+                    "feedback": "Confirming the spelling of a name is not a greeting.",
+                    "reason": "Rephrased from the reviewer's answer during optimisation.",
+                },
+            )
+        ),
+    )
     _step(
         console,
         3,

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from cekura_gitops import crashpoints, feedback, metric_files, yamltext
+from cekura_gitops import crashpoints, evidence, feedback, metric_files, yamltext
 from cekura_gitops.branches import BranchResult, BranchStatus, BranchWriter
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import field_changes
@@ -32,9 +32,11 @@ from cekura_gitops.errors import (
     GitOpsError,
     MetricValidationError,
 )
+from cekura_gitops.evidence import Evidence
 from cekura_gitops.gitrepo import GitRepo, Identity
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.optimiser import Optimiser, Outcome
+from cekura_gitops.prbody import HoldoutScores
 from cekura_gitops.progress import ProgressBoard
 from cekura_gitops.proposal import Proposal, RunState, Verdict, changes_for, judge
 from cekura_gitops.settings import Settings
@@ -72,15 +74,37 @@ class SyncResult:
     pull_request: str | None = None
     progress_id: str | None = None
     fields: tuple[str, ...] = ()
+    evidence: Mapping[str, int] | None = None
+    label_changes: int | None = None
+    holdout_old_score: str | None = None
+    holdout_new_score: str | None = None
+    holdout_note: str = ""
+    rescored: int = 0
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"slug": self.slug, "id": self.id, "status": self.status.value}
-        for key in ("detail", "old_score", "new_score", "branch", "pull_request", "progress_id"):
+        for key in (
+            "detail",
+            "old_score",
+            "new_score",
+            "branch",
+            "pull_request",
+            "progress_id",
+            "holdout_old_score",
+            "holdout_new_score",
+            "holdout_note",
+        ):
             value = getattr(self, key)
             if value:
                 doc[key] = value
         if self.fields:
             doc["fields"] = list(self.fields)
+        if self.evidence is not None:
+            doc["evidence"] = dict(self.evidence)
+        if self.label_changes is not None:
+            doc["label_changes"] = self.label_changes
+        if self.rescored:
+            doc["rescored"] = self.rescored
         return doc
 
 
@@ -97,6 +121,9 @@ class ProposalContext:
     content_hash: str
     progress_id: str
     new_text: str
+    evidence: Evidence | None = None
+    holdout: HoldoutScores | None = None
+    holdout_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -396,8 +423,16 @@ def _propose(
     slug, metric_id = f.metric.slug, f.metric.id
     old = str(proposal.old_score) if proposal.old_score else None
     new = str(proposal.new_score) if proposal.new_score else None
+    proof = _evidence(live, proposal)
     result = functools.partial(
-        SyncResult, slug, metric_id, old_score=old, new_score=new, progress_id=progress_id
+        SyncResult,
+        slug,
+        metric_id,
+        old_score=old,
+        new_score=new,
+        progress_id=progress_id,
+        evidence=proof.to_json() if proof is not None else None,
+        label_changes=len(proposal.label_changes),
     )
     changes = changes_for(f.metric, live, proposal)
     if not changes:
@@ -455,7 +490,7 @@ def _propose(
     if run.publisher:
         before = {k: (f.metric.fields[k] if k in f.metric.fields else live.get(k)) for k in changes}
         ctx = ProposalContext(
-            f, branch, run.base_branch, proposal, changes, before, digest, progress_id, new_text
+            f, branch, run.base_branch, proposal, changes, before, digest, progress_id, new_text, proof
         )
         published = run.publisher.publish_proposal(ctx, written)
         crashpoints.hit("published", slug)
@@ -465,6 +500,13 @@ def _propose(
     elif written.status is BranchStatus.UNCHANGED:
         status = SyncStatus.PROPOSED
     return result(status=status, branch=branch, pull_request=url, fields=fields)
+
+
+def _evidence(live: Mapping[str, Any], proposal: Proposal) -> Evidence | None:
+    """Fixed/broken/still wrong/still right, when the optimiser reported per-review results."""
+    if not proposal.review_results:
+        return None
+    return evidence.classify(evidence.parse_reviews(live.get("reviews")), proposal.review_results)
 
 
 def _drift(run: Run, f: MetricFile, live: Mapping[str, Any], live_values: dict[str, Any]) -> SyncResult:
@@ -521,7 +563,22 @@ def _line(r: SyncResult) -> str:
     score = f" {r.old_score} → {r.new_score}" if r.old_score or r.new_score else ""
     where = f" {r.pull_request or r.branch}" if (r.pull_request or r.branch) else ""
     detail = f" — {r.detail}" if r.detail else ""
-    return f"{r.slug}: {r.status.value}{score}{where}{detail}"
+    notes = f" ({'; '.join(_notes(r))})" if _notes(r) else ""
+    return f"{r.slug}: {r.status.value}{score}{notes}{where}{detail}"
+
+
+def _notes(r: SyncResult) -> list[str]:
+    """Evidence, label changes and the held-out guard, in a few words."""
+    notes = []
+    if r.evidence is not None:
+        notes.append(f"{r.evidence['fixed']} fixed, {r.evidence['broken']} broken")
+    if r.label_changes:
+        notes.append(f"{r.label_changes} label change(s) nobody approved")
+    if r.holdout_old_score and r.holdout_new_score:
+        notes.append(f"held-out {r.holdout_old_score} → {r.holdout_new_score}")
+    if r.rescored:
+        notes.append(f"{r.rescored} review(s) re-scored")
+    return notes
 
 
 def report(settings: Settings, console: Console, results: Sequence[SyncResult]) -> int:
@@ -529,7 +586,15 @@ def report(settings: Settings, console: Console, results: Sequence[SyncResult]) 
     for r in results:
         counts[r.status.value] = counts.get(r.status.value, 0) + 1
     if settings.json_output:
-        console.emit_json({"command": "sync", "metrics": [r.to_json() for r in results], "summary": counts})
+        console.emit_json(
+            {
+                "command": "sync",
+                "metrics": [r.to_json() for r in results],
+                "summary": counts,
+                # Held-out re-scores are evaluations Cekura bills.
+                "rescored": sum(r.rescored for r in results),
+            }
+        )
     else:
         console.say("")
         console.table(
@@ -568,11 +633,13 @@ def _actions_report(settings: Settings, results: Sequence[SyncResult]) -> None:
             f"| {markdown.code_cell(r.slug)} | {r.status.value} | "
             f"{r.old_score or ''}{' → ' if r.new_score else ''}{r.new_score or ''} | "
             f"{r.pull_request or (markdown.code_cell(r.branch) if r.branch else '')} "
-            f"| {markdown.cell(r.detail)} |"
+            f"| {markdown.cell('; '.join([*_notes(r), r.detail] if r.detail else _notes(r)))} |"
             for r in results
         ]
+        rescored = sum(r.rescored for r in results)
+        billed = f"\nRe-scored {rescored} review(s) for the held-out guard (billed by Cekura).\n"
         actions.append_summary(
             settings.github_step_summary,
             "### cekura-gitops sync\n\n| metric | status | score | pull request | detail |\n"
-            "|---|---|---|---|---|\n" + "\n".join(rows) + "\n",
+            "|---|---|---|---|---|\n" + "\n".join(rows) + "\n" + (billed if rescored else ""),
         )

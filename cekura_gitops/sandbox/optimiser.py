@@ -32,6 +32,7 @@ __all__ = [
     "judged_text",
     "merge_outcome",
     "progress_payload",
+    "review_results",
     "score",
 ]
 
@@ -63,6 +64,8 @@ class OptimiserOutcome:
     error: str = ""
     review_results: tuple[Mapping[str, Any], ...] = ()
     unresolved_samples: tuple[Mapping[str, Any], ...] = ()
+    feedback_edits: tuple[Mapping[str, Any], ...] = ()
+    unauthorized_label_changes: tuple[Mapping[str, Any], ...] = ()
 
 
 def _norm(text: str) -> str:
@@ -92,6 +95,34 @@ def score(reviews: Sequence[Mapping[str, Any]], text: str) -> tuple[int, int]:
     """(num_correct, num_total) of annotated `reviews` for a judged text."""
     used = annotated(reviews)
     return sum(_is_correct(r, text) for r in used), len(used)
+
+
+def review_results(
+    reviews: Sequence[Mapping[str, Any]], text: str, forced: Mapping[int, Any] | None = None
+) -> list[dict[str, Any]]:
+    """`ReviewResult` rows for every review, as `text` would judge them.
+
+    A correct review gets its label as the verdict; any other keeps the Lab's verdict.
+    `forced` (review id -> verdict) stands in for a judge that disagrees.
+    """
+    forced = forced or {}
+    rows = []
+    for r in sorted(reviews, key=lambda r: int(r["id"])):
+        right = r.get("expected_value") is not None and _is_correct(r, text)
+        verdict = r.get("expected_value") if right else r.get("actual_value")
+        if int(r["id"]) in forced:
+            verdict = forced[int(r["id"])]
+        rows.append(
+            {
+                "review_id": r["id"],
+                "test_set_id": r["test_set"]["id"],
+                "actual_value": verdict,
+                "explanation": f"Judged {verdict!r}.",
+                "success": True,
+                "error": None,
+            }
+        )
+    return rows
 
 
 def _add_guidance(text: str, lines: Sequence[str], *, code: bool) -> str:
@@ -145,19 +176,16 @@ def default_outcome(metric: Mapping[str, Any], reviews: Sequence[Mapping[str, An
         )
     else:
         summary = "No new feedback to incorporate; the metric is unchanged."
-    results = tuple(
+    results = tuple(review_results(used, improved))
+    unresolved = tuple(
         {
             "review_id": r["id"],
             "test_set_id": r["test_set"]["id"],
-            "actual_value": r.get("expected_value") if _is_correct(r, improved) else r.get("actual_value"),
-            "explanation": "Matches the label." if _is_correct(r, improved) else "Still differs.",
-            "success": True,
-            "error": None,
+            "verdict": "ambiguous label",
+            "pass_rate": 0.0,
+            "explanation": "No feedback says why the label differs from the verdict; "
+            "add feedback to this review in the Lab.",
         }
-        for r in used
-    )
-    unresolved = tuple(
-        {"review_id": r["id"], "test_set_id": r["test_set"]["id"], "reason": "no feedback"}
         for r in used
         if not _is_correct(r, improved)
     )
@@ -208,8 +236,8 @@ def _proposal_fields(outcome: OptimiserOutcome) -> dict[str, Any]:
         "old_score": _score_dict(outcome.old),
         "new_score": new,
         "review_results": [dict(r) for r in outcome.review_results],
-        "feedback_edits": [],
-        "unauthorized_label_changes": [],
+        "feedback_edits": [dict(e) for e in outcome.feedback_edits],
+        "unauthorized_label_changes": [dict(c) for c in outcome.unauthorized_label_changes],
         "unresolved_samples": [dict(s) for s in outcome.unresolved_samples],
         "meta_harness": {
             "optimized_code": outcome.custom_code or "",

@@ -43,6 +43,7 @@ from cekura_gitops.sandbox.optimiser import (
     judged_text,
     merge_outcome,
     progress_payload,
+    review_results,
     score,
 )
 
@@ -99,6 +100,7 @@ class _ReviewRun:
     ready_at: float
     num_correct: int
     num_total: int
+    results: list[dict[str, Any]]
 
 
 class SandboxState:
@@ -115,6 +117,9 @@ class SandboxState:
         self.optimiser_seconds = optimiser_seconds
         self.progress_shape: ProgressShape = progress_shape
         self.run_reviews_seconds = 0.0
+        # Re-score replies carry per-review results unless a test turns them off.
+        self.run_reviews_results = True
+        self._rescore_verdicts: dict[int, Any] = {}
         # When set, progress polls of a running optimisation carry `Retry-After: <this>`.
         self.progress_retry_after: float | None = None
         self._clock = clock
@@ -228,6 +233,11 @@ class SandboxState:
                 self._outcomes.pop(metric_id, None)
             else:
                 self._outcomes[metric_id] = outcome
+
+    def set_rescore_verdicts(self, verdicts: Mapping[int, Any]) -> None:
+        """Force what run_reviews judges these reviews (review id -> verdict), whatever the prompt."""
+        with self.lock:
+            self._rescore_verdicts = dict(verdicts)
 
     def set_progress_shape(self, metric_id: int, shape: ProgressShape) -> None:
         with self.lock:
@@ -439,8 +449,16 @@ class SandboxState:
                     if review["expected_value"] is not None and score([review], text)[0]:
                         self._set_actual(review, review["expected_value"])
             progress_id = str(uuid.uuid4())
+            results = review_results(reviews, judged_text(candidate), self._rescore_verdicts)
+            if self._rescore_verdicts:
+                labels = {r["id"]: r["expected_value"] for r in reviews if r["expected_value"] is not None}
+                correct = sum(
+                    1
+                    for x in results
+                    if x["review_id"] in labels and x["actual_value"] == labels[x["review_id"]]
+                )
             self._review_runs[progress_id] = _ReviewRun(
-                metric_id, self._clock() + self.run_reviews_seconds, correct, total
+                metric_id, self._clock() + self.run_reviews_seconds, correct, total, results
             )
             return {"progress_id": progress_id}
 
@@ -453,14 +471,14 @@ class SandboxState:
                 return {"status": "in_progress", "output": None}
             if run.num_total == 0:
                 return {"status": "failed", "error": "No labelled reviews to run.", "output": None}
-            return {
-                "status": "completed",
-                "output": {
-                    "score": round(run.num_correct / run.num_total, 3),
-                    "num_correct": run.num_correct,
-                    "num_total": run.num_total,
-                },
+            output: dict[str, Any] = {
+                "score": round(run.num_correct / run.num_total, 3),
+                "num_correct": run.num_correct,
+                "num_total": run.num_total,
             }
+            if self.run_reviews_results:
+                output["review_results"] = copy.deepcopy(run.results)
+            return {"status": "completed", "output": output}
 
     def api_cron_jobs(self, query: Mapping[str, str]) -> list[dict[str, Any]]:
         with self.lock:
