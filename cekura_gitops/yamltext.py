@@ -128,9 +128,12 @@ def parse(text: str, path: str) -> Document:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise MetricValidationError(
-            [Problem(path, line, col, f"invalid YAML: {err.problem or err.context}")]
-        ) from None
+        message = f"invalid YAML: {err.problem or err.context}"
+        if "nesting depth" in str(err.problem):
+            # libyaml (PyYAML >= 6.0.3) stops deep flow collections while scanning ahead,
+            # before the parser hands us the event past MAX_DEPTH: the same refusal.
+            message = f"nested deeper than {MAX_DEPTH} levels"
+        raise MetricValidationError([Problem(path, line, col, message)]) from None
     except yaml.YAMLError as err:  # pragma: no cover - every libyaml error is marked
         raise MetricValidationError([Problem(path, 1, 1, f"invalid YAML: {err}")]) from None
     if root is None:
@@ -246,9 +249,12 @@ def _prescan(text: str, path: str) -> None:
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise MetricValidationError(
-            [Problem(path, line, col, f"invalid YAML: {err.problem or err.context}")]
-        ) from None
+        message = f"invalid YAML: {err.problem or err.context}"
+        if "nesting depth" in str(err.problem):
+            # libyaml (PyYAML >= 6.0.3) stops deep flow collections while scanning ahead,
+            # before the parser hands us the event past MAX_DEPTH: the same refusal.
+            message = f"nested deeper than {MAX_DEPTH} levels"
+        raise MetricValidationError([Problem(path, line, col, message)]) from None
     if problems:
         raise MetricValidationError(problems)
 
