@@ -55,7 +55,9 @@ def check(name: str, doc: Document, path: str) -> list[Problem]:
             continue
         line, col = doc.position(where)
         field = ".".join(str(p) for p in where) or "file"
-        problems.append(Problem(path, line, col, f"{field}: {_message(error)}"))
+        problem = Problem(path, line, col, f"{field}: {_message(error)}")
+        if problem not in problems:
+            problems.append(problem)
     return problems
 
 
@@ -74,23 +76,37 @@ def _closest(key: str, allowed: set[str]) -> str:
 
 
 def _message(error: Any) -> str:
-    kind = error.validator
+    # Our own words for every check the schemas use: a message must not change with the
+    # installed jsonschema release (tests and users' CI greps rely on it).
+    kind, value, instance = error.validator, error.validator_value, error.instance
     if kind == "enum":
-        return f"{error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+        return f"{instance!r} is not one of {', '.join(map(str, value))}"
     if kind == "type":
-        expected = error.validator_value
-        got = type(error.instance).__name__.replace("NoneType", "null").replace("str", "string")
-        return f"expected {expected}, got {got} ({_short(error.instance)})"
+        got = type(instance).__name__.replace("NoneType", "null").replace("str", "string")
+        return f"expected {value}, got {got} ({_short(instance)})"
     if kind == "pattern" and error.absolute_path and error.absolute_path[-1] == "slug":
         return (
-            f"{_short(error.instance)} is not a valid slug: use letters, digits, '_' and '-', "
+            f"{_short(instance)} is not a valid slug: use letters, digits, '_' and '-', "
             "starting and ending with a letter or digit"
         )
     if kind in ("pattern", "oneOf", "anyOf") and error.schema.get("description"):
-        return f"{_short(error.instance)} is not valid: {error.schema['description']}"
+        return f"{_short(instance)} is not valid: {error.schema['description']}"
     if kind == "required":
-        return str(error.message).replace("is a required property", "is required")
-    return str(error.message)
+        missing = [name for name in value if isinstance(instance, dict) and name not in instance]
+        # One error per missing field, each carrying the whole list: check() drops repeats.
+        return ", ".join(map(repr, missing)) + (" is required" if len(missing) == 1 else " are required")
+    bounds = {
+        "minimum": f"{_short(instance)} is less than the minimum of {value}",
+        "maximum": f"{_short(instance)} is greater than the maximum of {value}",
+        "minLength": f"is too short ({len(instance) if isinstance(instance, str) else 0} "
+        f"characters; at least {value})",
+        "maxLength": f"is too long ({len(instance) if isinstance(instance, str) else 0} "
+        f"characters; at most {value})",
+        "minItems": f"needs at least {value} item(s)",
+        "uniqueItems": f"{_short(instance)} lists an item twice",
+        "pattern": f"{_short(instance)} is not valid (must match {value})",
+    }
+    return bounds.get(kind, str(error.message))
 
 
 def _short(value: Any) -> str:

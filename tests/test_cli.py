@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_command_has_help_with_examples(cli, command: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = cli(command, "--help", cwd=tmp_path)
     assert result.code == 0
-    assert "Usage: cekura-gitops" in result.out
+    assert f"cekura-gitops {command}" in result.out
     assert "Example" in result.out
 
 

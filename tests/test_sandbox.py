@@ -425,8 +425,9 @@ def test_invalid_requests_are_caught_by_openapi_validation(sandbox: Sandbox, htt
     assert "request does not match Cekura's OpenAPI" in missing.json()["detail"]
     assert bad_enum.status_code == 400
     assert len(sandbox.validation_errors) == 2
-    assert "'metric_id' is a required property" in sandbox.validation_errors[0]
-    assert "'sometimes' is not one of" in sandbox.validation_errors[1]
+    # What each violation names, not how openapi-core/jsonschema word it.
+    assert "metric_id" in sandbox.validation_errors[0]
+    assert "'sometimes'" in sandbox.validation_errors[1]
     assert sandbox.state.optimisations_started == {}
     assert sandbox.state.patches == []
     sandbox.validation_errors.clear()
@@ -465,7 +466,7 @@ def test_sandbox_checks_its_own_replies(sandbox: Sandbox, http: httpx.Client) ->
     assert http.get(f"{METRICS}1562/").status_code == 200
     assert len(sandbox.validation_errors) == 1
     assert sandbox.validation_errors[0].startswith("response GET /test_framework/v2/metrics/")
-    assert "'sometimes' is not one of" in sandbox.validation_errors[0]
+    assert "'sometimes'" in sandbox.validation_errors[0]
     sandbox.validation_errors.clear()
 
 
@@ -475,7 +476,7 @@ def test_response_validation_flags_wrong_replies() -> None:
     wrong = OpenAPIResponse(200, headers, json.dumps({"id": 1}).encode())
     problems = response_violations(request, wrong)
     assert len(problems) == 1
-    assert "'name' is a required property" in problems[0].message
+    assert "'name'" in problems[0].message
 
 
 def test_vendored_subset_is_a_valid_openapi_document() -> None:
