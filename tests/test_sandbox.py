@@ -7,6 +7,7 @@ its faults, and its OpenAPI validation of every request.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -491,10 +492,13 @@ def test_sandboxes_are_isolated() -> None:
 
 
 def test_module_entry_point_serves_until_interrupted() -> None:
+    # A shell starts background jobs with SIGINT ignored, and a child inherits that (Python
+    # then installs no KeyboardInterrupt handler): give the sandbox a terminal's default.
     proc = subprocess.Popen(
         [sys.executable, "-m", "cekura_gitops.sandbox", "--api-key", "k1"],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stdout is not None
@@ -503,7 +507,7 @@ def test_module_entry_point_serves_until_interrupted() -> None:
         assert url.startswith("http://127.0.0.1:")
         with httpx.Client(base_url=url, headers={"X-CEKURA-API-KEY": "k1"}) as client:
             assert client.get(f"{METRICS}1562/").json()["id"] == 1562
-        proc.send_signal(subprocess.signal.SIGINT)  # type: ignore[attr-defined]
+        proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     finally:
         if proc.poll() is None:
