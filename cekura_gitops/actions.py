@@ -7,11 +7,12 @@ it can never be read as a workflow command.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 
 def escape_data(value: str) -> str:
@@ -68,6 +69,18 @@ def print_untrusted(text: str, stream: TextIO) -> None:
     """Print text to the Actions log with workflow commands disabled while it shows."""
     token = secrets.token_hex(16)
     stream.write(f"::stop-commands::{token}\n{text}\n::{token}::\n")
+
+
+def read_event(path: str | Path | None) -> dict[str, Any]:
+    """The webhook payload at $GITHUB_EVENT_PATH ({} when absent or unreadable: every
+    caller has a fallback, and a broken payload must not stop a local run)."""
+    if not path:
+        return {}
+    try:
+        loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def write_outputs(path: str | Path, outputs: Mapping[str, str]) -> None:

@@ -244,9 +244,24 @@ class GitRepo:
     def has_remote(self, remote: str) -> bool:
         return remote in self.run("remote").split()
 
-    def remote_default_branch(self, remote: str) -> str | None:
-        ref = self.try_run("symbolic-ref", "--quiet", f"refs/remotes/{remote}/HEAD")
-        return ref.rsplit(f"refs/remotes/{remote}/", 1)[-1] if ref else None
+    def remote_head_branch(self, remote: str) -> str | None:
+        """The branch the remote's HEAD points at, asked of the remote itself
+        (`ls-remote --symref`): a local `refs/remotes/<remote>/HEAD` may be missing
+        (actions/checkout never makes one) or stale."""
+        out = self.run("ls-remote", "--symref", remote, "HEAD")
+        for line in out.splitlines():
+            target, _tab, name = line.partition("\t")
+            if name == "HEAD" and target.startswith("ref: refs/heads/"):
+                return target.removeprefix("ref: refs/heads/")
+        return None
+
+    def is_shallow(self) -> bool:
+        return self.run("rev-parse", "--is-shallow-repository") == "true"
+
+    def deepen(self, remote: str, head: str, commits: int) -> None:
+        """Fetch `commits` more commits behind a shallow clone's boundary (0: all of them)."""
+        depth = f"--deepen={commits}" if commits else "--unshallow"
+        self.run("fetch", "--quiet", "--no-tags", depth, remote, head)
 
     def tree_file_equal(self, rev: str, path: str, content: bytes) -> bool:
         return self.show_file(rev, path) == content

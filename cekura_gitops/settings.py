@@ -64,6 +64,7 @@ class Settings:
     github_run_id: str | None = None
     github_event_name: str | None = None
     github_event_path: str | None = None
+    github_ref: str | None = None
     github_step_summary: str | None = None
     github_output: str | None = None
     dashboard_url: str = "https://dashboard.cekura.ai"
@@ -73,6 +74,8 @@ class Settings:
     author_name: str = "cekura-gitops"
     author_email: str = "cekura-gitops@users.noreply.github.com"
     remote: str = "origin"
+    # The default branch when neither the event nor the remote names it (defaultbranch.py).
+    default_branch: str | None = None
     rescore_after_apply: bool = False
     notify_on: str = "failure"
     notify_mention: str = ""
@@ -201,6 +204,7 @@ def resolve(
         github_run_id=env.get("GITHUB_RUN_ID") or None,
         github_event_name=env.get("GITHUB_EVENT_NAME") or None,
         github_event_path=env.get("GITHUB_EVENT_PATH") or None,
+        github_ref=env.get("GITHUB_REF") or None,
         github_step_summary=env.get("GITHUB_STEP_SUMMARY") or None,
         github_output=env.get("GITHUB_OUTPUT") or None,
         dashboard_url=(env.get("CEKURA_DASHBOARD_URL") or "https://dashboard.cekura.ai").rstrip("/"),
@@ -210,6 +214,7 @@ def resolve(
         author_name=author_name,
         author_email=author_email,
         remote=str(git_cfg.get("remote", "origin")),
+        default_branch=_branch_name(env.get("CEKURA_GITOPS_DEFAULT_BRANCH") or git_cfg.get("default_branch")),
         rescore_after_apply=bool(config.get("apply", {}).get("rescore", False)),
         notify_on=str(notify_cfg.get("on", "failure")),
         notify_mention=str(notify_cfg.get("mention", "")),
@@ -218,6 +223,16 @@ def resolve(
         http_timeout=_env_float(env, "CEKURA_GITOPS_HTTP_TIMEOUT", 30.0),
         http_backoff=_env_float(env, "CEKURA_GITOPS_HTTP_BACKOFF", 0.5),
     )
+
+
+def _branch_name(value: Any) -> str | None:
+    """A branch name from the environment or config (config's schema checks it too)."""
+    if value is None or value == "":
+        return None
+    name = str(value).strip().removeprefix("refs/heads/")
+    if not re.fullmatch(r"[^\x00-\x20~^:?*\[\\-][^\x00-\x20~^:?*\[\\]*", name) or ".." in name:
+        raise ConfigError(f"default branch {value!r} is not a branch name: use e.g. main")
+    return name
 
 
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -8,12 +8,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cekura_gitops import changes, crashpoints, dashboard, diffs, metric_files, yamltext
+from cekura_gitops import actions, changes, crashpoints, dashboard, diffs, metric_files, yamltext
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import GuardResult
 from cekura_gitops.commands._common import cekura_client, metrics_folder, run_all
 from cekura_gitops.console import Console
-from cekura_gitops.errors import CekuraAPIError, GitOpsError, MetricValidationError
+from cekura_gitops.defaultbranch import default_branch
+from cekura_gitops.errors import CekuraAPIError, GitError, GitOpsError, MetricValidationError
 from cekura_gitops.gitrepo import FileChange, GitRepo, Identity
 from cekura_gitops.metric import Metric, normalise
 from cekura_gitops.metric_files import MetricFile
@@ -76,7 +77,10 @@ def apply(
     repo = GitRepo(settings.root)
     remote = settings.remote if repo.has_remote(settings.remote) else None
     store = StateStore(repo, remote, Identity(settings.author_name, settings.author_email))
-    base, head, why = _range(settings, repo, store, base, head)
+    records = not dry_run and not selectors
+    # Asked before anything is PATCHed: a marker that cannot be recorded must fail loudly.
+    branch = default_branch(settings, repo, remote) if records and remote else None
+    base, head, why = _range(settings, repo, store, remote, base, head)
     rel = metrics_folder(settings, repo)
     head_sha = repo.rev_parse(head) or head
     jobs, problems = _jobs(repo, base, head, rel, head_sha)
@@ -94,8 +98,8 @@ def apply(
                 jobs,
                 settings.concurrency,
             )
-    if not dry_run and not selectors and all(r.status not in ("conflict", "error") for r in results):
-        _record_applied(console, repo, store, remote, head_sha)
+    if records and all(r.status not in ("conflict", "error") for r in results):
+        _record_applied(console, repo, store, remote, branch, head_sha)
     code = report(settings, console, results, dry_run=dry_run)
     if not dry_run and results:
         dashboard.publish(
@@ -115,38 +119,80 @@ def _managed_slugs(settings: Settings, repo: GitRepo, head: str) -> list[str]:
 
 
 def _range(
-    settings: Settings, repo: GitRepo, store: StateStore, base: str | None, head: str | None
+    settings: Settings,
+    repo: GitRepo,
+    store: StateStore,
+    remote: str | None,
+    base: str | None,
+    head: str | None,
 ) -> tuple[str, str, str]:
     """(base, head, why): --base, else the last fully applied commit, else the push, else HEAD~1."""
     event = _push_event(settings) if base is None or head is None else None
     head = head or (event[1] if event else "HEAD")
-    if repo.rev_parse(head) is None:
+    head_sha = repo.rev_parse(head)
+    if head_sha is None:
         raise GitOpsError(f"unknown revision {head!r}: fetch full history (actions/checkout fetch-depth: 0)")
     why = "--base"
     if base is None:
         applied = store.load().applied
-        if applied and repo.rev_parse(applied) and repo.is_ancestor(applied, head):
+        if applied and _reach(repo, remote, head_sha, applied):
             base, why = applied, "since the last applied commit"
         elif event:
             base, why = event[0], "the push"
+            _reach(repo, remote, head_sha, base)
         else:
-            base, why = repo.rev_parse(f"{head}~1"), "the last commit"
+            _reach(repo, remote, head_sha, None)
+            base, why = repo.rev_parse(f"{head_sha}~1"), "the last commit"
             if base is None:
                 raise GitOpsError(
                     f"{head} has no parent commit: pass --base REV (e.g. the commit before your metrics)"
                 )
+    else:
+        _reach(repo, remote, head_sha, base)
     if repo.rev_parse(base) is None:
         raise GitOpsError(f"unknown revision {base!r}: fetch full history (actions/checkout fetch-depth: 0)")
     return base, head, why
 
 
-def _record_applied(console: Console, repo: GitRepo, store: StateStore, remote: str | None, sha: str) -> None:
+def _reach(repo: GitRepo, remote: str | None, head: str, base: str | None) -> bool:
+    """Whether base (None: head's parent) is an ancestor of head, fetching more history
+    first when the clone is shallow (actions/checkout's default is one commit): a range
+    whose base is missing would otherwise be misread, or apply nothing."""
+    for step in (DEEPEN_FIRST, 0):
+        if _connected(repo, head, base):
+            return True
+        if not repo.is_shallow():
+            return False
+        if remote is None:
+            raise GitOpsError(
+                "this checkout is shallow and has no remote to fetch its history from: "
+                "set `fetch-depth: 0` on actions/checkout, or pass --base REV"
+            )
+        try:
+            repo.deepen(remote, head, step)
+        except GitError as err:
+            raise GitOpsError(
+                f"this checkout is shallow and fetching its history from {remote!r} failed ({err}): "
+                "set `fetch-depth: 0` on actions/checkout"
+            ) from None
+    return _connected(repo, head, base)
+
+
+DEEPEN_FIRST = 50  # commits: enough for a dropped apply run or two; else all history
+
+
+def _connected(repo: GitRepo, head: str, base: str | None) -> bool:
+    if base is None:
+        return repo.rev_parse(f"{head}~1") is not None
+    return repo.rev_parse(base) is not None and repo.is_ancestor(base, head)
+
+
+def _record_applied(
+    console: Console, repo: GitRepo, store: StateStore, remote: str | None, branch: str | None, sha: str
+) -> None:
     """Remember how far apply got, if sha is on the default branch (best effort)."""
-    if remote:
-        branch = repo.remote_default_branch(remote)
-        tip = repo.rev_parse(f"refs/remotes/{remote}/{branch}") if branch else None
-        if tip is None or not repo.is_ancestor(sha, tip):
-            return  # not deployed from the default branch: leave the marker alone
+    if remote and (branch is None or not _on_branch(repo, remote, branch, sha)):
+        return  # not deployed from the default branch: leave the marker alone
     try:
         store.update(
             lambda s: s if s.applied and repo.is_ancestor(sha, s.applied) else replace(s, applied=sha),
@@ -159,16 +205,23 @@ def _record_applied(console: Console, repo: GitRepo, store: StateStore, remote: 
         )
 
 
+def _on_branch(repo: GitRepo, remote: str, branch: str, sha: str) -> bool:
+    """sha is on the remote's branch (the local tracking ref first, else fetched fresh)."""
+    tracking = f"refs/remotes/{remote}/{branch}"
+    tip = repo.rev_parse(tracking)
+    if tip is not None and repo.is_ancestor(sha, tip):
+        return True
+    tip = repo.fetch_optional(remote, f"refs/heads/{branch}", tracking)
+    return tip is not None and repo.is_ancestor(sha, tip)
+
+
 def _push_event(settings: Settings) -> tuple[str, str] | None:
     """Under Actions on push: the event's before/after (a push may hold several commits)."""
-    if settings.github_event_name != "push" or not settings.github_event_path:
+    if settings.github_event_name != "push":
         return None
-    try:
-        event = json.loads(Path(settings.github_event_path).read_text())
-    except (OSError, ValueError):
-        return None
+    event = actions.read_event(settings.github_event_path)
     before, after = event.get("before"), event.get("after")
-    if not before or not after or set(before) == {"0"}:
+    if not before or not after or set(str(before)) == {"0"}:
         return None  # a new branch: fall back to HEAD~1..HEAD
     return str(before), str(after)
 

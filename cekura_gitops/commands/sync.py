@@ -25,6 +25,7 @@ from cekura_gitops.commands._common import (
     select,
 )
 from cekura_gitops.console import Console
+from cekura_gitops.defaultbranch import default_branch
 from cekura_gitops.errors import (
     CekuraAPIError,
     ConfigError,
@@ -235,7 +236,7 @@ def _run(
     push: bool,
     force: bool,
 ) -> list[SyncResult]:
-    base_branch = _default_branch(repo, remote, publisher)
+    base_branch = default_branch(settings, repo, remote, api=publisher.default_branch if publisher else None)
     base = _base_commit(repo, remote, base_branch)
     identity = Identity(settings.author_name, settings.author_email)
     store = StateStore(repo, remote, identity)
@@ -282,19 +283,6 @@ def _github_publisher(settings: Settings, console: Console, push: bool) -> Publi
     from cekura_gitops.pullrequests import GitHubPublisher
 
     return GitHubPublisher.from_settings(settings, console)
-
-
-def _default_branch(repo: GitRepo, remote: str | None, publisher: Publisher | None) -> str:
-    if publisher is not None:
-        return publisher.default_branch()
-    if remote:
-        found = repo.remote_default_branch(remote)
-        if found:
-            return found
-        for candidate in ("main", "master"):
-            if repo.ls_remote(remote, f"refs/heads/{candidate}"):
-                return candidate
-    return repo.current_branch() or "main"
 
 
 def _base_commit(repo: GitRepo, remote: str | None, branch: str) -> str:
