@@ -4,8 +4,9 @@
   diff shows only the proposal.
 - A branch holding a commit by anyone but the bot identity belongs to a human now: we
   stop touching it ("human edits win").
-- Pushes carry `--force-with-lease=<branch>:<tip we inspected>`, so a commit that lands
-  between our check and our push is never overwritten.
+- Pushes carry `--force-with-lease=<branch>:<tip we inspected>` ("absent" for a new
+  branch), so a commit that lands between our check and our push is never overwritten,
+  and a branch deleted meanwhile is noticed and recreated instead of reported as there.
 - Re-writing the same content on the same base makes no new commit.
 """
 
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from cekura_gitops.errors import GitError
 from cekura_gitops.gitrepo import CommitInfo, GitRepo, Identity
 from cekura_gitops.statestore import LINGER
+
+WRITE_ATTEMPTS = 3  # a lost lease is retried on a fresh look; a branch in a push war is left
 
 
 class BranchStatus(enum.Enum):
@@ -117,26 +120,35 @@ class BranchWriter:
         )
 
     def write(self, branch: str, base: str, path: str, content: bytes, message: str) -> BranchResult:
+        """Put content on branch, cut from base. Every outcome is confirmed by a leased push
+        against the tip we inspected, even "unchanged": the tip may be stale (read when the
+        run started), and a branch deleted meanwhile must be recreated, not reported."""
         tip = self.tip(branch)
-        if tip is not None:
-            humans = self.human_commits(base, tip)
-            if humans:
-                return BranchResult(BranchStatus.HUMAN_EDITED, branch, tip, humans)
-            if self._repo.show_file(tip, path) == content and self._repo.is_ancestor(base, tip):
-                return BranchResult(BranchStatus.UNCHANGED, branch, tip)
-        sha = self._repo.commit_files(base, {path: content}, message, self._identity)
-        ref = f"refs/heads/{branch}"
-        ok = self._push(sha, ref, tip) if self._remote else self._repo.update_local_ref(ref, sha, tip)
-        if not ok:
-            # Someone pushed meanwhile. If it was another run of ours writing this very
-            # content on this base (two runs finishing one optimisation), we are done.
+        for _attempt in range(WRITE_ATTEMPTS):
+            if tip is not None:
+                humans = self.human_commits(base, tip)
+                if humans:
+                    return BranchResult(BranchStatus.HUMAN_EDITED, branch, tip, humans)
+            same = (
+                tip is not None
+                and self._repo.show_file(tip, path) == content
+                and self._repo.is_ancestor(base, tip)
+            )
+            sha = (
+                tip
+                if same and tip is not None
+                else self._repo.commit_files(base, {path: content}, message, self._identity)
+            )
+            ref = f"refs/heads/{branch}"
+            ok = self._push(sha, ref, tip) if self._remote else self._repo.update_local_ref(ref, sha, tip)
+            if ok:
+                status = BranchStatus.CREATED if tip is None else BranchStatus.UPDATED
+                return BranchResult(BranchStatus.UNCHANGED if same else status, branch, sha)
+            # The lease lost: the branch moved or vanished since we looked. Look again; a
+            # human's commit stops us above, a deletion is recreated, our own identical
+            # write (two runs finishing one optimisation) confirms as unchanged.
             now = self.tip(branch)
-            if (
-                now is not None
-                and not self.human_commits(base, now)
-                and self._repo.show_file(now, path) == content
-                and self._repo.is_ancestor(base, now)
-            ):
-                return BranchResult(BranchStatus.UNCHANGED, branch, now)
-            return BranchResult(BranchStatus.MOVED, branch, tip)
-        return BranchResult(BranchStatus.CREATED if tip is None else BranchStatus.UPDATED, branch, sha)
+            if now == tip:
+                break  # refused for another reason that looking again will not change
+            tip = now
+        return BranchResult(BranchStatus.MOVED, branch, tip)
