@@ -125,7 +125,7 @@ class Repo:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Repo:
-    """An empty working repo (branch main) with a bare origin."""
+    """An empty working repo (branch main) with a bare origin (whose HEAD names main)."""
     origin = tmp_path / "origin.git"
     git(tmp_path, "init", "-q", "--bare", "--initial-branch=main", str(origin))
     work = tmp_path / "work"
@@ -135,7 +135,8 @@ def repo(tmp_path: Path) -> Repo:
     git(work, "add", "README.md")
     git(work, "commit", "-qm", "init")
     git(work, "push", "-q", "-u", "origin", "main")
-    git(work, "remote", "set-head", "origin", "main")
+    # No `remote set-head`: like a runner's checkout, the clone has no origin/HEAD, and
+    # nothing in the tool may need one.
     return Repo(work, origin)
 
 

@@ -100,7 +100,6 @@ def _run(console: Console, tmp: Path, sandbox: Sandbox, base: Settings) -> None:
     git("add", "README.md")
     git("commit", "-qm", "Start the metrics repository")
     git("push", "-q", "-u", "origin", "main")
-    git("remote", "set-head", "origin", "main")
     env = {"CEKURA_API_URL": sandbox.url, "CEKURA_API_KEY": sandbox.api_key}
     settings = replace(
         settings_mod.resolve(root=work, environ=env),
