@@ -158,6 +158,24 @@ def test_a_shallow_checkout_without_a_remote_refuses_to_guess(
     assert sandbox.state.patches == []
 
 
+@pytest.mark.parametrize("depth", [1, 0], ids=["depth-1", "full"])
+def test_a_push_whose_old_tip_is_gone_is_refused_not_guessed(
+    make_origin: Callable[[str], Origin], tmp_path: Path, cli: Any, sandbox: Sandbox, depth: int
+) -> None:
+    """A force push: the event's `before` exists nowhere any more. apply cannot tell what
+    changed, so it applies nothing and says how to name the range."""
+    origin = make_origin("main")
+    after = human_push(origin, tmp_path, GREETING_FILE, _tighten, "tighten")
+    checkout = actions_checkout(
+        origin, tmp_path / "run", event="push", depth=depth, sha=after, before="1" * 40
+    )
+    result = run(cli, checkout, sandbox, "apply")
+    assert result.code == 1
+    [line] = [line for line in result.err.splitlines() if not line.startswith("::")]
+    assert "1111111111" in line and "--base" in line
+    assert sandbox.state.patches == []
+
+
 # -- the runner-faithful matrix ----------------------------------------------------------
 
 EVENTS = [("push", 0), ("push", 1), ("pull_request", 1), ("schedule", 1)]

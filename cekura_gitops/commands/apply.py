@@ -150,7 +150,12 @@ def _range(
     else:
         _reach(repo, remote, head_sha, base)
     if repo.rev_parse(base) is None:
-        raise GitOpsError(f"unknown revision {base!r}: fetch full history (actions/checkout fetch-depth: 0)")
+        hint = (
+            "fetch full history (actions/checkout fetch-depth: 0)"
+            if repo.is_shallow()
+            else "it is not in this repository (rewritten by a force push?): pass --base REV"
+        )
+        raise GitOpsError(f"unknown revision {base!r}: {hint}")
     return base, head, why
 
 
