@@ -18,7 +18,15 @@ from cekura_gitops.commands import apply as apply_command
 from cekura_gitops.errors import GitOpsError
 from cekura_gitops.gitrepo import GitRepo
 from cekura_gitops.sandbox import Sandbox
-from tests._hardening import GREETING, IDS, SATISFACTION, cekura_env, template_origin  # noqa: F401
+from tests._hardening import (  # noqa: F401
+    GREETING,
+    IDS,
+    SATISFACTION,
+    TOKEN,
+    cekura_env,
+    github_env,
+    template_origin,
+)
 from tests.conftest import CliResult
 from tests.runner_checkout import (
     Checkout,
@@ -174,6 +182,29 @@ def test_a_push_whose_old_tip_is_gone_is_refused_not_guessed(
     [line] = [line for line in result.err.splitlines() if not line.startswith("::")]
     assert "1111111111" in line and "--base" in line
     assert sandbox.state.patches == []
+
+
+@pytest.mark.parametrize("event", ["schedule", "workflow_dispatch"])
+def test_scheduled_sync_opens_its_pull_request_against_the_default_branch(
+    make_origin: Callable[[str], Origin],
+    tmp_path: Path,
+    cli: Any,
+    sandbox: Sandbox,
+    make_fake_github: Any,
+    event: str,
+) -> None:
+    origin = make_origin("trunk")
+    gh = make_fake_github(
+        origin_path=origin.path, owner="acme", repo="metrics", token=TOKEN, default_branch="trunk"
+    )
+    checkout = actions_checkout(origin, tmp_path / "run", event=event)
+    checkout.env.update(github_env(gh))
+    result = run(cli, checkout, sandbox, "sync", "--metric", GREETING)
+    assert result.code == 0, result.err
+    assert statuses(result) == {GREETING: "proposed"}
+    [pr] = gh.pulls
+    assert (pr["base"]["ref"], pr["head"]["ref"]) == ("trunk", f"cekura-gitops/optimise/{GREETING}")
+    assert origin.git("rev-parse", f"refs/heads/cekura-gitops/optimise/{GREETING}^") == origin.tip()
 
 
 # -- the runner-faithful matrix ----------------------------------------------------------
