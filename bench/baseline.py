@@ -1,20 +1,18 @@
-"""The naive serial baselines: one metric at a time, as Cekura's documented routine does.
+"""The serial routine: one metric at a time, as Cekura's documented routine does.
 
 - optimise: GET the metric, POST the optimiser start, then sleep a fixed interval and poll
   until the run ends. Cekura documents polling every 30 s for runs that take minutes; the
   benchmark maps one real minute to one second, so the interval is 0.5 s.
-- read: GET each metric's detail (no list endpoint), one after the other.
 - apply: GET, PATCH, GET (verify) each metric, one after the other.
 
-Serial work is linear in the number of metrics, so a baseline may be measured on a sample
-and scaled (the table says so); `--full-baseline` measures every metric.
+Each routine runs over every metric of the scenario, against its own fresh sandbox, in the
+same invocation as the product it is compared with (no sample, no scaling).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from harness import Population, new_sandbox
 
@@ -24,40 +22,23 @@ from cekura_gitops.proposal import RunState, parse_progress
 FIXED_POLL = 0.5  # 30 s, at one real minute per benchmark second
 
 
-@dataclass(frozen=True)
-class Baseline:
-    per_item: float
-    measured: int
-
-    def scaled(self, n: int) -> float:
-        return self.per_item * n
-
-    def describe(self, n: int) -> str:
-        how = "" if self.measured >= n else f", measured on {self.measured}"
-        return f"{self.scaled(n):.1f} s{how}"
-
-
 def _measure(
-    pop: Population,
-    sample: int,
-    latency: float,
-    seconds: float,
-    step: Callable[[CekuraClient, int], None],
-) -> Baseline:
+    pop: Population, latency: float, seconds: float, step: Callable[[CekuraClient, int], None]
+) -> float:
     sandbox = new_sandbox(pop, latency=latency, optimiser_seconds=seconds)
-    ids: Sequence[int] = pop.ids()[:sample]
     try:
         with CekuraClient(sandbox.url, sandbox.api_key) as client:
             start = time.perf_counter()
-            for metric_id in ids:
+            for metric_id in pop.ids():
                 step(client, metric_id)
-            wall = time.perf_counter() - start
+            return time.perf_counter() - start
     finally:
         sandbox.stop()
-    return Baseline(wall / len(ids), len(ids))
 
 
-def optimise(pop: Population, sample: int, latency: float, seconds: float) -> Baseline:
+def optimise(pop: Population, latency: float, seconds: float) -> float:
+    """Wall time of the serial optimise routine over every metric of `pop`."""
+
     def step(client: CekuraClient, metric_id: int) -> None:
         client.get_metric(metric_id)
         progress_id = client.start_optimiser(metric_id, None)
@@ -67,20 +48,15 @@ def optimise(pop: Population, sample: int, latency: float, seconds: float) -> Ba
             if parse_progress(reply.body).state is not RunState.PENDING:
                 return
 
-    return _measure(pop, sample, latency, seconds, step)
+    return _measure(pop, latency, seconds, step)
 
 
-def read(pop: Population, sample: int, latency: float) -> Baseline:
-    def step(client: CekuraClient, metric_id: int) -> None:
-        client.get_metric(metric_id)
+def apply(pop: Population, latency: float) -> float:
+    """Wall time of GET, PATCH, GET per metric, one metric after the other."""
 
-    return _measure(pop, sample, latency, 0.0, step)
-
-
-def apply(pop: Population, sample: int, latency: float) -> Baseline:
     def step(client: CekuraClient, metric_id: int) -> None:
         live = client.get_metric(metric_id)
         client.patch_metric(metric_id, {"name": str(live["name"]) + " (edited)"})
         client.get_metric(metric_id)
 
-    return _measure(pop, sample, latency, 0.0, step)
+    return _measure(pop, latency, 0.0, step)

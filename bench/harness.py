@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -208,7 +209,9 @@ def _no_violations(request: object) -> list[object]:
     return []
 
 
-def new_sandbox(pop: Population, *, latency: float, optimiser_seconds: float = 0.0) -> Sandbox:
+def new_sandbox(
+    pop: Population, *, latency: float, optimiser_seconds: float = 0.0, optimiser_cap: int | None = None
+) -> Sandbox:
     """A started sandbox seeded with `pop`, standing in for Cekura's servers.
 
     Cekura's own CPU time is not the tool's: here it would compete with the measured CLI
@@ -218,7 +221,11 @@ def new_sandbox(pop: Population, *, latency: float, optimiser_seconds: float = 0
     """
     sandbox_server.request_violations = _no_violations  # type: ignore[assignment]
     sandbox = Sandbox(
-        seed=False, latency=latency, optimiser_seconds=optimiser_seconds, validate_responses=False
+        seed=False,
+        latency=latency,
+        optimiser_seconds=optimiser_seconds,
+        validate_responses=False,
+        optimiser_cap=optimiser_cap,
     )
     seed(sandbox, pop)
     return sandbox.start()
@@ -260,8 +267,11 @@ class CliRun:
 
 # `python -m cekura_gitops`, plus a report of the process's own peak RSS at exit. A forked
 # child's ru_maxrss also counts the pages it shared with this (much bigger) process before
-# exec, so the high-water mark comes from /proc/self/status instead.
+# exec, so the high-water mark comes from /proc/self/status instead. With CODE_ENV set the
+# child imports the package from that folder (an older commit's tree) instead of the
+# editable install, so the benchmark can run "today's" code side by side with this one.
 RSS_FILE = "CEKURA_GITOPS_BENCH_RSS_FILE"
+CODE_ENV = "CEKURA_GITOPS_BENCH_CODE"
 WRAPPER = f"""\
 import atexit, os, sys
 def _peak():
@@ -273,6 +283,9 @@ def _peak():
     except (OSError, KeyError, StopIteration):
         pass
 atexit.register(_peak)
+if os.environ.get("{CODE_ENV}"):
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
+    sys.path.insert(0, os.environ["{CODE_ENV}"])
 sys.argv[0] = "cekura-gitops"
 from cekura_gitops.cli import main
 sys.exit(main(sys.argv[1:]))
@@ -285,16 +298,20 @@ def cli(
     cwd: Path,
     sandbox: Sandbox | None = None,
     command: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    code: Path | None = None,
 ) -> CliRun:
     """Run the CLI as a child process: its wall time and (Linux) its own peak RSS."""
     cmd = [*(command or (sys.executable, "-c", WRAPPER)), *argv]
     before = len(sandbox.requests) if sandbox is not None else 0
     with tempfile.TemporaryDirectory(prefix="cli-") as tmp:
         rss_file = Path(tmp) / "rss"
-        env = {**child_env(sandbox), RSS_FILE: str(rss_file)}
+        child = {**child_env(sandbox), RSS_FILE: str(rss_file), **(env or {})}
+        if code is not None:
+            child[CODE_ENV] = str(code)
         with open(Path(tmp) / "out", "w+b") as out, open(Path(tmp) / "err", "w+b") as err:
             start = time.perf_counter()
-            proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
+            proc = subprocess.Popen(cmd, cwd=cwd, env=child, stdout=out, stderr=err)
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - start
             proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4 already
@@ -304,6 +321,74 @@ def cli(
         rss = int(rss_file.read_text()) if rss_file.exists() else 0
     requests = sandbox.requests[before:] if sandbox is not None else []
     return CliRun(list(argv), proc.returncode, wall, rss, stdout, stderr, requests)
+
+
+# Remote operations: the git subcommands that talk to the origin.
+REMOTE_COMMANDS = frozenset({"fetch", "push", "ls-remote", "pull", "clone"})
+_GIT_WRAPPER = """\
+#!/bin/sh
+# Counts every git process (the tool's and the ones git itself starts, e.g. gc --auto) and
+# delays the ones that talk to the remote, as a network round trip to GitHub would.
+sub=""
+skip=0
+for a in "$@"; do
+  if [ "$skip" = 1 ]; then skip=0; continue; fi
+  case "$a" in
+    -c|-C) skip=1 ;;
+    -*) ;;
+    *) sub="$a"; break ;;
+  esac
+done
+[ -n "$CEKURA_GITOPS_BENCH_GIT_LOG" ] && echo "$sub" >> "$CEKURA_GITOPS_BENCH_GIT_LOG"
+case "$sub" in
+  fetch|push|ls-remote|pull|clone)
+    [ -n "$CEKURA_GITOPS_BENCH_GIT_DELAY" ] && sleep "$CEKURA_GITOPS_BENCH_GIT_DELAY" ;;
+esac
+exec {real} "$@"
+"""
+
+
+@dataclass(frozen=True)
+class GitCount:
+    processes: int
+    remote: int
+    by_command: Counter[str]
+
+
+class GitCounter:
+    """A counting `git` first on the CLI child's PATH (optionally slow on remote operations)."""
+
+    def __init__(self, where: Path) -> None:
+        real = shutil.which("git")
+        if real is None:
+            raise RuntimeError("git is not on PATH")
+        self.bin = where / "git-bin"
+        self.bin.mkdir(parents=True, exist_ok=True)
+        script = self.bin / "git"
+        script.write_text(_GIT_WRAPPER.format(real=shlex.quote(os.path.realpath(real))))
+        script.chmod(0o755)
+        self._logs = where / "git-logs"
+        self._logs.mkdir(exist_ok=True)
+        self._n = 0
+
+    def env(self, *, remote_delay: float = 0.0) -> tuple[dict[str, str], Path]:
+        """Environment for one child, and the log its git processes append to."""
+        self._n += 1
+        log = self._logs / f"{self._n:04d}.log"
+        log.write_text("")
+        env = {
+            "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
+            "CEKURA_GITOPS_BENCH_GIT_LOG": str(log),
+        }
+        if remote_delay:
+            env["CEKURA_GITOPS_BENCH_GIT_DELAY"] = f"{remote_delay:g}"
+        return env, log
+
+    @staticmethod
+    def read(log: Path) -> GitCount:
+        commands = Counter(line.strip() for line in log.read_text().splitlines())
+        remote = sum(n for c, n in commands.items() if c in REMOTE_COMMANDS)
+        return GitCount(sum(commands.values()), remote, commands)
 
 
 def console_script() -> list[str]:

@@ -1,18 +1,23 @@
-"""cekura-gitops benchmark: `python bench/run.py [--smoke] [--runs N] [--latency MS] [--only NAME]`.
+"""cekura-gitops benchmark: `python bench/run.py [--smoke] [--pairs N] [--only NAME]`.
 
-Runs each scenario against the loopback Cekura sandbox (injected per-request latency,
-scripted optimiser durations) with real git repositories and a bare origin, the CLI as a
-child process, and prints one results table and one targets table (pass/fail).
+Every comparison runs side by side in this one invocation, alternating its two sides
+(A B A B ...), and reports the medians and the ratio of each pair: on a shared machine a
+slow spell then hits both sides instead of one. The sandbox stands in for Cekura on
+127.0.0.1 (injected latency per request, scripted optimiser durations), git repositories
+are real with a bare origin, a counting `git` sits first on the CLI's PATH, and the CLI runs
+as a child process (its own wall time and peak RSS).
 
-Exit status: 0 when every enforced target passed; 1 otherwise. With --smoke (tiny sizes,
-for CI) only crashes and request-count/correctness targets are enforced; timing targets
-are printed but not enforced. "advisory" targets are printed and never enforced (see the
-note printed under the table).
+Exit status: 0 when every enforced target passed, 1 otherwise. A full run enforces every
+target; --smoke (tiny sizes, for CI, under a minute) enforces only the correctness checks
+and prints the other targets without enforcing them.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -22,73 +27,37 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import scenarios  # noqa: E402
-from harness import isolated_git, table  # noqa: E402
-from scenarios import Config, Report  # noqa: E402
+import misc_bench  # noqa: E402
+import scale_bench  # noqa: E402
+import sync_bench  # noqa: E402
+from config import Config  # noqa: E402
+from harness import isolated_git  # noqa: E402
+from report import Report  # noqa: E402
 
 Scenario = Callable[[Config, Report], None]
-
-
-def _sync20(cfg: Config, report: Report) -> None:
-    n = cfg.pick(20, 4)
-    scenarios.sync_scenario(
-        cfg,
-        report,
-        name=f"sync, {n}×{cfg.seconds(2, 0.5):g} s runs, --concurrency {n}",
-        n=n,
-        seconds=cfg.seconds(2.0, 0.5),
-        concurrency=n,
-    )
-
-
-def _sync100(cfg: Config, report: Report) -> None:
-    n = cfg.pick(100, 10)
-    seconds = cfg.seconds(2.0, 0.3)
-    scenarios.sync_scenario(
-        cfg,
-        report,
-        name=f"sync, {n}×{seconds:g} s runs, default concurrency",
-        n=n,
-        seconds=seconds,
-        concurrency=None,
-    )
-
-
 SCENARIOS: dict[str, Scenario] = {
-    "sync-20": _sync20,
-    "sync-100": _sync100,
-    "poll": scenarios.poll_scenario,
-    "plan": scenarios.plan_scenario,
-    "validate": scenarios.validate_scenario,
-    "help": scenarios.help_scenario,
-    "apply": scenarios.apply_scenario,
-    "shards": scenarios.shard_scenario,
-    "memory": scenarios.memory_scenario,
-    "backoff": scenarios.backoff_scenario,
+    "sync": sync_bench.sizes_scenario,
+    "remote": sync_bench.remote_scenario,
+    "cap": sync_bench.cap_scenario,
+    "scale": scale_bench.scale_scenario,
+    "apply": misc_bench.apply_scenario,
+    "poll": misc_bench.poll_scenario,
+    "version": misc_bench.version_scenario,
+    "backoff": misc_bench.backoff_scenario,
 }
-
-NOTES = """\
-Baselines are serial, one metric at a time, as Cekura's documented routine does: optimise =
-GET, start, then poll every 30 s (0.5 s at the benchmark's 1 real minute = 1 s); read = one
-detail GET per metric; apply = GET, PATCH, GET per metric. Serial cost is linear, so a
-baseline measured on a sample is scaled (--full-baseline measures every metric).
-Shards run one after another, each in its own clone against one origin and one sandbox,
-and count as if in parallel (the slowest shard is the wall time).
-Advisory targets are printed with their real result but never fail the run:
-- polling ≤ 40 times in 10 minutes and noticing every run's end within max(0.5 s, 10 %)
-  cannot both hold (t_{n+1} = 1.1·t_n needs ~60 polls to reach 600 s); the schedule keeps
-  the poll budget and bounds the lag at 20 % instead;
-- apply also names each new Cekura history version after the commit (`git <sha>`): one
-  history GET and one history PATCH per metric beyond the GET, PATCH and verify GET."""
+# "Today's" code for the plan comparison: main before the work of issue 14.
+BASELINE_REF = "41859c0d7cbf4f58d6c5119415d2845a9f335b19"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__.split("\n\n")[1])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one pair; enforce correctness only")
+    parser.add_argument("--pairs", type=int, default=None, help="A B pairs per comparison (3; smoke 1)")
     parser.add_argument(
-        "--smoke", action="store_true", help="tiny sizes, one run; enforce counts, not timing"
+        "--big-pairs", type=int, default=1, help="pairs for 100 metrics (each serial run takes ~4 min) (1)"
     )
-    parser.add_argument("--runs", type=int, default=None, help="runs per scenario; the median counts (3)")
-    parser.add_argument("--latency", type=float, default=20.0, metavar="MS", help="per-request latency (20)")
+    parser.add_argument("--latency", type=float, default=20.0, metavar="MS", help="per HTTP request (20)")
+    parser.add_argument("--baseline-ref", default=BASELINE_REF, help="commit whose plan is 'today's'")
     parser.add_argument(
         "--only",
         action="append",
@@ -96,12 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SCENARIO",
         help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}",
     )
-    parser.add_argument("--full-baseline", action="store_true", help="measure baselines on every metric")
     parser.add_argument("--keep", action="store_true", help="keep the temporary repositories")
     args = parser.parse_args(argv)
-    runs = args.runs or (1 if args.smoke else 3)
-    if runs < 1:
-        parser.error("--runs must be at least 1")
+    pairs = args.pairs or (1 if args.smoke else 3)
+    if pairs < 1 or args.big_pairs < 1:
+        parser.error("--pairs and --big-pairs must be at least 1")
 
     tmp = Path(tempfile.mkdtemp(prefix="cekura-gitops-bench-"))
     report = Report()
@@ -110,10 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with isolated_git(tmp):
         cfg = Config(
             smoke=args.smoke,
-            runs=runs,
+            pairs=pairs,
+            big_pairs=1 if args.smoke else args.big_pairs,
             latency=args.latency / 1000,
             tmp=tmp,
-            full_baseline=args.full_baseline,
+            baseline_ref=args.baseline_ref,
         )
         for name in args.only or SCENARIOS:
             print(f"-- {name}", file=sys.stderr, flush=True)
@@ -124,48 +93,46 @@ def main(argv: Sequence[str] | None = None) -> int:
                 crashed.append(name)
                 traceback.print_exc()
             print(f"   {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
-    if not args.keep:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
+    if args.keep:
         print(f"kept {tmp}", file=sys.stderr)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
-    mode = "smoke" if args.smoke else "full"
     print(
-        f"\ncekura-gitops benchmark ({mode}; {runs} run(s) per scenario; {args.latency:g} ms per request; "
-        f"Python {sys.version.split()[0]}; {_cpus()} CPU(s))\n"
+        f"\ncekura-gitops benchmark ({'smoke' if args.smoke else 'full'}; {pairs} pair(s) per comparison; "
+        f"{args.latency:g} ms per HTTP request)\n{_machine()}\n"
     )
-    print(
-        table(
-            ("scenario", "wall", "HTTP requests", "peak RSS", "vs naive serial baseline"),
-            [(r.scenario, r.wall, r.requests, r.rss, r.baseline) for r in report.rows],
-        )
-    )
-    print()
-    enforced = {"count", "timing"} if not args.smoke else {"count"}
-    rows = []
-    failed = 0
-    for t in report.targets:
-        verdict = "PASS" if t.ok else "FAIL"
-        if not t.ok and t.kind not in enforced:
-            verdict += f" ({'not enforced in smoke' if t.kind == 'timing' else 'advisory'})"
-        elif not t.ok:
-            failed += 1
-        rows.append((t.scenario, t.target, t.measured, verdict))
-    print(table(("scenario", "target", "measured", "result"), rows))
-    print()
-    print(NOTES)
+    text, failed = report.render(smoke=args.smoke)
+    print(text)
     print(f"\n{len(report.targets)} targets, {failed} enforced failure(s)", end="")
     print(f", crashed: {', '.join(crashed)}" if crashed else "", end="")
     print(f"; {time.perf_counter() - began:.0f} s")
     return 1 if failed or crashed else 0
 
 
-def _cpus() -> int:
-    import os
+def _machine() -> str:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(
+                (line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), ""
+            )
+    except OSError:
+        pass
+    load = ", load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    named = f" ({model})" if model else ""
+    return (
+        f"Machine: {platform.system()} {platform.machine()}, {cpus} CPU(s){named}{load}; "
+        f"Python {platform.python_version()}; git {_git_version()}"
+    )
 
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+def _git_version() -> str:
+    import subprocess
+
+    done = subprocess.run(["git", "--version"], capture_output=True, text=True)
+    return done.stdout.strip().removeprefix("git version ") or "?"
 
 
 if __name__ == "__main__":

@@ -591,3 +591,26 @@ def test_fault_non_json_and_missing_fields(sandbox: Sandbox, http: httpx.Client)
         text.json()
     assert http.get(f"{METRICS}1563/").json() == {}
     assert http.get(f"{METRICS}1564/").json() == {"name": "x"}
+
+
+def test_optimiser_cap_queues_runs_in_start_order() -> None:
+    # Cekura may queue optimisations: with a cap of 2, a third run waits for a slot.
+    from cekura_gitops.sandbox.seed import seed as seed_state
+    from cekura_gitops.sandbox.state import SandboxState
+
+    now = [0.0]
+    state = SandboxState(optimiser_seconds=10.0, optimiser_cap=2, clock=lambda: now[0])
+    seed_state(state)
+    metric = state.metric_ids()[0]
+    ids = [state.api_start_optimiser({"metric_id": metric})["progress_id"] for _ in range(3)]
+    now[0] = 15.0
+    running = [state.api_optimiser_progress(p)[1] for p in ids]
+    assert running == [False, False, True]  # the third began at 10 s, when a slot freed
+    now[0] = 20.0
+    assert state.api_optimiser_progress(ids[2])[1] is False
+    uncapped = SandboxState(optimiser_seconds=10.0, clock=lambda: now[0])
+    seed_state(uncapped)
+    now[0] = 0.0
+    ids = [uncapped.api_start_optimiser({"metric_id": metric})["progress_id"] for _ in range(3)]
+    now[0] = 10.0
+    assert [uncapped.api_optimiser_progress(p)[1] for p in ids] == [False, False, False]

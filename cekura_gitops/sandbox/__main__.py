@@ -24,6 +24,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--api-key", default="sandbox-key", help="key clients must send")
     parser.add_argument("--optimiser-seconds", type=float, default=3.0, help="how long an optimisation runs")
     parser.add_argument(
+        "--optimiser-cap",
+        type=int,
+        default=None,
+        metavar="N",
+        help="at most N optimisations run at once; later ones queue (default: no cap)",
+    )
+    parser.add_argument(
         "--progress-shape",
         choices=("envelope", "flat"),
         default="envelope",
@@ -35,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         optimiser_seconds=args.optimiser_seconds,
         progress_shape=args.progress_shape,
+        optimiser_cap=args.optimiser_cap,
     )
     with sandbox:
         print(f"Cekura sandbox listening on {sandbox.url}", flush=True)

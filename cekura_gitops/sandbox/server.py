@@ -128,11 +128,14 @@ class Sandbox:
         host: str = "127.0.0.1",
         port: int = 0,
         validate_responses: bool = True,
+        optimiser_cap: int | None = None,
     ) -> None:
         self.api_key = api_key
         self.latency = latency
         self.validate_responses = validate_responses
-        self.state = SandboxState(optimiser_seconds=optimiser_seconds, progress_shape=progress_shape)
+        self.state = SandboxState(
+            optimiser_seconds=optimiser_seconds, progress_shape=progress_shape, optimiser_cap=optimiser_cap
+        )
         if seed:
             seed_state(self.state)
         self.faults = FaultSet()

@@ -112,9 +112,13 @@ class SandboxState:
         optimiser_seconds: float = 0.0,
         progress_shape: ProgressShape = "envelope",
         clock: Callable[[], float] = time.monotonic,
+        optimiser_cap: int | None = None,
     ) -> None:
         self.lock = threading.RLock()
         self.optimiser_seconds = optimiser_seconds
+        # Cekura may queue optimisations: with a cap, at most this many run at once and the
+        # rest wait in start order (first in, first out), reported as pending meanwhile.
+        self.optimiser_cap = optimiser_cap
         self.progress_shape: ProgressShape = progress_shape
         self.run_reviews_seconds = 0.0
         # Re-score replies carry per-review results unless a test turns them off.
@@ -396,11 +400,12 @@ class SandboxState:
                 reviews = [r for r in reviews if r["test_set"]["id"] in wanted]
             outcome = merge_outcome(default_outcome(metric, reviews), self._outcomes.get(metric_id))
             now = self._clock()
+            begins = self._slot_free_at(now)
             run = _Optimisation(
                 progress_id=str(uuid.uuid4()),
                 metric_id=metric_id,
-                started_at=now,
-                ends_at=now + self._seconds.get(metric_id, self.optimiser_seconds),
+                started_at=begins,
+                ends_at=begins + self._seconds.get(metric_id, self.optimiser_seconds),
                 shape=self._shapes.get(metric_id, self.progress_shape),
                 outcome=outcome,
             )
@@ -410,6 +415,23 @@ class SandboxState:
             self._optimisations[run.progress_id] = run
             self._started[metric_id] = self._started.get(metric_id, 0) + 1
             return {"progress_id": run.progress_id}
+
+    def _slot_free_at(self, now: float) -> float:
+        """When a run submitted now begins: at once, or (capped) when a slot frees up.
+
+        Runs begin in submission order, so every earlier run has begun by then and the
+        number still running only falls: the new run begins at the first end time after
+        which fewer than `optimiser_cap` runs remain.
+        """
+        cap = self.optimiser_cap
+        if cap is None:
+            return now
+        live = [r for r in self._optimisations.values() if r.finished_at() > now]
+        earliest = max([now, *(r.started_at for r in live)])
+        ends = sorted(r.finished_at() for r in live if r.finished_at() > earliest)
+        if len(ends) < cap:
+            return earliest
+        return ends[len(ends) - cap]
 
     def api_optimiser_progress(self, progress_id: str) -> tuple[dict[str, Any], bool]:
         """(body, still running)."""
