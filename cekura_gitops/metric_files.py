@@ -28,13 +28,20 @@ class MetricFile:
     metric: Metric
 
 
-def parse_metric(text: str, display: str, *, file_stem: str | None = None) -> MetricFile:
-    """Text -> MetricFile, raising MetricValidationError with every problem found."""
+def parse_metric(
+    text: str, display: str, *, file_stem: str | None = None, identity_only: bool = False
+) -> MetricFile:
+    """Text -> MetricFile, raising MetricValidationError with every problem found.
+
+    identity_only: check the YAML and the identity fields (id, slug, project) only, for a
+    command that uses nothing else (`list`); every other command checks everything.
+    """
     doc = yamltext.parse(text, display)
-    problems = schema.check("metric", doc, display)
+    problems = schema.check("metric", doc, display, identity_only=identity_only)
     if problems:
         raise MetricValidationError(problems)
-    problems = _semantic_problems(doc, display, file_stem)
+    if not identity_only:
+        problems = _semantic_problems(doc, display, file_stem)
     if problems:
         raise MetricValidationError(problems)
     metric = Metric.from_dict(doc.data, display)
@@ -84,7 +91,7 @@ def _semantic_problems(doc: yamltext.Document, path: str, stem: str | None) -> l
     return out
 
 
-def read_metric_file(path: Path, display: str | None = None) -> MetricFile:
+def read_metric_file(path: Path, display: str | None = None, *, identity_only: bool = False) -> MetricFile:
     """Load one file from disk; every failure is a MetricValidationError naming the file."""
     display = display or str(path)
     try:
@@ -102,7 +109,7 @@ def read_metric_file(path: Path, display: str | None = None) -> MetricFile:
     except OSError as err:
         raise MetricValidationError([Problem(display, 1, 1, f"cannot read: {err.strerror}")]) from None
     text = yamltext.decode(raw, display)
-    loaded = parse_metric(text, display, file_stem=_stem(path))
+    loaded = parse_metric(text, display, file_stem=_stem(path), identity_only=identity_only)
     return MetricFile(path, display, loaded.text, loaded.doc, loaded.metric)
 
 
@@ -156,13 +163,41 @@ def display_path(path: Path, root: Path) -> str:
         return str(path)
 
 
-def load_metrics(paths: Sequence[Path], root: Path) -> list[MetricFile]:
+class PathNamer:
+    """display_path for many files in few folders: the root and each folder resolve once."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root.resolve()
+        self._folders: dict[Path, str | None] = {}  # folder -> its name relative to the root
+
+    def __call__(self, path: Path) -> str:
+        if not path.is_absolute() or os.path.islink(path):
+            return display_path(path, self._root)  # a symlink is named as where it points
+        parent = path.parent
+        if parent not in self._folders:
+            try:
+                self._folders[parent] = str(parent.resolve().relative_to(self._root))
+            except ValueError:
+                self._folders[parent] = None
+        folder = self._folders[parent]
+        if folder is None:
+            return str(path)
+        return path.name if folder == "." else f"{folder}{os.sep}{path.name}"
+
+
+def load_metrics(
+    paths: Sequence[Path],
+    root: Path,
+    *,
+    identity_only: bool = False,
+) -> list[MetricFile]:
     """Every metric file under paths, or MetricValidationError listing every problem."""
     files, problems = discover(paths, root)
     loaded: list[MetricFile] = []
+    name = PathNamer(root)
     for path in files:
         try:
-            loaded.append(read_metric_file(path, display_path(path, root)))
+            loaded.append(read_metric_file(path, name(path), identity_only=identity_only))
         except MetricValidationError as err:
             problems.extend(err.problems)
     problems.extend(duplicate_problems(loaded))

@@ -21,6 +21,10 @@ def schema(name: str) -> dict[str, Any]:
 
 @cache
 def _validator(name: str) -> Any:
+    return _strict(schema(name))
+
+
+def _strict(document: dict[str, Any]) -> Any:
     import jsonschema  # lazy: keeps `--help` fast
 
     base = jsonschema.Draft202012Validator
@@ -29,16 +33,42 @@ def _validator(name: str) -> Any:
         "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
     )
     strict_validator = jsonschema.validators.extend(base, type_checker=strict)  # type: ignore[no-untyped-call]
-    return strict_validator(schema(name))
+    return strict_validator(document)
+
+
+IDENTITY = ("id", "slug", "project")
+
+
+@cache
+def _identity_schema(name: str) -> dict[str, Any]:
+    """The part of a schema that covers the identity fields only (what `list` prints)."""
+    full = schema(name)
+    return {
+        "type": "object",
+        "required": [k for k in full.get("required", []) if k in IDENTITY],
+        "properties": {k: v for k, v in full["properties"].items() if k in IDENTITY},
+    }
+
+
+@cache
+def _identity_validator(name: str) -> Any:
+    return _strict(_identity_schema(name))
 
 
 MAX_UNKNOWN_FIELDS = 20  # per mapping; a hostile file may hold 100k keys
 
 
-def check(name: str, doc: Document, path: str) -> list[Problem]:
-    """Every schema violation in doc, each at the line and column it points to."""
+def check(name: str, doc: Document, path: str, *, identity_only: bool = False) -> list[Problem]:
+    """Every schema violation in doc, each at the line and column it points to.
+
+    identity_only checks the identity fields (id, slug, project) alone: enough for a command
+    that prints nothing else, and a fraction of the cost of the whole schema.
+    """
     problems: list[Problem] = []
-    for error in _validator(name).iter_errors(doc.data):
+    if fits(_identity_schema(name) if identity_only else schema(name), doc.data):
+        return problems
+    validator = _identity_validator(name) if identity_only else _validator(name)
+    for error in validator.iter_errors(doc.data):
         where = tuple(error.absolute_path)
         if error.validator == "additionalProperties":
             allowed = set(error.schema.get("properties", {}))
@@ -59,6 +89,83 @@ def check(name: str, doc: Document, path: str) -> list[Problem]:
         if problem not in problems:
             problems.append(problem)
     return problems
+
+
+_IGNORED = frozenset({"description", "title", "$id", "$schema"})
+_KEYWORDS = frozenset(
+    {"type", "enum", "pattern", "minLength", "maxLength", "minimum", "items", "minItems", "uniqueItems"}
+    | {"properties", "additionalProperties", "required"}
+)
+
+
+def fits(schema_doc: Any, value: Any) -> bool:
+    """True only when value certainly satisfies schema_doc: a fast path for valid files.
+
+    It knows the few keywords our schemas use and answers False (so the caller runs the full
+    validator, which also words the errors) at anything else or any doubt, e.g. 1 vs 1.0.
+    """
+    if not isinstance(schema_doc, dict) or not _KEYWORDS.issuperset(set(schema_doc) - _IGNORED):
+        return False
+    want = schema_doc.get("type")
+    if want is not None and not any(_is(t, value) for t in (want if isinstance(want, list) else [want])):
+        return False
+    if "enum" in schema_doc and not any(type(value) is type(e) and value == e for e in schema_doc["enum"]):
+        return False
+    if isinstance(value, str):
+        return _fits_string(schema_doc, value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return "minimum" not in schema_doc or value >= schema_doc["minimum"]
+    if isinstance(value, list):
+        return _fits_array(schema_doc, value)
+    if isinstance(value, dict):
+        return _fits_object(schema_doc, value)
+    return True
+
+
+def _is(kind: str, value: Any) -> bool:
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    expected = {"string": str, "boolean": bool, "array": list, "object": dict}.get(kind)
+    if kind == "null":
+        return value is None
+    return expected is not None and isinstance(value, expected)
+
+
+def _fits_string(schema_doc: dict[str, Any], value: str) -> bool:
+    import re
+
+    if len(value) < schema_doc.get("minLength", 0) or len(value) > schema_doc.get("maxLength", len(value)):
+        return False
+    return "pattern" not in schema_doc or re.search(schema_doc["pattern"], value) is not None
+
+
+def _fits_array(schema_doc: dict[str, Any], value: list[Any]) -> bool:
+    if len(value) < schema_doc.get("minItems", 0):
+        return False
+    if schema_doc.get("uniqueItems"):
+        if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+            return False
+        if len(set(value)) != len(value):
+            return False
+    return "items" not in schema_doc or all(fits(schema_doc["items"], v) for v in value)
+
+
+def _fits_object(schema_doc: dict[str, Any], value: dict[Any, Any]) -> bool:
+    if not all(isinstance(k, str) for k in value):
+        return False
+    if any(k not in value for k in schema_doc.get("required", ())):
+        return False
+    properties = schema_doc.get("properties", {})
+    extra = schema_doc.get("additionalProperties", True)
+    for key, item in value.items():
+        if key in properties:
+            if not fits(properties[key], item):
+                return False
+        elif extra is False or (extra is not True and not fits(extra, item)):
+            return False
+    return True
 
 
 def _key_position(doc: Document, where: tuple[Any, ...]) -> tuple[int, int]:

@@ -120,24 +120,37 @@ def _line_col(text: str, index: int) -> tuple[int, int]:
 
 
 def parse(text: str, path: str) -> Document:
-    """Parse one YAML document whose root is a block mapping; errors name path:line:col."""
-    _prescan(text, path)
+    """Parse one YAML document whose root is a block mapping; errors name path:line:col.
+
+    libyaml reads the text once, into events: the safety checks run on them, and the node
+    tree (with positions) and the data are built from them, so a file is parsed once.
+    """
     try:
-        root = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)
+        root = _compose(_read_events(text, path))
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = f"invalid YAML: {err.problem or err.context}"
-        if "nesting depth" in str(err.problem):
-            # libyaml (PyYAML >= 6.0.3) stops deep flow collections while scanning ahead,
-            # before the parser hands us the event past MAX_DEPTH: the same refusal.
-            message = f"nested deeper than {MAX_DEPTH} levels"
-        raise MetricValidationError([Problem(path, line, col, message)]) from None
-    except yaml.YAMLError as err:  # pragma: no cover - every libyaml error is marked
-        raise MetricValidationError([Problem(path, 1, 1, f"invalid YAML: {err}")]) from None
+        raise _invalid(err, path) from None
     if root is None:
         raise MetricValidationError([Problem(path, 1, 1, "file is empty; expected a metric mapping")])
+    positions: dict[Path, tuple[int, int]] = {}
+    key_positions: dict[str, tuple[int, int]] = {}
+    spans: dict[str, Span] = {}
+    problems: list[Problem] = []
+    if isinstance(root, yaml.MappingNode):
+        # Before construction: constructing merges `<<` keys away, in the node tree itself.
+        _walk(root, (), positions, problems, path)
+        for key_node, value_node in root.value:
+            key = str(key_node.value)
+            key_positions[key] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            spans[key] = Span(
+                start=key_node.start_mark.index,
+                value_start=value_node.start_mark.index,
+                value_end=value_node.end_mark.index,
+                block=_is_block(value_node, text),
+            )
+    try:
+        data = yaml.constructor.SafeConstructor().construct_document(root)
+    except yaml.MarkedYAMLError as err:
+        raise _invalid(err, path) from None
     if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
         line, col = root.start_mark.line + 1, root.start_mark.column + 1
         raise MetricValidationError(
@@ -147,24 +160,95 @@ def parse(text: str, path: str) -> Document:
         raise MetricValidationError(
             [Problem(path, 1, 1, "write the top level as block YAML (one `key: value` per line)")]
         )
-    positions: dict[Path, tuple[int, int]] = {}
-    key_positions: dict[str, tuple[int, int]] = {}
-    spans: dict[str, Span] = {}
-    problems: list[Problem] = []
-    _walk(root, (), positions, problems, path)
-    for key_node, value_node in root.value:
-        key = str(key_node.value)
-        key_positions[key] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-        spans[key] = Span(
-            start=key_node.start_mark.index,
-            value_start=value_node.start_mark.index,
-            value_end=value_node.end_mark.index,
-            block=_is_block(value_node, text),
-        )
     if problems:
         raise MetricValidationError(problems)
     newline = "\r\n" if "\r\n" in text else "\n"
     return Document(text, data, positions, key_positions, spans, newline)
+
+
+def _mark(err: yaml.MarkedYAMLError) -> tuple[int, int]:
+    mark = err.problem_mark or err.context_mark
+    return (mark.line + 1, mark.column + 1) if mark else (1, 1)
+
+
+def _invalid(err: yaml.MarkedYAMLError, path: str) -> MetricValidationError:
+    line, col = _mark(err)
+    message = f"invalid YAML: {err.problem or err.context}"
+    if "nesting depth" in str(err.problem):
+        # libyaml (PyYAML >= 6.0.3) stops deep flow collections while scanning ahead,
+        # before the parser hands us the event past MAX_DEPTH: the same refusal.
+        message = f"nested deeper than {MAX_DEPTH} levels"
+    return MetricValidationError([Problem(path, line, col, message)])
+
+
+class _Resolver(yaml.resolver.Resolver):
+    """Tags for untagged nodes, as _Loader resolves them (YAML 1.2 booleans)."""
+
+    yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+
+
+_RESOLVER = _Resolver()
+_STR_TAG = "tag:yaml.org,2002:str"
+_PLAIN_TAGS: dict[str, str] = {}  # the resolver's answer per plain scalar (values repeat a lot)
+
+
+def _scalar_tag(value: str, implicit: tuple[bool, bool]) -> str:
+    if not implicit[0]:
+        return _STR_TAG  # quoted or block: always a string
+    tag = _PLAIN_TAGS.get(value)
+    if tag is None:
+        tag = _RESOLVER.resolve(yaml.ScalarNode, value, implicit)  # type: ignore[no-untyped-call]
+        if len(_PLAIN_TAGS) < 10_000 and len(value) < 100:
+            _PLAIN_TAGS[value] = tag
+    return tag
+
+
+def _compose(events: list[yaml.Event]) -> yaml.Node | None:
+    """The node tree of the (one, alias-free) document the events describe.
+
+    What yaml.compose does, from events already read: _read_events has refused aliases,
+    anchors, explicit tags, a second document and deep nesting, so no node is shared.
+    """
+    resolve = _RESOLVER.resolve
+    stack: list[Any] = []
+    pending_key: list[yaml.Node | None] = []
+    root: yaml.Node | None = None
+
+    def attach(node: yaml.Node) -> None:
+        nonlocal root
+        if not stack:
+            root = node
+            return
+        parent = stack[-1]
+        if isinstance(parent, yaml.SequenceNode):
+            parent.value.append(node)
+        elif pending_key[-1] is None:
+            pending_key[-1] = node
+        else:
+            parent.value.append((pending_key[-1], node))
+            pending_key[-1] = None
+
+    for event in events:
+        if isinstance(event, yaml.ScalarEvent):
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = _scalar_tag(event.value, event.implicit)
+            attach(yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style))  # type: ignore[arg-type]
+        elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            kind = yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else yaml.MappingNode
+            tag = event.tag
+            if tag is None or tag == "!":
+                tag = resolve(kind, None, event.implicit)  # type: ignore[no-untyped-call]
+            node = kind(tag, [], event.start_mark, None, flow_style=event.flow_style)  # type: ignore[arg-type]
+            attach(node)
+            stack.append(node)
+            pending_key.append(None)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            stack.pop().end_mark = event.end_mark
+            pending_key.pop()
+        elif isinstance(event, yaml.DocumentEndEvent):
+            break
+    return root
 
 
 def _is_block(node: yaml.Node, text: str) -> bool:
@@ -190,6 +274,8 @@ def _walk(
                     Problem(file, line, col, "YAML merge keys (<<) are not allowed in cekura-gitops files")
                 )
                 continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a complex key: constructing the data refuses it (unhashable)
             if key in seen:
                 problems.append(
                     Problem(
@@ -209,13 +295,17 @@ def _walk(
 _DEFAULT_TAGS = ("tag:yaml.org,2002:",)
 
 
-def _prescan(text: str, path: str) -> None:
-    """Refuse anchors, aliases, explicit tags and multiple documents before composing."""
+def _read_events(text: str, path: str) -> list[yaml.Event]:
+    """The text's events, refusing anchors, aliases, explicit tags, a second document and
+    deep nesting as they stream by (libyaml slows down quadratically with flow nesting,
+    so reading stops at the first event too deep)."""
     problems: list[Problem] = []
+    events: list[yaml.Event] = []
     documents = 0
     depth = 0
     try:
         for event in yaml.parse(text, Loader=_Loader):
+            events.append(event)
             mark = event.start_mark
             where = (mark.line + 1, mark.column + 1) if mark else (1, 1)
             if isinstance(event, yaml.CollectionStartEvent):
@@ -247,16 +337,12 @@ def _prescan(text: str, path: str) -> None:
             if len(problems) >= 20:
                 break
     except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        message = f"invalid YAML: {err.problem or err.context}"
-        if "nesting depth" in str(err.problem):
-            # libyaml (PyYAML >= 6.0.3) stops deep flow collections while scanning ahead,
-            # before the parser hands us the event past MAX_DEPTH: the same refusal.
-            message = f"nested deeper than {MAX_DEPTH} levels"
-        raise MetricValidationError([Problem(path, line, col, message)]) from None
+        raise _invalid(err, path) from None
+    except yaml.YAMLError as err:  # pragma: no cover - libyaml marks its errors; decode() refuses NUL
+        raise MetricValidationError([Problem(path, 1, 1, f"invalid YAML: {err}")]) from None
     if problems:
         raise MetricValidationError(problems)
+    return events
 
 
 # --- rendering -----------------------------------------------------------------------------

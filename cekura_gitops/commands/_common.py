@@ -38,13 +38,13 @@ def metrics_folder(settings: Settings, repo: GitRepo) -> str:
         ) from None
 
 
-def load_files(settings: Settings) -> list[MetricFile]:
+def load_files(settings: Settings, *, identity_only: bool = False) -> list[MetricFile]:
     if not settings.metrics_dir.is_dir():
         raise ConfigError(
             f"no metrics folder at {settings.metrics_dir}: run `cekura-gitops pull --project ID` "
             "to import your metrics, or pass --metrics-dir"
         )
-    return metric_files.load_metrics([settings.metrics_dir], settings.root)
+    return metric_files.load_metrics([settings.metrics_dir], settings.root, identity_only=identity_only)
 
 
 def select(files: Sequence[MetricFile], selectors: Sequence[str]) -> list[MetricFile]:

@@ -11,7 +11,8 @@ from cekura_gitops.settings import Settings
 
 def list_metrics(settings: Settings, console: Console, *, shard: tuple[int, int] | None = None) -> int:
     """Print slug, id and path of every managed metric (in the shard, if given)."""
-    files = [f for f in load_files(settings) if in_shard(f.metric.slug, shard)]
+    # list prints identities only, so it checks those (and the YAML), not the whole schema.
+    files = [f for f in load_files(settings, identity_only=True) if in_shard(f.metric.slug, shard)]
     rows = [{"slug": f.metric.slug, "id": f.metric.id, "path": f.display} for f in files]
     slugs = [r["slug"] for r in rows]
     if settings.github_output:
