@@ -86,8 +86,41 @@ def pull(
                 strict=True,
             ):
                 wanted[i] = detail
-    results = [_pull_one(settings, live, existing, dirty, force) for live in wanted]
+    index = _Index(settings, existing, dirty)
+    results = [_pull_one(settings, live, index, force) for live in wanted]
     return _report(settings, console, results)
+
+
+class _Index:
+    """Existing files by id and by slug, and the uncommitted paths, each worked out once:
+    matching one live metric is then a lookup, not a scan (pull stays linear)."""
+
+    def __init__(self, settings: Settings, existing: Sequence[MetricFile], dirty: set[Path] | None) -> None:
+        self.by_id: dict[int, MetricFile] = {}
+        self.by_slug: dict[str, MetricFile] = {}  # files of new metrics (no id yet)
+        for f in existing:
+            if f.metric.id is not None:
+                self.by_id.setdefault(f.metric.id, f)
+            else:
+                self.by_slug.setdefault(f.metric.slug, f)
+        self.namer = metric_files.PathNamer(settings.root)
+        self._folders: dict[Path, Path] = {}
+        self.dirty = None if dirty is None else {p.resolve() for p in dirty}
+
+    def match(self, metric_id: int, slug: str) -> MetricFile | None:
+        return self.by_id.get(metric_id) or self.by_slug.get(slug)
+
+    def is_dirty(self, path: Path) -> bool:
+        return self.dirty is not None and self._key(path) in self.dirty
+
+    def _key(self, path: Path) -> Path:
+        """path.resolve(), resolving each folder once (a symlinked file resolves in full)."""
+        if path.is_symlink():
+            return path.resolve()
+        folder = self._folders.get(path.parent)
+        if folder is None:
+            folder = self._folders[path.parent] = path.parent.resolve()
+        return folder / path.name
 
 
 def _existing_files(settings: Settings) -> list[MetricFile]:
@@ -107,20 +140,12 @@ def _dirty_paths(settings: Settings) -> set[Path] | None:
         return None  # not a git repository: nothing to protect beyond atomic writes
 
 
-def _pull_one(
-    settings: Settings,
-    live: dict[str, Any],
-    existing: Sequence[MetricFile],
-    dirty: set[Path] | None,
-    force: bool,
-) -> PullResult:
+def _pull_one(settings: Settings, live: dict[str, Any], index: _Index, force: bool) -> PullResult:
     metric_id, slug = int(live["id"]), str(live.get("slug") or live["id"])
-    match = next((f for f in existing if f.metric.id == metric_id), None) or next(
-        (f for f in existing if f.metric.slug == slug and f.metric.id is None), None
-    )
+    match = index.match(metric_id, slug)
     path = match.path if match else settings.metrics_dir / f"{slug}.yaml"
-    display = metric_files.display_path(path, settings.root)
-    if dirty is not None and not force and path.resolve() in {p.resolve() for p in dirty}:
+    display = index.namer(path)
+    if not force and index.is_dirty(path):
         return PullResult(
             slug,
             metric_id,
