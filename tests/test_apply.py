@@ -242,3 +242,16 @@ def test_rescore_after_apply_is_opt_in(pulled: Repo, cli, cekura_env, sandbox) -
     assert sandbox.count("POST", r"/run_reviews/$") == 1
     [req] = [r for r in sandbox.requests if r.path.endswith("/run_reviews/")]
     assert req.body == {"skip_save": False}
+
+
+def test_apply_takes_at_most_four_requests_per_metric(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
+    # GET (guard), PATCH (its answer verifies), one history page (verifies again, and names
+    # the version to label), the label: no separate verify GET, no second history read.
+    edit(pulled, GREETING_FILE, "Score FALSE otherwise.", "Score FALSE otherwise, or if unsure.")
+    pulled.commit_all("stricter greeting")
+    before = len(sandbox.requests)
+    result = apply(cli, pulled, cekura_env)
+    assert result.code == 0 and by_slug(result)["caller_greeted_by_name_1562"]["status"] == "applied"
+    made = [(r.method, r.path) for r in sandbox.requests[before:]]
+    assert len(made) <= 4, made
+    assert sandbox.count("PATCH", r"/history/edit/$") == 1

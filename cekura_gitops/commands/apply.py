@@ -16,7 +16,7 @@ from cekura_gitops.console import Console
 from cekura_gitops.defaultbranch import default_branch
 from cekura_gitops.errors import CekuraAPIError, GitError, GitOpsError, MetricValidationError
 from cekura_gitops.gitrepo import FileChange, GitRepo, Identity
-from cekura_gitops.metric import Metric, normalise
+from cekura_gitops.metric import Metric, live_value, normalise
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.settings import Settings
 from cekura_gitops.statestore import StateStore
@@ -377,10 +377,18 @@ def _apply_one(
         )
     assert head.id is not None or live.get("id") is not None
     metric_id = int(head.id if head.id is not None else live["id"])
-    client.patch_metric(metric_id, body)
+    after = client.patch_metric(metric_id, body)
     crashpoints.hit("patched", head.slug)
-    after = client.get_metric(metric_id)
-    left = changes.field_changes(head, after)
+    # Verify on the PATCH answer (live as it stood after the write) and on the newest
+    # history version read after it; that one page also says which version to name.
+    newest, unread = _newest_version(client, metric_id)
+    left = [c.name for c in changes.field_changes(head, after)]
+    if newest is not None:
+        left += [
+            name
+            for name, value in head.fields.items()
+            if name in newest and name not in left and normalise(value) != live_value(newest, name)
+        ]
     if left:
         return ApplyResult(
             head.slug,
@@ -389,10 +397,10 @@ def _apply_one(
             "error",
             tuple(body),
             dry_run=False,
-            detail=f"verify failed: after PATCH, live still differs in {', '.join(c.name for c in left)}",
+            detail=f"verify failed: after PATCH, live still differs in {', '.join(left)}",
         )
     crashpoints.hit("verified", head.slug)
-    traced = _trace(client, metric_id, job.head_sha)
+    traced = unread or _name_version(client, metric_id, newest, job.head_sha)
     notes = ["forced over a conflict"] if guard is GuardResult.CONFLICT else []
     if traced:
         notes.append(traced)
@@ -468,15 +476,26 @@ def _create(client: CekuraClient, f: MetricFile, *, dry_run: bool) -> ApplyResul
     )
 
 
-def _trace(client: CekuraClient, metric_id: int, sha: str) -> str:
+def _newest_version(client: CekuraClient, metric_id: int) -> tuple[dict[str, Any] | None, str]:
+    """The newest history version (one page), or None and why it could not be read."""
+    try:
+        rows = client.history(metric_id, limit=1)
+    except CekuraAPIError as err:
+        return None, f"applied, but the history version was not named after the commit: {err}"
+    if not rows or rows[0].get("history_id") is None:
+        return None, "applied, but Cekura listed no history version to name after the commit"
+    return rows[0], ""
+
+
+def _name_version(client: CekuraClient, metric_id: int, version: dict[str, Any] | None, sha: str) -> str:
     """Name the new live version after the commit, so Cekura's history points to git.
 
     Best effort (the PATCH itself was verified): a failure is reported, not fatal.
     """
+    if version is None:
+        return ""
     try:
-        rows = client.history(metric_id, limit=1)
-        if rows and rows[0].get("history_id") is not None:
-            client.edit_history(metric_id, int(rows[0]["history_id"]), f"git {sha[:12]}")
+        client.edit_history(metric_id, int(version["history_id"]), f"git {sha[:12]}")
     except CekuraAPIError as err:
         return f"applied, but the history version was not named after the commit: {err}"
     return ""
