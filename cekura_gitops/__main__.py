@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from cekura_gitops.cli import main
+from cekura_gitops.entry import main
 
 raise SystemExit(main())

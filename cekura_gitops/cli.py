@@ -7,7 +7,6 @@ Heavy modules (httpx, git, jsonschema, the sandbox) are imported inside the comm
 from __future__ import annotations
 
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -411,6 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_code
     except Exception:  # noqa: BLE001 - the boundary: anything else is a bug
         if verbose:
+            import traceback  # only here: importing it up front slows every start
+
             _print_error(traceback.format_exc(), secrets)
         else:
             kind = sys.exc_info()[0]

@@ -33,6 +33,23 @@ def test_help_does_not_import_heavy_modules() -> None:
     assert out.stdout.strip().splitlines()[-1] == "HEAVY="
 
 
+def test_version_imports_nothing_it_does_not_need() -> None:
+    # `--version` answers from the console script's module alone: no click, no CLI.
+    code = (
+        "import sys\nfrom cekura_gitops.entry import main\ncode = main(['--version'])\n"
+        "loaded = [m for m in ('click', 'cekura_gitops.cli', 'traceback') if m in sys.modules]\n"
+        "print('LOADED=' + ','.join(loaded), code)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    from cekura_gitops import __version__
+
+    assert out.stdout.splitlines() == [f"cekura-gitops, version {__version__}", "LOADED= 0"]
+    via_click = subprocess.run(
+        [sys.executable, "-m", "cekura_gitops", "--version", "--json"], capture_output=True, text=True
+    )
+    assert via_click.returncode == 0 and via_click.stdout == out.stdout.splitlines()[0] + "\n"
+
+
 def test_global_options_before_and_after_the_command(cli) -> None:  # type: ignore[no-untyped-def]
     before = cli("--json", "--metrics-dir", "metrics", "list", cwd=ROOT)
     after = cli("list", "--json", "--metrics-dir", "metrics", cwd=ROOT)
