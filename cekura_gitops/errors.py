@@ -6,6 +6,7 @@
     ├── APIError                an HTTP API answered with an error, or could not be reached
     │   ├── CekuraAPIError
     │   └── GitHubAPIError
+    ├── RescoreError            a re-score's reply lacks what a score needs (never guessed)
     └── GitError                a git command failed
 
 Anything else escaping a command is a bug: exit 3 (traceback only with --verbose).
@@ -95,6 +96,10 @@ class CekuraAPIError(APIError):
     """A Cekura request failed."""
 
     service = "Cekura"
+
+
+class RescoreError(GitOpsError):
+    """A re-score (run_reviews) ended without the per-review verdicts a score needs."""
 
 
 class GitError(GitOpsError):

@@ -84,7 +84,9 @@ HEADER = (
 )
 
 
-def evidence_section(evidence: Evidence, metric_link: str, budget: int = EVIDENCE_BUDGET) -> str:
+def evidence_section(
+    evidence: Evidence, metric_link: str, budget: int = EVIDENCE_BUDGET, *, title: str = "### Evidence"
+) -> str:
     """Counts and the table of fixed and broken reviews (broken first)."""
     counts = (
         f"**{evidence.fixed}** fixed · **{evidence.broken}** broken · "
@@ -92,7 +94,7 @@ def evidence_section(evidence: Evidence, metric_link: str, budget: int = EVIDENC
         f"**{evidence.count(Flip.STILL_RIGHT)}** still right"
     )
     lines = [
-        "### Evidence",
+        title,
         "",
         f"{counts} — of the {len(evidence.rows)} labelled reviews the proposal was scored on "
         "(before: the Lab's current verdict; after: the proposal's).",

@@ -49,6 +49,8 @@ class OptimiserSettings:
     min_feedback: int | None = None
     auto_apply: bool | None = None
     critical: bool | None = None
+    holdout: float | None = None
+    holdout_min: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> OptimiserSettings:
@@ -60,6 +62,8 @@ class OptimiserSettings:
             min_feedback=data.get("min_feedback"),
             auto_apply=data.get("auto_apply"),
             critical=data.get("critical"),
+            holdout=data.get("holdout"),
+            holdout_min=data.get("holdout_min"),
         )
 
 

@@ -121,9 +121,12 @@ def proposal_section(
     ]
     if holdout_note:
         head += [f"_Held-out guard: {markdown.one_line(holdout_note)}_", ""]
+    metric_link = f"[the metric's Lab]({dashboard_url}/metrics/{metric_id})" if metric_id else ""
     if evidence is not None:
-        metric_link = f"[the metric's Lab]({dashboard_url}/metrics/{metric_id})" if metric_id else ""
         head += [evidence_body.evidence_section(evidence, metric_link), ""]
+    if holdout is not None and holdout.evidence is not None:
+        title = "### Evidence on held-out reviews (the optimiser never saw them)"
+        head += [evidence_body.evidence_section(holdout.evidence, "", title=title), ""]
     if label_changes:
         head += [evidence_body.label_changes_section(label_changes), ""]
     summary = summary.strip()
@@ -152,10 +155,11 @@ def proposal_section(
 
 @dataclass(frozen=True)
 class HoldoutScores:
-    """The held-out guard's two scores, as `c/t`."""
+    """The held-out guard's two scores, as `c/t`, and what the proposal did to those reviews."""
 
     old: str
     new: str
+    evidence: Evidence | None = None
 
 
 def _scores_table(old: str | None, new: str | None, holdout: HoldoutScores | None) -> list[str]:

@@ -28,6 +28,8 @@ class OptimiserDefaults:
     auto_apply: bool = False
     critical: bool = False
     enabled: bool = True
+    holdout: float | None = None  # off unless set: 0 < holdout < 1
+    holdout_min: int = 30
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,8 @@ def resolve(
         auto_apply=bool(opt_cfg.get("auto_apply", defaults.auto_apply)),
         critical=bool(opt_cfg.get("critical", defaults.critical)),
         enabled=bool(opt_cfg.get("enabled", defaults.enabled)),
+        holdout=float(opt_cfg["holdout"]) if opt_cfg.get("holdout") is not None else None,
+        holdout_min=int(opt_cfg.get("holdout_min", defaults.holdout_min)),
     )
     prs = PullRequestSettings(
         labels=tuple(pr_cfg.get("labels", ())),

@@ -8,11 +8,11 @@ import functools
 import hashlib
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from cekura_gitops import crashpoints, evidence, feedback, metric_files, yamltext
+from cekura_gitops import crashpoints, evidence, feedback, holdout, metric_files, yamltext
 from cekura_gitops.branches import BranchResult, BranchStatus, BranchWriter
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import field_changes
@@ -32,6 +32,7 @@ from cekura_gitops.errors import (
     GitError,
     GitOpsError,
     MetricValidationError,
+    RescoreError,
 )
 from cekura_gitops.evidence import Evidence
 from cekura_gitops.gitrepo import GitRepo, Identity
@@ -348,7 +349,9 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
         if gate is not None:
             return gate
     run.board.update(slug, "starting" if record is None else "resuming")
-    outcome = run.optimiser.run(slug, metric_id, f.metric.optimiser.test_set_ids, fingerprint, slot=run.slots)
+    guard = _holdout_plan(run, f, reviews)
+    train_ids = guard.split.training if guard.split else f.metric.optimiser.test_set_ids
+    outcome = run.optimiser.run(slug, metric_id, train_ids, fingerprint, slot=run.slots)
     if outcome.outcome is Outcome.IN_FLIGHT:
         return SyncResult(slug, metric_id, SyncStatus.IN_FLIGHT, outcome.detail)
     if outcome.outcome in (Outcome.AMBIGUOUS, Outcome.ERROR, Outcome.TIMED_OUT):
@@ -365,7 +368,7 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
             f"optimiser failed: {progress.error}",
             progress_id=outcome.progress_id,
         )
-    result = _propose(run, f, live, progress.proposal, outcome.progress_id)
+    result = _propose(run, f, live, progress.proposal, outcome.progress_id, guard)
     run.optimiser.finish(slug, outcome.progress_id, used_fingerprint, result.status.value)
     return result
 
@@ -406,7 +409,12 @@ def content_hash(changes: Mapping[str, Any]) -> str:
 
 
 def _propose(
-    run: Run, f: MetricFile, live: Mapping[str, Any], proposal: Proposal, progress_id: str
+    run: Run,
+    f: MetricFile,
+    live: Mapping[str, Any],
+    proposal: Proposal,
+    progress_id: str,
+    guard: holdout.Plan = holdout.OFF,
 ) -> SyncResult:
     slug, metric_id = f.metric.slug, f.metric.id
     old = str(proposal.old_score) if proposal.old_score else None
@@ -421,23 +429,26 @@ def _propose(
         progress_id=progress_id,
         evidence=proof.to_json() if proof is not None else None,
         label_changes=len(proposal.label_changes),
+        holdout_note=guard.note,
     )
     changes = changes_for(f.metric, live, proposal)
     if not changes:
         return result(status=SyncStatus.NO_CHANGE, detail="the proposal equals the file")
-    verdict = judge(proposal, run.settings.optimiser.min_improvement)
-    if verdict is Verdict.REGRESSED:
-        return result(status=SyncStatus.NOT_IMPROVED, detail=f"regressed: {old} → {new}; not proposed")
-    if verdict is Verdict.TIED:
-        return result(
-            status=SyncStatus.NOT_IMPROVED,
-            detail=f"no better than the baseline ({old} → {new})",
+    held: _HeldOut | None = None
+    if guard.split is not None:
+        try:
+            held = _held_out(run, f, live, proposal, guard.split)
+        except RescoreError as err:
+            return result(status=SyncStatus.ERROR, detail=str(err))
+        result = functools.partial(
+            result,
+            holdout_old_score=held.score.old,
+            holdout_new_score=held.score.new,
+            rescored=held.score.rescored,
         )
-    if verdict is Verdict.UNSCORED:
-        return result(
-            status=SyncStatus.NOT_IMPROVED,
-            detail="the optimiser returned no comparable scores",
-        )
+    rejected = _guard(run, proposal, held, result)
+    if rejected is not None:
+        return rejected
     branch = f"{run.settings.branch_prefix}/optimise/{slug}"
     digest = content_hash(changes)
     if run.publisher and run.publisher.is_rejected(branch, digest):
@@ -478,7 +489,18 @@ def _propose(
     if run.publisher:
         before = {k: (f.metric.fields[k] if k in f.metric.fields else live.get(k)) for k in changes}
         ctx = ProposalContext(
-            f, branch, run.base_branch, proposal, changes, before, digest, progress_id, new_text, proof
+            f,
+            branch,
+            run.base_branch,
+            proposal,
+            changes,
+            before,
+            digest,
+            progress_id,
+            new_text,
+            proof,
+            HoldoutScores(held.score.old, held.score.new, held.evidence) if held else None,
+            guard.note,
         )
         published = run.publisher.publish_proposal(ctx, written)
         crashpoints.hit("published", slug)
@@ -488,6 +510,65 @@ def _propose(
     elif written.status is BranchStatus.UNCHANGED:
         status = SyncStatus.PROPOSED
     return result(status=status, branch=branch, pull_request=url, fields=fields)
+
+
+@dataclass(frozen=True)
+class _HeldOut:
+    score: holdout.HeldOutScore
+    evidence: Evidence
+
+
+def _holdout_plan(run: Run, f: MetricFile, reviews: Sequence[Any]) -> holdout.Plan:
+    """The held-out split for this run (optimiser.holdout), or why there is none."""
+    opt, defaults = f.metric.optimiser, run.settings.optimiser
+    fraction = opt.holdout if opt.holdout is not None else defaults.holdout
+    minimum = opt.holdout_min if opt.holdout_min is not None else defaults.holdout_min
+    if f.metric.id is None:
+        return holdout.OFF
+    return holdout.plan(f.metric.id, evidence.parse_reviews(list(reviews)), fraction, minimum)
+
+
+def _held_out(
+    run: Run, f: MetricFile, live: Mapping[str, Any], proposal: Proposal, split: holdout.Split
+) -> _HeldOut:
+    """Re-score the proposal without saving; its score and evidence on the held-out reviews."""
+    assert f.metric.id is not None
+    run.board.update(f.metric.slug, "re-scoring held-out reviews")
+    with run.slots:
+        results = holdout.rescore(run.client, f.metric.id, holdout.overrides(proposal))
+    reviews = evidence.parse_reviews(live.get("reviews"))
+    held = [r for r in reviews if r.test_set_id in split.held_out]
+    return _HeldOut(holdout.score(reviews, split, results), evidence.classify(held, results))
+
+
+def _guard(
+    run: Run, proposal: Proposal, held: _HeldOut | None, result: Callable[..., SyncResult]
+) -> SyncResult | None:
+    """None when the proposal may be proposed; else the not-improved result saying why."""
+    old, new = proposal.old_score, proposal.new_score
+    min_improvement = run.settings.optimiser.min_improvement
+    if held is not None:
+        if held.score.improved(min_improvement):
+            return None
+        return result(
+            status=SyncStatus.NOT_IMPROVED,
+            detail=f"not better on held-out reviews ({held.score.old} → {held.score.new}; "
+            f"training {old} → {new}); not proposed",
+        )
+    verdict = judge(proposal, min_improvement)
+    if verdict is Verdict.REGRESSED:
+        return result(status=SyncStatus.NOT_IMPROVED, detail=f"regressed: {old} → {new}; not proposed")
+    if verdict is Verdict.TIED:
+        return result(
+            status=SyncStatus.NOT_IMPROVED,
+            detail=f"no better than the baseline ({old} → {new})",
+        )
+    if verdict is Verdict.UNSCORED:
+        return result(
+            status=SyncStatus.NOT_IMPROVED,
+            detail="the optimiser returned no comparable scores",
+        )
+    return None
 
 
 def _evidence(live: Mapping[str, Any], proposal: Proposal) -> Evidence | None:
