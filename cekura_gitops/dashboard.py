@@ -17,6 +17,7 @@ from typing import Any
 from cekura_gitops import markdown, prbody
 from cekura_gitops.console import Console
 from cekura_gitops.errors import GitHubAPIError
+from cekura_gitops.githistory import ScorePoint
 from cekura_gitops.github import GitHubClient, Issue
 from cekura_gitops.pullrequests import client_for
 from cekura_gitops.settings import Settings
@@ -48,13 +49,18 @@ def publish(
     rows: Sequence[Row],
     managed: Sequence[str],
     failed: bool,
+    history: Mapping[str, Sequence[ScorePoint]] | None = None,
 ) -> str | None:
-    """Update the dashboard issue (best effort: a failure is a warning, never an error)."""
+    """Update the dashboard issue (best effort: a failure is a warning, never an error).
+
+    `history` (merged proposals' scores per metric, rebuilt from git) is drawn as a chart
+    and a table per metric.
+    """
     if not settings.github_token or not settings.github_repository:
         return None
     try:
         with client_for(settings) as client:
-            return _publish(settings, client, command, rows, managed, failed)
+            return _publish(settings, client, command, rows, managed, failed, history or {})
     except GitHubAPIError as err:
         console.warn(f"could not update the dashboard issue: {err}")
         return None
@@ -67,6 +73,7 @@ def _publish(
     rows: Sequence[Row],
     managed: Sequence[str],
     failed: bool,
+    history: Mapping[str, Sequence[ScorePoint]],
 ) -> str:
     issue = _find(client)
     state = prbody.read_machine(issue.body if issue else None)
@@ -83,7 +90,8 @@ def _publish(
             entry["pr"] = row.pull_request
     trigger = settings.github_event_name or "manual"
     run = {"command": command, "at": now, "trigger": trigger, "failed": failed, "url": _run_url(settings)}
-    body = _body(issue.body if issue else None, table, run, rows)
+    history = {k: v for k, v in history.items() if k in managed}
+    body = _body(issue.body if issue else None, table, run, rows, history)
     if issue is None:
         issue = client.create_issue(title=TITLE, body=body, labels=[LABEL])
     elif body != issue.body or issue.state != "open":
@@ -104,19 +112,33 @@ def _publish(
     return issue.html_url
 
 
+# Ways to shrink the body, least loss first: (quiet rows, details kept, history drawn as).
+_SHRINK = (
+    (False, True, "charts"),
+    (False, False, "charts"),
+    (True, False, "charts"),
+    (True, False, "tables"),
+    (True, False, "none"),
+)
+
+
 def _body(
-    existing: str | None, table: dict[str, dict[str, Any]], run: Mapping[str, Any], rows: Sequence[Row]
+    existing: str | None,
+    table: dict[str, dict[str, Any]],
+    run: Mapping[str, Any],
+    rows: Sequence[Row],
+    history: Mapping[str, Sequence[ScorePoint]] | None = None,
 ) -> str:
     """The issue body, shrunk to fit GitHub's 65,536-character limit for large repositories."""
-    for quiet in (False, True):
-        for keep_details in (True, False):
-            rows_json = table if keep_details else {k: _without_details(v) for k, v in table.items()}
-            block = prbody.machine_block(
-                {"version": 1, "kind": "dashboard", "rows": rows_json, "last_run": run}
-            )
-            body = prbody.merge_body(existing, _render(rows_json, run, rows, quiet=quiet) + "\n\n" + block)
-            if len(body) <= prbody.MAX_BODY - 1000:
-                return body
+    for quiet, keep_details, drawn in _SHRINK:
+        rows_json = table if keep_details else {k: _without_details(v) for k, v in table.items()}
+        block = prbody.machine_block({"version": 1, "kind": "dashboard", "rows": rows_json, "last_run": run})
+        text = _render(rows_json, run, rows, quiet=quiet)
+        if history and drawn != "none":
+            text += "\n\n" + history_section(history, charts=drawn == "charts")
+        body = prbody.merge_body(existing, text + "\n\n" + block)
+        if len(body) <= prbody.MAX_BODY - 1000:
+            return body
     return body
 
 
@@ -195,4 +217,62 @@ def _render(
         "_Edited in place by cekura-gitops on every sync and apply; text you add outside this "
         "section is kept._",
     ]
+    return "\n".join(lines)
+
+
+def _chart(slug: str, points: Sequence[ScorePoint]) -> str:
+    """A Mermaid line chart: the score before the first merged proposal, then after each."""
+    labels = ["before"]
+    values = [ScorePoint.fraction(points[0].old)]
+    for p in points:
+        day = dt.datetime.fromtimestamp(p.at, dt.timezone.utc).strftime("%Y-%m-%d")
+        label, n = day, 2
+        while label in labels:
+            label, n = f"{day} ({n})", n + 1
+        labels.append(label)
+        values.append(ScorePoint.fraction(p.new))
+    shown = [(lab, round(100 * v, 1)) for lab, v in zip(labels, values, strict=True) if v is not None]
+    axis = ", ".join(f'"{lab}"' for lab, _ in shown)
+    line = ", ".join(f"{v:g}" for _, v in shown)
+    return "\n".join(
+        [
+            "```mermaid",
+            "xychart-beta",
+            f'    title "{slug}"',  # slugs are [A-Za-z0-9_-] (schema): safe in quotes
+            f"    x-axis [{axis}]",
+            '    y-axis "score on labelled reviews (%)" 0 --> 100',
+            f"    line [{line}]",
+            "```",
+        ]
+    )
+
+
+def _history_table(points: Sequence[ScorePoint]) -> str:
+    rows = [
+        "| merged | commit | score | held-out score |",
+        "|---|---|---|---|",
+    ]
+    for p in points:
+        day = dt.datetime.fromtimestamp(p.at, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+        held = f"{p.holdout_old} → {p.holdout_new}" if p.holdout_old and p.holdout_new else ""
+        rows.append(f"| {day} | `{p.sha[:10]}` | {p.old} → {p.new} | {held} |")
+    return "\n".join(rows)
+
+
+def history_section(history: Mapping[str, Sequence[ScorePoint]], *, charts: bool = True) -> str:
+    """Per metric: its merged proposals' scores over time, as a chart and a plain table."""
+    if not history:
+        return ""
+    lines = [
+        "### Score history of merged proposals",
+        "",
+        "_Rebuilt from the default branch's commits on every run (git is the record)._",
+    ]
+    for slug, points in sorted(history.items()):
+        if not points:
+            continue
+        lines += ["", f"#### {markdown.inline_code(slug)}", ""]
+        if charts:
+            lines += [_chart(slug, points), ""]
+        lines.append(_history_table(points))
     return "\n".join(lines)

@@ -47,6 +47,15 @@ class CommitInfo:
 
 
 @dataclass(frozen=True)
+class LogEntry:
+    """A commit as `git log` shows it: id, commit time (Unix seconds), full message."""
+
+    sha: str
+    committed_at: int
+    message: str
+
+
+@dataclass(frozen=True)
 class FileChange:
     """A metric file changed between two commits (from git's rename-aware diff)."""
 
@@ -237,6 +246,18 @@ class GitRepo:
             sha, author, committer, name, subject = line.split("\0", 4)
             result.append(CommitInfo(sha, author, committer, name, subject))
         return result
+
+    def log(self, rev: str, paths: Sequence[str], *, limit: int) -> list[LogEntry]:
+        """Commits reachable from rev that touch paths, newest first, with their messages."""
+        out = self.run(
+            "log", f"--max-count={limit}", "-z", "--format=%H%x1f%ct%x1f%B", rev, "--", *paths, strip=False
+        )
+        entries = []
+        for record in out.split("\0"):
+            parts = record.split("\x1f", 2)
+            if len(parts) == 3:
+                entries.append(LogEntry(parts[0].strip(), int(parts[1]), parts[2]))
+        return entries
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         return self.try_run("merge-base", "--is-ancestor", ancestor, descendant) is not None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cekura_gitops import actions, changes, crashpoints, dashboard, diffs, metric_files, yamltext
+from cekura_gitops import actions, changes, crashpoints, dashboard, diffs, githistory, metric_files, yamltext
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import GuardResult
 from cekura_gitops.commands._common import cekura_client, metrics_folder, run_all
@@ -109,6 +109,7 @@ def apply(
             rows=[dashboard.Row(r.slug, r.status, detail=r.detail) for r in results],
             managed=_managed_slugs(settings, repo, head),
             failed=code != 0,
+            history=githistory.score_history(repo, head, rel),
         )
     return code
 

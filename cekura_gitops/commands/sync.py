@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from cekura_gitops import crashpoints, evidence, feedback, holdout, metric_files, yamltext
+from cekura_gitops import crashpoints, evidence, feedback, githistory, holdout, metric_files, yamltext
 from cekura_gitops.branches import BranchResult, BranchStatus, BranchWriter
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import field_changes
@@ -56,6 +56,7 @@ class SyncStatus(enum.Enum):
     IN_FLIGHT = "in-flight"
     SKIPPED_EDITED = "skipped-edited"
     SKIPPED_CAP = "skipped-cap"
+    OSCILLATION = "oscillation"
     REJECTED = "rejected"
     MISSING_LIVE = "missing-live"
     ERROR = "error"
@@ -82,6 +83,7 @@ class SyncResult:
     holdout_new_score: str | None = None
     holdout_note: str = ""
     rescored: int = 0
+    restores: str | None = None  # oscillation: the commit whose version the proposal restores
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"slug": self.slug, "id": self.id, "status": self.status.value}
@@ -95,6 +97,7 @@ class SyncResult:
             "holdout_old_score",
             "holdout_new_score",
             "holdout_note",
+            "restores",
         ):
             value = getattr(self, key)
             if value:
@@ -205,6 +208,7 @@ def sync(
             if publisher is not None:
                 stack.callback(publisher.close)
         results = _run(settings, console, files, repo, remote, publisher, push, force)
+        history = _score_history(settings, repo, remote, publisher) if on_github else {}
     code = report(settings, console, results)
     if on_github:
         from cekura_gitops import dashboard  # GitHub's client: only imported when used
@@ -216,8 +220,24 @@ def sync(
             rows=[_dashboard_row(r) for r in results],
             managed=[f.metric.slug for f in every],
             failed=code != 0,
+            history=history,
         )
     return code
+
+
+def _score_history(
+    settings: Settings, repo: GitRepo, remote: str | None, publisher: Publisher | None
+) -> dict[str, list[githistory.ScorePoint]]:
+    """Merged proposals' scores, from the default branch as this run fetched it."""
+    if publisher is None:
+        return {}
+    branch = publisher.default_branch()
+    rev = (repo.rev_parse(f"refs/remotes/{remote}/{branch}") if remote else None) or repo.rev_parse(
+        f"refs/heads/{branch}"
+    )
+    if rev is None:
+        return {}
+    return githistory.score_history(repo, rev, metrics_folder(settings, repo))
 
 
 def _dashboard_row(r: SyncResult) -> Any:
@@ -308,9 +328,14 @@ def _guarded(run: Run, f: MetricFile) -> SyncResult:
     return result
 
 
+def _rel(run: Run, f: MetricFile) -> str:
+    """The metric file's path in the repository."""
+    return f"{run.metrics_rel}/{f.path.name}" if run.metrics_rel != "." else f.path.name
+
+
 def _at_base(run: Run, f: MetricFile) -> MetricFile | None:
     """The metric file as the default branch has it (proposals are cut from there)."""
-    rel = f"{run.metrics_rel}/{f.path.name}" if run.metrics_rel != "." else f.path.name
+    rel = _rel(run, f)
     raw = run.repo.show_file(run.base, rel)
     if raw is None:
         return None
@@ -449,6 +474,38 @@ def _propose(
     rejected = _guard(run, proposal, held, result)
     if rejected is not None:
         return rejected
+    restored = githistory.earlier_version(run.repo, run.base, _rel(run, f), changes, slug)
+    if restored is not None:
+        return result(
+            status=SyncStatus.OSCILLATION,
+            restores=restored.sha,
+            detail=f"the proposal restores {', '.join(changes)} as of {restored.sha[:12]} "
+            f"({restored.subject[:80]}), a version since replaced on {run.base_branch}; not proposed",
+        )
+    return _publish(run, f, live, proposal, changes, progress_id, _Checked(proof, held, guard.note), result)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What the checks before publishing found: evidence and the held-out guard's scores."""
+
+    proof: Evidence | None
+    held: _HeldOut | None
+    holdout_note: str
+
+
+def _publish(
+    run: Run,
+    f: MetricFile,
+    live: Mapping[str, Any],
+    proposal: Proposal,
+    changes: Mapping[str, Any],
+    progress_id: str,
+    checked: _Checked,
+    result: Callable[..., SyncResult],
+) -> SyncResult:
+    """Write the proposal onto its branch and open or update its pull request."""
+    slug = f.metric.slug
     branch = f"{run.settings.branch_prefix}/optimise/{slug}"
     digest = content_hash(changes)
     if run.publisher and run.publisher.is_rejected(branch, digest):
@@ -465,7 +522,7 @@ def _propose(
         )
     new_text = metric_files.edit_fields(f.text, f.display, changes)
     metric_files.parse_metric(new_text, f.display, file_stem=slug)  # never commit an invalid file
-    message = _commit_message(slug, proposal, changes, progress_id, digest)
+    message = _commit_message(slug, proposal, changes, progress_id, digest, checked.held)
     written = run.writer.write(branch, run.base, f.display, new_text.encode("utf-8"), message)
     fields = tuple(changes)
     if written.status is BranchStatus.HUMAN_EDITED:
@@ -489,20 +546,9 @@ def _propose(
     if run.publisher:
         before = {k: (f.metric.fields[k] if k in f.metric.fields else live.get(k)) for k in changes}
         ctx = ProposalContext(
-            f,
-            branch,
-            run.base_branch,
-            proposal,
-            changes,
-            before,
-            digest,
-            progress_id,
-            new_text,
-            proof,
-            HoldoutScores(held.score.old, held.score.new, held.evidence) if held else None,
-            guard.note,
+            f, branch, run.base_branch, proposal, changes, before, digest, progress_id, new_text
         )
-        published = run.publisher.publish_proposal(ctx, written)
+        published = run.publisher.publish_proposal(_with_checks(ctx, checked), written)
         crashpoints.hit("published", slug)
         url = published.url
         if published.created:
@@ -516,6 +562,16 @@ def _propose(
 class _HeldOut:
     score: holdout.HeldOutScore
     evidence: Evidence
+
+
+def _with_checks(ctx: ProposalContext, checked: _Checked) -> ProposalContext:
+    held = checked.held
+    return replace(
+        ctx,
+        evidence=checked.proof,
+        holdout=HoldoutScores(held.score.old, held.score.new, held.evidence) if held else None,
+        holdout_note=checked.holdout_note,
+    )
 
 
 def _holdout_plan(run: Run, f: MetricFile, reviews: Sequence[Any]) -> holdout.Plan:
@@ -617,12 +673,25 @@ def _drift(run: Run, f: MetricFile, live: Mapping[str, Any], live_values: dict[s
 
 
 def _commit_message(
-    slug: str, proposal: Proposal, changes: Mapping[str, Any], progress_id: str, digest: str
+    slug: str,
+    proposal: Proposal,
+    changes: Mapping[str, Any],
+    progress_id: str,
+    digest: str,
+    held: _HeldOut | None = None,
 ) -> str:
     scores = f"{proposal.old_score} → {proposal.new_score}"
+    # The trailers are the score history's record (githistory.score_history).
+    trailers = githistory.trailers(
+        slug,
+        str(proposal.old_score) if proposal.old_score else None,
+        str(proposal.new_score) if proposal.new_score else None,
+        (held.score.old, held.score.new) if held else None,
+    )
     return (
         f"optimise({slug}): {scores}\n\n"
         f"Cekura's optimiser proposes new {', '.join(changes)}.\n\n"
+        f"{trailers}"
         f"Cekura-Progress-Id: {progress_id}\n"
         f"Cekura-GitOps-Proposal: {digest}\n"
     )

@@ -1,0 +1,134 @@
+"""What the default branch's history says about a metric: earlier versions, merged scores.
+
+- `earlier_version`: the commit whose version of a metric file already had the values a
+  proposal would set. A proposal that restores a version a person replaced or reverted is
+  a flip-flop (status `oscillation`; Cekura's self-improvement guide warns of exactly this).
+- `score_history`: the scores of merged proposals per metric, rebuilt from commit messages
+  alone (no database): the `Cekura-Metric`/`Cekura-Score` trailers sync writes, older
+  commits' `optimise(<slug>): a → b` subject, or a squash commit carrying the PR body's
+  machine block. Both read only what `git log` can reach: a shallow clone sees less
+  (`actions/checkout` with `fetch-depth: 0`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cekura_gitops import metric_files, prbody, yamltext
+from cekura_gitops.errors import GitOpsError
+from cekura_gitops.gitrepo import GitRepo, LogEntry
+from cekura_gitops.metric import normalise
+
+__all__ = ["Restored", "ScorePoint", "earlier_version", "parse_point", "score_history", "trailers"]
+
+MAX_VERSIONS = 200
+MAX_COMMITS = 5000
+POINTS_PER_METRIC = 20
+
+
+@dataclass(frozen=True)
+class Restored:
+    sha: str
+    subject: str
+
+
+def earlier_version(
+    repo: GitRepo, rev: str, rel_path: str, proposed: Mapping[str, Any], slug: str
+) -> Restored | None:
+    """The newest earlier version of the file (in rev's history) that already had `proposed`."""
+    entries = repo.log(rev, [rel_path], limit=MAX_VERSIONS)
+    blobs = repo.read_blobs([f"{e.sha}:{rel_path}" for e in entries])
+    wanted = {k: normalise(v) for k, v in proposed.items()}
+    for entry in entries[1:]:  # the newest one is the current version
+        raw = blobs.get(f"{entry.sha}:{rel_path}")
+        if raw is None:
+            continue
+        try:
+            metric = metric_files.parse_metric(
+                yamltext.decode(raw, rel_path), rel_path, file_stem=slug
+            ).metric
+        except GitOpsError:
+            continue  # an invalid version was never live
+        if all(normalise(metric.fields.get(k)) == v for k, v in wanted.items()):
+            return Restored(entry.sha, entry.message.split("\n", 1)[0])
+    return None
+
+
+def trailers(slug: str, old: str | None, new: str | None, holdout: tuple[str, str] | None = None) -> str:
+    """The commit trailers `score_history` reads back."""
+    lines = [f"Cekura-Metric: {slug}", f"Cekura-Score: {old or '?'} -> {new or '?'}"]
+    if holdout is not None:
+        lines.append(f"Cekura-Holdout-Score: {holdout[0]} -> {holdout[1]}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class ScorePoint:
+    """One merged proposal: when, which commit, and its scores (`c/t`)."""
+
+    slug: str
+    sha: str
+    at: int
+    old: str
+    new: str
+    holdout_old: str | None = None
+    holdout_new: str | None = None
+
+    @staticmethod
+    def fraction(score: str) -> float | None:
+        match = re.fullmatch(r"(\d+)/(\d+)", score)
+        if not match or int(match[2]) == 0:
+            return None
+        return int(match[1]) / int(match[2])
+
+
+_LINE = r"(?m)^[ \t]*(?:\*[ \t]+)?"
+_SCORE = r"(\d+/\d+|\?)"
+_METRIC = re.compile(_LINE + r"Cekura-Metric:[ \t]*([A-Za-z0-9_-]+)[ \t]*$")
+_PAIR = re.compile(_LINE + r"Cekura-Score:[ \t]*" + _SCORE + r"[ \t]*(?:->|→)[ \t]*" + _SCORE)
+_HOLDOUT = re.compile(_LINE + r"Cekura-Holdout-Score:[ \t]*(\d+/\d+)[ \t]*(?:->|→)[ \t]*(\d+/\d+)")
+_SUBJECT = re.compile(_LINE + r"optimise\(([A-Za-z0-9_-]+)\): " + _SCORE + r" → " + _SCORE + r"[ \t]*$")
+_PROPOSAL = re.compile(_LINE + r"Cekura-GitOps-Proposal:")
+
+
+def parse_point(entry: LogEntry) -> ScorePoint | None:
+    """The merged proposal a commit message records, if it records one."""
+    text = entry.message
+    metric, pair = _METRIC.search(text), _PAIR.search(text)
+    if metric and pair:
+        held = _HOLDOUT.search(text)
+        return ScorePoint(
+            metric[1],
+            entry.sha,
+            entry.committed_at,
+            pair[1],
+            pair[2],
+            *(held.groups() if held else (None, None)),
+        )
+    subject = _SUBJECT.search(text)
+    if subject and _PROPOSAL.search(text):
+        return ScorePoint(subject[1], entry.sha, entry.committed_at, subject[2], subject[3])
+    machine = prbody.read_machine(text)
+    if machine.get("kind") == "optimise" and isinstance(machine.get("slug"), str):
+        old, new = machine.get("old_score"), machine.get("new_score")
+        if isinstance(old, str) and isinstance(new, str):
+            hold = (machine.get("holdout_old_score"), machine.get("holdout_new_score"))
+            held_pair = tuple(h if isinstance(h, str) else None for h in hold)
+            return ScorePoint(machine["slug"], entry.sha, entry.committed_at, old, new, *held_pair)
+    return None
+
+
+def score_history(repo: GitRepo, rev: str, under: str) -> dict[str, list[ScorePoint]]:
+    """Merged proposals per metric slug, oldest first (the newest POINTS_PER_METRIC each)."""
+    found: dict[str, list[ScorePoint]] = {}
+    for entry in repo.log(rev, [under], limit=MAX_COMMITS):  # newest first
+        point = parse_point(entry)
+        if point is None:
+            continue
+        points = found.setdefault(point.slug, [])
+        if len(points) < POINTS_PER_METRIC:
+            points.append(point)
+    return {slug: list(reversed(points)) for slug, points in sorted(found.items())}
