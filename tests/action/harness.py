@@ -14,13 +14,16 @@ github-notes §4 is the contract emulated here:
   heredocs) becomes `steps.<id>.outputs`, GITHUB_ENV the env of later steps and GITHUB_PATH
   is prepended to PATH; a summary over 1 MiB fails the step;
 - `GITHUB_TOKEN` is not a default variable: a step sees it only if its `env:` maps it;
-- nested `uses:` steps (setup-python) are stubbed: their evaluated `with:` is recorded;
+- nested `uses:` steps (setup-python, cache) are stubbed: their evaluated `with:` is
+  recorded and a stub per action gives the outputs the real one would (`python-path`,
+  `cache-hit`, ...);
 - `outputs.<name>.value` is evaluated at the end.
 
-So that no test hits the network, a shim directory is first on PATH: its `python` and
-`python3` forward to the dev venv's interpreter, except `python -m pip install ...`, which is
-recorded and skipped (the package is installed editable already). The venv's `bin` follows
-the shim, so `cekura-gitops` resolves.
+So that no test hits the network, a shim directory is first on PATH (and is setup-python's
+`python-path`): its `python` forwards to the dev venv's interpreter, except
+`python -m pip install ...`, which is recorded (with the interpreter that ran it) and
+skipped, and `python -m venv DIR`, which makes a stand-in venv whose `cekura-gitops` runs the
+dev venv's (the package is installed editable already).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -398,6 +401,7 @@ class ActionRun:
     outputs: dict[str, str]
     pip_installs: list[list[str]]
     event_path: Path
+    pip_pythons: list[str] = field(default_factory=list)  # the interpreter each install used
 
     @property
     def ok(self) -> bool:
@@ -499,7 +503,13 @@ def _venv_bin() -> Path:
     return Path(found).parent
 
 
-def _write_shims(shim_dir: Path, log: Path) -> None:
+def _write_shims(shim_dir: Path, log: Path, venv_bin: Path) -> None:
+    """`python` that records `-m pip install` and fakes `-m venv DIR` (no network, no copying).
+
+    A faked venv gets the same `python` (so installs into it are recorded with the venv's
+    interpreter) and a `cekura-gitops` that runs the dev venv's, which is what an install
+    from the action's directory would have produced.
+    """
     python = sys.executable
     script = (
         f"#!{python}\n"
@@ -507,16 +517,42 @@ def _write_shims(shim_dir: Path, log: Path) -> None:
         "args = sys.argv[1:]\n"
         "if args[:3] == ['-m', 'pip', 'install']:\n"
         f"    with open({str(log)!r}, 'a', encoding='utf-8') as fh:\n"
-        "        fh.write(json.dumps(args) + '\\n')\n"
+        "        fh.write(json.dumps({'python': sys.argv[0], 'args': args}) + '\\n')\n"
         "    print('harness: skipped pip install (package already installed)', file=sys.stderr)\n"
+        "    sys.exit(0)\n"
+        "if args[:2] == ['-m', 'venv'] and len(args) == 3:\n"
+        "    bin_dir = os.path.join(args[2], 'bin')\n"
+        "    os.makedirs(bin_dir, exist_ok=True)\n"
+        "    me = open(sys.argv[0], encoding='utf-8').read()\n"
+        "    for name, text in (('python', me), ('cekura-gitops', CLI)):\n"
+        "        with open(os.path.join(bin_dir, name), 'w', encoding='utf-8') as fh:\n"
+        "            fh.write(text)\n"
+        "        os.chmod(os.path.join(bin_dir, name), 0o755)\n"
+        "    open(os.path.join(args[2], 'pyvenv.cfg'), 'w').close()\n"
         "    sys.exit(0)\n"
         f"os.execv({python!r}, [{python!r}, *args])\n"
     )
+    cli = f'#!/bin/sh\nexec "{venv_bin / "cekura-gitops"}" "$@"\n'
+    script = script.replace("import json, os, sys\n", f"import json, os, sys\nCLI = {cli!r}\n", 1)
     shim_dir.mkdir(parents=True, exist_ok=True)
     for name in ("python", "python3"):
         path = shim_dir / name
         path.write_text(script, encoding="utf-8")
         path.chmod(0o755)
+
+
+def default_stubs(shim_dir: Path) -> dict[str, Callable[[Mapping[str, str]], dict[str, str]]]:
+    """Outputs of the JavaScript actions the action uses, as their real versions produce them."""
+    version = ".".join(str(n) for n in sys.version_info[:3])
+    return {
+        "actions/setup-python": lambda w: {
+            "python-version": version,
+            "python-path": str(shim_dir / "python"),
+        },
+        "actions/cache": lambda w: {"cache-hit": "false"},
+        "actions/checkout": lambda w: {},
+        "actions/create-github-app-token": lambda w: {"token": "ghs_app_token_from_stub"},
+    }
 
 
 def _git_head(workspace: Path) -> str:
@@ -562,8 +598,10 @@ class ActionHarness:
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.pip_log = temp_dir / "pip-installs.jsonl"
         self.shim_dir = temp_dir / "shims"
-        _write_shims(self.shim_dir, self.pip_log)
         self.venv_bin = _venv_bin()
+        _write_shims(self.shim_dir, self.pip_log, self.venv_bin)
+        # `uses:` steps are not run: each is answered by the stub for its action (owner/repo).
+        self.stubs = default_stubs(self.shim_dir)
 
     # -- contexts --------------------------------------------------------------------------
 
@@ -675,7 +713,7 @@ class ActionHarness:
             if "uses" in step:
                 result.uses = str(step["uses"])
                 result.with_ = {k: ev.interpolate(v) for k, v in (step.get("with") or {}).items()}
-                result.outcome = "success"
+                self._uses(result, {**job_env, **added_env, **result.env})
             else:
                 self._run_step(step, result, ev, job_env, added_env, added_path)
             result.conclusion = result.outcome
@@ -695,7 +733,13 @@ class ActionHarness:
             if self.pip_log.exists()
             else []
         )
-        return ActionRun(results, outputs, installs, event_path)
+        return ActionRun(
+            results,
+            outputs,
+            [i["args"] for i in installs],
+            event_path,
+            pip_pythons=[i["python"] for i in installs],
+        )
 
     def _inputs(self, given: Mapping[str, str], github: Mapping[str, Any]) -> dict[str, str]:
         declared = self.action.get("inputs") or {}
@@ -710,6 +754,15 @@ class ActionHarness:
             spec = spec or {}
             resolved[name] = str(given[name]) if name in given else ev.interpolate(spec.get("default", ""))
         return resolved
+
+    def _uses(self, result: StepResult, env: Mapping[str, str]) -> None:
+        """A `uses:` step: answered by the stub of its action, which gives its outputs."""
+        name = (result.uses or "").split("@", 1)[0]
+        stub = self.stubs.get(name)
+        if stub is None:
+            raise HarnessError(f"no stub for uses: {result.uses}")
+        result.outputs = stub(result.with_)
+        result.outcome = "success"
 
     @staticmethod
     def _record(steps_ctx: dict[str, dict[str, Any]], result: StepResult) -> None:

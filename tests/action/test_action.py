@@ -13,6 +13,7 @@ from cekura_gitops.sandbox import Sandbox
 from tests.action.harness import (
     REPO_ROOT,
     ActionHarness,
+    ActionRun,
     Evaluator,
     HarnessError,
     load_action,
@@ -60,6 +61,7 @@ def test_action_declares_the_documented_interface() -> None:
         "metrics-dir": "metrics",
         "metrics": "",
         "python-version": "3.12",
+        "version": "",
         "shard": "",
         "dry-run": "false",
         "force": "false",
@@ -69,7 +71,8 @@ def test_action_declares_the_documented_interface() -> None:
     assert steps[0]["uses"].startswith("actions/setup-python@")
     run_step = next(s for s in steps if s.get("id") == "run")
     assert run_step["env"]["GITHUB_TOKEN"] == "${{ inputs.github-token }}"
-    assert run_step["run"].rstrip().splitlines()[-1].strip() == 'exec cekura-gitops "${args[@]}"'
+    assert run_step["run"].rstrip().splitlines()[-1].strip() == 'exec "$CG_CLI" "${args[@]}"'
+    assert run_step["env"]["CG_CLI"] == "${{ steps.venv.outputs.dir }}/bin/cekura-gitops"
     mapped = [s for s in steps if "GITHUB_TOKEN" in (s.get("env") or {})]
     assert mapped == [run_step], "GITHUB_TOKEN must reach exactly the CLI step, via the input"
 
@@ -112,16 +115,66 @@ def test_harness_file_commands_and_expressions() -> None:
     ]
 
 
-def test_validate_installs_from_the_action_path_without_network(harness: ActionHarness) -> None:
+def test_validate_installs_from_the_action_path_into_its_own_venv(harness: ActionHarness) -> None:
     result = harness.run({"command": "validate"})
     assert result.ok, result.describe()
-    assert result.uses == [
-        ("actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065", {"python-version": "3.12"})
-    ]
+    (python, py_with), (cache, cache_with) = result.uses
+    assert python == "actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97"
+    assert py_with == {"python-version": "3.12", "update-environment": "false"}
+    assert cache == "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae"
+    venv = Path(cache_with["path"])
+    assert venv.parent == harness.runner_temp / "cekura-gitops"
+    assert cache_with["key"].startswith("cekura-gitops-Linux-X64-py")
+    # Installed from the action's directory, with the venv's own interpreter.
     assert result.pip_installs == [
-        ["-m", "pip", "install", "--disable-pip-version-check", "--quiet", str(REPO_ROOT)]
+        ["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet", str(REPO_ROOT)]
     ]
+    assert result.pip_pythons == [str(venv / "bin" / "python")]
+    assert result.step("run").env["CG_CLI"] == str(venv / "bin" / "cekura-gitops")
     assert result.annotations("error") == []
+
+
+CACHE = "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae"
+
+
+def _cache_key(run: ActionRun) -> str:
+    return dict(run.uses)[CACHE]["key"]
+
+
+def test_the_venv_is_made_once_per_job_and_keyed_on_the_source(harness: ActionHarness) -> None:
+    first = harness.run({"command": "validate"})
+    second = harness.run({"command": "list"})
+    assert first.ok and second.ok, second.describe()
+    assert second.pip_installs == []  # a later step of the same job reuses the environment
+    assert [u for u, _ in second.uses if u.startswith("actions/cache@")] == []  # no second save
+    released = harness.run({"command": "validate", "version": "1.0.0"})
+    assert released.ok, released.describe()
+    assert released.pip_installs[0][-1] == "cekura-gitops==1.0.0"
+    keys = [
+        dict(r.uses)["actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae"]["key"]
+        for r in (first, released)
+    ]
+    assert "-src-" in keys[0] and "-pypi-1.0.0-" in keys[1]
+
+
+@pytest.mark.parametrize("version", ["--index-url=http://evil", "1.0; rm -rf /", "latest"])
+def test_a_version_that_is_not_a_release_number_is_refused(harness: ActionHarness, version: str) -> None:
+    result = harness.run({"command": "validate", "version": version})
+    assert not result.ok
+    assert result.failed_step is not None and result.failed_step.returncode == 64
+    assert result.pip_installs == []
+
+
+def test_the_source_key_changes_with_the_code(workspace: Repo, tmp_path: Path) -> None:
+    action = tmp_path / "action"
+    shutil.copytree(
+        REPO_ROOT, action, ignore=shutil.ignore_patterns(".git", "*.egg-info", "__pycache__", "tests")
+    )
+    before = ActionHarness(workspace.work, tmp_path / "r1", action_dir=action).run({"command": "list"})
+    (action / "cekura_gitops" / "schemas" / "metric.schema.json").write_text("{}")
+    after = ActionHarness(workspace.work, tmp_path / "r2", action_dir=action).run({"command": "list"})
+    assert before.ok and after.ok, after.describe()
+    assert _cache_key(before) != _cache_key(after)
 
 
 def test_validate_broken_metric_fails_with_annotation(harness: ActionHarness, workspace: Repo) -> None:
