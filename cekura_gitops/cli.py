@@ -118,6 +118,7 @@ def cli() -> None:
     \b
     Start here:
       cekura-gitops demo                 # the whole loop against a local sandbox
+      cekura-gitops init                 # add the workflows to this repository
       cekura-gitops pull --project 1376  # import live metrics into metrics/
       cekura-gitops plan                 # what differs between git and Cekura
 
@@ -350,6 +351,60 @@ def doctor(ctx: click.Context) -> int:
 
     settings, console = _settings_and_console(ctx)
     return run(settings, console)
+
+
+@cli.command(name="init", context_settings=CONTEXT)
+@click.option(
+    "--action",
+    metavar="OWNER/cekura-gitops@REF",
+    help="The Action reference to write, as given (default: the commit this release was built from).",
+)
+@click.option("--branch", metavar="NAME", help="The default branch (default: asked of the remote).")
+@click.option("--force", is_flag=True, help="Overwrite workflows that differ from what init writes.")
+@click.option("--dry-run", is_flag=True, help="Print what would be written; write nothing.")
+@click.option("--pull", "pull_", is_flag=True, help="Also import the project's metrics (needs --project).")
+@click.option("--project", type=int, metavar="ID", help="Cekura project for --pull.")
+@global_options
+@click.pass_context
+def init_(
+    ctx: click.Context,
+    action: str | None,
+    branch: str | None,
+    force: bool,
+    dry_run: bool,
+    pull_: bool,
+    project: int | None,
+) -> int:
+    """Set up this repository: the optimise, plan and apply workflows and cekura-gitops.yaml.
+
+    Writes .github/workflows/cekura-optimise.yml, cekura-plan.yml and cekura-apply.yml for
+    this repository's default branch (asked of the remote, else of the GitHub API) and
+    metrics folder, using the Action pinned to a commit; cekura-gitops.yaml only when it is
+    missing. A workflow that differs is left alone (exit 1) unless --force; running init
+    again changes nothing. Ends with the next steps: secrets, the CEKURA_ENABLED variable,
+    the GitHub App.
+
+    \b
+    Examples:
+      cekura-gitops init
+      cekura-gitops init --dry-run
+      cekura-gitops init --action acme/cekura-gitops@0123456789abcdef0123456789abcdef01234567
+      cekura-gitops --metrics-dir prompts init --pull --project 1376
+      cekura-gitops init --json
+    """
+    from cekura_gitops.commands.init import init as run
+
+    settings, console = _settings_and_console(ctx)
+    return run(
+        settings,
+        console,
+        action=action,
+        branch=branch,
+        force=force,
+        dry_run=dry_run,
+        pull=pull_,
+        project=project,
+    )
 
 
 @cli.command(context_settings=CONTEXT)

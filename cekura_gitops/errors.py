@@ -7,7 +7,8 @@
     │   ├── CekuraAPIError
     │   └── GitHubAPIError
     ├── RescoreError            a re-score's reply lacks what a score needs (never guessed)
-    └── GitError                a git command failed
+    ├── GitError                a git command failed
+    └── UsageError              exit 64: a needed option is missing (e.g. init --action)
 
 Anything else escaping a command is a bug: exit 3 (traceback only with --verbose).
 Ctrl-C exits 130. Usage errors (bad options) exit 64, so that 2 keeps meaning
@@ -110,3 +111,9 @@ class GitHubAPIError(APIError):
     """A GitHub request failed."""
 
     service = "GitHub"
+
+
+class UsageError(GitOpsError):
+    """The command needs an option it was not given (exit 64, like a wrong flag)."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE

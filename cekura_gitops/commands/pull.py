@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cekura_gitops import metric_files
+from cekura_gitops import metric_files, release
 from cekura_gitops.commands._common import cekura_client, run_all
 from cekura_gitops.console import Console
 from cekura_gitops.errors import ConfigError, GitError, MetricValidationError
@@ -62,6 +62,19 @@ def pull(
     force: bool = False,
 ) -> int:
     """Write live metrics into metrics/<slug>.yaml, rewriting only differing fields."""
+    return _report(
+        settings, console, pull_metrics(settings, project=project, selectors=selectors, force=force)
+    )
+
+
+def pull_metrics(
+    settings: Settings,
+    *,
+    project: int | None = None,
+    selectors: Sequence[str] = (),
+    force: bool = False,
+) -> list[PullResult]:
+    """Pull without reporting (`init --pull` reports it in its own document)."""
     project = project or settings.cekura_project
     existing = _existing_files(settings)
     dirty = _dirty_paths(settings)
@@ -87,8 +100,7 @@ def pull(
             ):
                 wanted[i] = detail
     index = _Index(settings, existing, dirty)
-    results = [_pull_one(settings, live, index, force) for live in wanted]
-    return _report(settings, console, results)
+    return [_pull_one(settings, live, index, force) for live in wanted]
 
 
 class _Index:
@@ -163,7 +175,8 @@ def _pull_one(settings: Settings, live: dict[str, Any], index: _Index, force: bo
                 "error",
                 detail="exists but is not a valid file for this metric; use --force to replace it",
             )
-        text = metric_files.render_new(fields)
+        # A file we create points editors at its schema; a human's file is never touched.
+        text = metric_files.render_new(fields, schema_url=release.schema_url("metric"))
         metric_files.parse_metric(text, display, file_stem=slug)  # never write what we can't read
         metric_files.write_atomic(path, text)
         return PullResult(slug, metric_id, display, "created", tuple(fields))
@@ -185,23 +198,27 @@ def _pull_one(settings: Settings, live: dict[str, Any], index: _Index, force: bo
     return PullResult(slug, metric_id, display, "updated", tuple(changes))
 
 
+def json_rows(results: Sequence[PullResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "slug": r.slug,
+            "id": r.id,
+            "path": r.path,
+            "status": r.status,
+            "fields": list(r.fields),
+            **({"detail": r.detail} if r.detail else {}),
+        }
+        for r in results
+    ]
+
+
+def failed(results: Sequence[PullResult]) -> bool:
+    return any(r.status in ("skipped-dirty", "error") for r in results)
+
+
 def _report(settings: Settings, console: Console, results: Sequence[PullResult]) -> int:
     if settings.json_output:
-        console.emit_json(
-            {
-                "metrics": [
-                    {
-                        "slug": r.slug,
-                        "id": r.id,
-                        "path": r.path,
-                        "status": r.status,
-                        "fields": list(r.fields),
-                        **({"detail": r.detail} if r.detail else {}),
-                    }
-                    for r in results
-                ]
-            }
-        )
+        console.emit_json({"metrics": json_rows(results)})
     else:
         for r in results:
             extra = f" ({', '.join(r.fields)})" if r.status == "updated" else ""
@@ -212,4 +229,4 @@ def _report(settings: Settings, console: Console, results: Sequence[PullResult])
         console.say(f"\n{created} created, {updated} updated, {len(results) - created - updated} other.")
         if created or updated:
             console.say("Review with `git diff`, then commit: the files are now the source of truth.")
-    return 1 if any(r.status in ("skipped-dirty", "error") for r in results) else 0
+    return 1 if failed(results) else 0

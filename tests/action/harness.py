@@ -602,6 +602,8 @@ class ActionHarness:
         _write_shims(self.shim_dir, self.pip_log, self.venv_bin)
         # `uses:` steps are not run: each is answered by the stub for its action (owner/repo).
         self.stubs = default_stubs(self.shim_dir)
+        # More contexts for the steps' expressions (a workflow job's `vars`, `secrets`).
+        self.extra_contexts: dict[str, Any] = {}
 
     # -- contexts --------------------------------------------------------------------------
 
@@ -701,6 +703,7 @@ class ActionHarness:
                 "steps": steps_ctx,
                 "env": {**job_env, **added_env},
                 "runner": {"os": "Linux", "arch": "X64", "temp": str(self.runner_temp)},
+                **self.extra_contexts,
             }
             ev = Evaluator(contexts, status)
             name = ev.interpolate(step.get("name") or step.get("uses") or f"Run step {index}")
