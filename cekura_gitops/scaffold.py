@@ -10,9 +10,11 @@ import json
 import re
 from dataclasses import dataclass, replace
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
-from cekura_gitops import release
-from cekura_gitops.errors import ConfigError, GitError, GitHubAPIError
+from cekura_gitops import release, yamltext
+from cekura_gitops.errors import ConfigError, GitError, GitHubAPIError, MetricValidationError
 from cekura_gitops.gitrepo import GitRepo
 from cekura_gitops.release import ActionRef
 from cekura_gitops.settings import Settings
@@ -119,3 +121,65 @@ def _repository_from_remote(repo: GitRepo, remote: str) -> str | None:
     url = repo.try_run("remote", "get-url", remote) if repo.has_remote(remote) else None
     match = re.search(r"github\.com[:/]([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/?$", url or "")
     return f"{match[1]}/{match[2]}" if match else None
+
+
+# --- checking what init wrote (doctor) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    serious: bool  # True: the workflows cannot work as they are; False: advice
+    message: str
+
+
+def audit(root: Path, metrics_dir: str, branch: str | None) -> list[Finding] | None:
+    """Problems in the workflows init writes, or None when none of them is there."""
+    folder = root / WORKFLOWS_DIR
+    present = {name: folder / name for name in WORKFLOW_FILES if (folder / name).is_file()}
+    if not present:
+        return None
+    found = [Finding(True, f"{WORKFLOWS_DIR}/{n} is missing") for n in WORKFLOW_FILES if n not in present]
+    for name, path in present.items():
+        try:
+            doc = yamltext.parse(path.read_text(encoding="utf-8"), f"{WORKFLOWS_DIR}/{name}").data
+        except (OSError, UnicodeDecodeError, MetricValidationError) as err:
+            found.append(Finding(True, f"{WORKFLOWS_DIR}/{name} cannot be read: {err}"))
+            continue
+        found += [
+            Finding(s, f"{WORKFLOWS_DIR}/{name}: {m}") for s, m in _audit_one(name, doc, metrics_dir, branch)
+        ]
+    return found
+
+
+def _audit_one(name: str, doc: Any, metrics_dir: str, branch: str | None) -> list[tuple[bool, str]]:
+    if not isinstance(doc, dict):
+        return [(True, "is not a workflow")]
+    triggers = doc.get("on") or {}  # yamltext reads YAML 1.2: the key `on` stays a string
+    triggers = triggers if isinstance(triggers, dict) else {}
+    out: list[tuple[bool, str]] = []
+    steps = [s for job in (doc.get("jobs") or {}).values() for s in (job or {}).get("steps") or []]
+    ours = [s for s in steps if isinstance(s, dict) and _is_ours(str(s.get("uses", "")))]
+    if not ours:
+        out.append((True, "does not use the cekura-gitops Action"))
+    for step in ours:
+        ref = str(step["uses"]).partition("@")[2]
+        if step["uses"] != "./" and not release.FULL_SHA.fullmatch(ref):
+            out.append((False, f"the Action is at {ref!r}, not a commit SHA: a moved tag changes what runs"))
+        given = str((step.get("with") or {}).get("metrics-dir", "metrics"))
+        if given != metrics_dir:
+            out.append((True, f"passes metrics-dir {given!r}, but the metrics are in {metrics_dir!r}"))
+    push = triggers.get("push") or {}
+    if name == "cekura-apply.yml" and branch and branch not in (push.get("branches") or []):
+        out.append((True, f"applies pushes to {push.get('branches')}, not to the default branch {branch!r}"))
+    if name in ("cekura-apply.yml", "cekura-plan.yml"):
+        event = push if name == "cekura-apply.yml" else triggers.get("pull_request") or {}
+        paths = event.get("paths") or []
+        if paths and f"{metrics_dir}/**" not in paths:
+            out.append((True, f"runs only for {paths}, which does not include {metrics_dir}/**"))
+    if name == "cekura-plan.yml" and "merge_group" not in triggers:
+        out.append((False, "does not run on merge_group: a merge queue requiring it would wait forever"))
+    return out
+
+
+def _is_ours(uses: str) -> bool:
+    return uses == "./" or uses.partition("@")[0].endswith("/cekura-gitops")

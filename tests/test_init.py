@@ -261,3 +261,30 @@ def test_what_init_writes_pins_every_action_to_a_known_node24_commit() -> None:
         assert "@@" not in text, f"{path}: a placeholder was left"
     assert problems == []
     assert json.loads(json.dumps(files))  # plain text, for --json --dry-run
+
+
+def _workflow_checks(cli, repo: Repo) -> list[tuple[str, str]]:
+    result = cli("--json", "doctor", cwd=repo.work)
+    return [(c["status"], c["message"]) for c in result.json()["checks"] if c["name"] == "workflows"]
+
+
+def test_doctor_checks_what_init_wrote(repo: Repo, cli) -> None:
+    assert cli("init", "--action", ACTION, cwd=repo.work).code == 0
+    assert [s for s, _ in _workflow_checks(cli, repo)] == ["ok"]
+
+    apply = repo.work / WORKFLOWS[2]
+    apply.write_text(apply.read_text().replace('branches: ["main"]', 'branches: ["master"]'))
+    plan = repo.work / WORKFLOWS[1]
+    plan.write_text(plan.read_text().replace(ACTION, "acme/cekura-gitops@v1"))
+    (repo.work / WORKFLOWS[0]).unlink()
+    checks = _workflow_checks(cli, repo)
+    assert ("fail", f"{WORKFLOWS[0]} is missing") in checks
+    assert any(s == "fail" and "not to the default branch 'main'" in m for s, m in checks)
+    assert any(s == "warn" and "not a commit SHA" in m for s, m in checks)
+
+
+def test_doctor_without_init_workflows_points_at_init(repo: Repo, cli) -> None:
+    checks = cli("--json", "doctor", cwd=repo.work).json()["checks"]
+    workflows = [c for c in checks if c["name"] == "workflows"]
+    assert workflows and workflows[0]["status"] == "warn"
+    assert "cekura-gitops init" in workflows[0]["fix"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cekura_gitops import metric_files
 from cekura_gitops.cekura import CekuraClient
@@ -35,7 +36,8 @@ def doctor(settings: Settings, console: Console) -> int:
     """Run every check; exit 1 if any failed (warnings do not fail)."""
     checks: list[Check] = []
     files = _files(settings, checks)
-    _workflows(settings, checks)
+    if not _init_workflows(settings, checks):
+        _workflows(settings, checks)
     _git(settings, checks)
     _cekura(settings, files, checks)
     _github(settings, checks)
@@ -95,11 +97,38 @@ def _workflows(settings: Settings, checks: list[Check]) -> None:
                 "workflows",
                 Level.WARN,
                 f"missing {', '.join(missing)} in .github/workflows",
-                "copy them from the cekura-gitops repository (README: Use it in your repository)",
+                "run `cekura-gitops init` (it writes cekura-optimise.yml, cekura-plan.yml, cekura-apply.yml)",
             )
         )
     else:
         checks.append(Check("workflows", Level.OK, "optimise, plan and apply workflows present"))
+
+
+def _init_workflows(settings: Settings, checks: list[Check]) -> bool:
+    """The workflows `cekura-gitops init` wrote, checked against this repository; False if absent."""
+    from cekura_gitops import scaffold
+    from cekura_gitops.commands._common import metrics_folder
+    from cekura_gitops.gitrepo import GitRepo
+
+    try:
+        repo = GitRepo(settings.root)
+        folder = Path(metrics_folder(settings, repo)).as_posix()
+        found_branch = scaffold.default_branch(repo, settings)
+    except GitOpsError:
+        return False  # the git check says what is wrong
+    findings = scaffold.audit(repo.root, folder, found_branch.branch if found_branch else None)
+    if findings is None:
+        return False
+    fix = "run `cekura-gitops init` to see the difference (--force rewrites the workflows)"
+    for finding in findings:
+        checks.append(Check("workflows", Level.FAIL if finding.serious else Level.WARN, finding.message, fix))
+    if not findings:
+        checks.append(
+            Check(
+                "workflows", Level.OK, "cekura-optimise, cekura-plan and cekura-apply match this repository"
+            )
+        )
+    return True
 
 
 def _git(settings: Settings, checks: list[Check]) -> None:
