@@ -180,3 +180,16 @@ def test_the_workflows_skip_until_cekura_is_enabled(
     plan = _job(metrics_repo, "cekura-plan.yml", "plan", tmp_path / "plan", action_dir)
     assert not plan.runs_on("pull_request", pull_request_event(3))
     assert plan.runs_on("pull_request", pull_request_event(3, fork=True))  # forks plan offline
+
+
+def test_the_sharded_example_counts_metrics_with_the_action(metrics_repo: Repo, tmp_path: Path) -> None:
+    workflow = REPO_ROOT / ".github" / "workflows" / "sharded-optimise.yml"
+    job = WorkflowJob(
+        workflow, "shards", metrics_repo.work, tmp_path / "runner", action_dir=REPO_ROOT, vars=ON
+    )
+    result = job.run(event_name="workflow_dispatch", event={"inputs": {}})
+    assert result.ok, result.describe()
+    count = len(list((metrics_repo.work / "metrics").glob("*.yaml")))
+    n = min(count, 4)
+    assert result.step("list").outputs["count"] == str(count)
+    assert json.loads(result.step("shards").outputs["shards"]) == [f"{k}/{n}" for k in range(1, n + 1)]
