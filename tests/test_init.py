@@ -288,3 +288,22 @@ def test_doctor_without_init_workflows_points_at_init(repo: Repo, cli) -> None:
     workflows = [c for c in checks if c["name"] == "workflows"]
     assert workflows and workflows[0]["status"] == "warn"
     assert "cekura-gitops init" in workflows[0]["fix"]
+
+
+def test_pull_adds_the_schema_line_only_to_files_it_creates(pulled: Repo, cli, cekura_env, sandbox) -> None:
+    files = sorted((pulled.work / "metrics").glob("*.yaml"))
+    line = f"# yaml-language-server: $schema={release.schema_url('metric')}"
+    assert files and all(f.read_text().splitlines()[0] == line for f in files)
+    # A human's own line (or none) is kept when pull refreshes the file.
+    greeting = pulled.work / "metrics" / "caller_greeted_by_name_1562.yaml"
+    body = greeting.read_text().split("\n", 1)[1]
+    greeting.write_text("# yaml-language-server: $schema=./schema.json\n" + body)
+    others = [f for f in files if f != greeting]
+    others[0].write_text(others[0].read_text().split("\n", 1)[1])
+    pulled.commit_all("my schema lines")
+    sandbox.state.dashboard_edit(1562, name="Greeted by name?")
+    result = cli("pull", cwd=pulled.work, env=cekura_env)
+    assert result.code == 0, result.err
+    assert greeting.read_text().startswith("# yaml-language-server: $schema=./schema.json\n")
+    assert "name: Greeted by name?" in greeting.read_text()
+    assert not others[0].read_text().startswith("# yaml-language-server")
