@@ -284,18 +284,6 @@ class GitRepo:
         depth = f"--deepen={commits}" if commits else "--unshallow"
         self.run("fetch", "--quiet", "--no-tags", depth, remote, head)
 
-    def remote_head(self, remote: str) -> str | None:
-        """The branch the remote's HEAD points at, asked of the remote (`ls-remote --symref`).
-
-        None when the remote's HEAD names no branch (an empty repository).
-        """
-        out = self.run("ls-remote", "--symref", remote, "HEAD")
-        for line in out.splitlines():
-            target, _, name = line.partition("\t")
-            if name == "HEAD" and target.startswith("ref: refs/heads/"):
-                return target[len("ref: refs/heads/") :]
-        return None
-
     def tree_file_equal(self, rev: str, path: str, content: bytes) -> bool:
         return self.show_file(rev, path) == content
 

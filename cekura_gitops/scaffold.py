@@ -13,8 +13,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cekura_gitops import release, yamltext
-from cekura_gitops.errors import ConfigError, GitError, GitHubAPIError, MetricValidationError
+from cekura_gitops import defaultbranch, release, yamltext
+from cekura_gitops.errors import ConfigError, GitHubAPIError, MetricValidationError
 from cekura_gitops.gitrepo import GitRepo
 from cekura_gitops.release import ActionRef
 from cekura_gitops.settings import Settings
@@ -80,30 +80,18 @@ def _template(name: str) -> str:
 # --- the default branch -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Found:
-    branch: str
-    source: str  # where it came from, for the user: "origin", "the GitHub API"
-
-
-def default_branch(repo: GitRepo, settings: Settings) -> Found | None:
-    """The remote's default branch: what its HEAD names, else what the GitHub API says.
-
-    Never `refs/remotes/origin/HEAD` alone: a clone made the way actions/checkout makes one,
-    or an old clone whose remote changed its default, has none or a stale one.
+def default_branch(repo: GitRepo, settings: Settings) -> str | None:
+    """The default branch as defaultbranch.py decides it (event, settings, then the remote's
+    own HEAD via `ls-remote --symref`), else what the GitHub API says; never `origin/HEAD`.
     """
-    remote = settings.remote
-    if repo.has_remote(remote):
-        try:
-            branch = repo.remote_head(remote)
-        except GitError:
-            branch = None
-        if branch:
-            return Found(branch, remote)
-    return _from_github(repo, settings)
+    remote = settings.remote if repo.has_remote(settings.remote) else None
+    try:
+        return defaultbranch.default_branch(settings, repo, remote)
+    except ConfigError:
+        return _from_github(repo, settings)
 
 
-def _from_github(repo: GitRepo, settings: Settings) -> Found | None:
+def _from_github(repo: GitRepo, settings: Settings) -> str | None:
     repository = settings.github_repository or _repository_from_remote(repo, settings.remote)
     if not settings.github_token or not repository:
         return None
@@ -111,7 +99,7 @@ def _from_github(repo: GitRepo, settings: Settings) -> Found | None:
 
     try:
         with client_for(replace(settings, github_repository=repository)) as client:
-            return Found(client.get_repo().default_branch, "the GitHub API")
+            return client.get_repo().default_branch
     except (GitHubAPIError, ConfigError):
         return None
 

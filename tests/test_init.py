@@ -221,12 +221,17 @@ def test_default_branch_from_the_github_api_when_the_remote_names_none(
     assert load_yaml(work / WORKFLOWS[2])["on"]["push"]["branches"] == ["develop"]
 
 
-def test_no_default_branch_anywhere_says_to_pass_branch(tmp_path: Path, cli) -> None:
+def test_without_a_remote_the_checked_out_branch_and_else_branch_is_needed(tmp_path: Path, cli) -> None:
     work = tmp_path / "work"
-    git(tmp_path, "init", "-q", str(work))
+    git(tmp_path, "init", "-q", "--initial-branch=prompts", str(work))
+    local = cli("--json", "init", "--action", ACTION, "--dry-run", cwd=work)
+    assert local.code == 0 and local.json()["branch"] == "prompts", local.err
+    git(work, "commit", "-q", "--allow-empty", "-m", "one")
+    git(work, "checkout", "-q", "--detach")
     result = cli("init", "--action", ACTION, cwd=work)
     assert result.code == 1
     assert "--branch" in result.err
+    assert not (work / ".github").exists()
     ok = cli("--json", "init", "--action", ACTION, "--branch", "release", cwd=work)
     assert ok.code == 0 and ok.json()["branch"] == "release"
 

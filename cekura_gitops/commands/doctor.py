@@ -113,10 +113,10 @@ def _init_workflows(settings: Settings, checks: list[Check]) -> bool:
     try:
         repo = GitRepo(settings.root)
         folder = Path(metrics_folder(settings, repo)).as_posix()
-        found_branch = scaffold.default_branch(repo, settings)
+        branch = scaffold.default_branch(repo, settings)
     except GitOpsError:
         return False  # the git check says what is wrong
-    findings = scaffold.audit(repo.root, folder, found_branch.branch if found_branch else None)
+    findings = scaffold.audit(repo.root, folder, branch)
     if findings is None:
         return False
     fix = "run `cekura-gitops init` to see the difference (--force rewrites the workflows)"

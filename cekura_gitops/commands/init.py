@@ -98,7 +98,7 @@ def _default_branch(repo: GitRepo, settings: Settings) -> str:
             f"could not find the default branch: remote {settings.remote!r} names none and the GitHub "
             "API was not reachable (set GITHUB_TOKEN to ask it); pass --branch NAME"
         )
-    return found.branch
+    return found
 
 
 def _write(root: Path, rel: str, text: str, *, force: bool, dry_run: bool) -> FileResult:
