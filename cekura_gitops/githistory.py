@@ -112,13 +112,23 @@ def parse_point(entry: LogEntry) -> ScorePoint | None:
     if subject and _PROPOSAL.search(text):
         return ScorePoint(subject[1], entry.sha, entry.committed_at, subject[2], subject[3])
     machine = prbody.read_machine(text)
-    if machine.get("kind") == "optimise" and isinstance(machine.get("slug"), str):
-        old, new = machine.get("old_score"), machine.get("new_score")
-        if isinstance(old, str) and isinstance(new, str):
-            hold = (machine.get("holdout_old_score"), machine.get("holdout_new_score"))
-            held_pair = tuple(h if isinstance(h, str) else None for h in hold)
-            return ScorePoint(machine["slug"], entry.sha, entry.committed_at, old, new, *held_pair)
+    slug = machine.get("slug")
+    if machine.get("kind") == "optimise" and isinstance(slug, str) and _SLUG.fullmatch(slug):
+        # Anyone can write a commit message: keep only values of the expected shape.
+        old, new, held_old, held_new = (
+            _score(machine.get(k))
+            for k in ("old_score", "new_score", "holdout_old_score", "holdout_new_score")
+        )
+        if old and new:
+            return ScorePoint(slug, entry.sha, entry.committed_at, old, new, held_old, held_new)
     return None
+
+
+_SLUG = re.compile(r"[A-Za-z0-9_-]{1,200}")
+
+
+def _score(value: Any) -> str | None:
+    return value if isinstance(value, str) and re.fullmatch(r"\d+/\d+", value) else None
 
 
 def score_history(repo: GitRepo, rev: str, under: str) -> dict[str, list[ScorePoint]]:

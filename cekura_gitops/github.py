@@ -74,6 +74,13 @@ mutation($pullRequestId: ID!, $mergeMethod: PullRequestMergeMethod!) {
   }
 }"""
 
+_DISABLE_AUTO_MERGE = """\
+mutation($pullRequestId: ID!) {
+  disablePullRequestAutoMerge(input: {pullRequestId: $pullRequestId}) {
+    pullRequest { number }
+  }
+}"""
+
 
 @dataclass(frozen=True)
 class Repo:
@@ -97,6 +104,7 @@ class PullRequest:
     base_ref: str
     html_url: str
     user_login: str
+    auto_merge: bool = False  # GitHub merges it by itself once its checks pass
 
 
 @dataclass(frozen=True)
@@ -408,13 +416,18 @@ class GitHubClient:
 
     def enable_auto_merge(self, pull_node_id: str, *, merge_method: str = "SQUASH") -> None:
         """Turn on auto-merge (GraphQL only: there is no REST endpoint for it)."""
-        op = "enable auto-merge"
+        variables = {"pullRequestId": pull_node_id, "mergeMethod": merge_method}
+        self._mutation("enable auto-merge", "enablePullRequestAutoMerge", _ENABLE_AUTO_MERGE, variables)
+
+    def disable_auto_merge(self, pull_node_id: str) -> None:
+        """Turn auto-merge off again (GraphQL only)."""
+        variables = {"pullRequestId": pull_node_id}
+        self._mutation("disable auto-merge", "disablePullRequestAutoMerge", _DISABLE_AUTO_MERGE, variables)
+
+    def _mutation(self, op: str, field: str, query: str, variables: dict[str, Any]) -> None:
         path = httpx.URL(self.graphql_url).path
-        payload = {
-            "query": _ENABLE_AUTO_MERGE,
-            "variables": {"pullRequestId": pull_node_id, "mergeMethod": merge_method},
-        }
-        # Enabling auto-merge twice is harmless, so resending is safe.
+        payload = {"query": query, "variables": variables}
+        # Enabling or disabling auto-merge twice is harmless, so resending is safe.
         data = self._json(op, "POST", self.graphql_url, json=payload, resend_safe=True, display_path=path)
         errors = data.get("errors") if isinstance(data, dict) else None
         if errors:
@@ -423,7 +436,7 @@ class GitHubClient:
             raise GitHubAPIError(
                 op, "POST", path, 200, self._redact(_graphql_hint(message)[: DETAIL_LIMIT * 2])
             )
-        if not isinstance(data, dict) or not (data.get("data") or {}).get("enablePullRequestAutoMerge"):
+        if not isinstance(data, dict) or not (data.get("data") or {}).get(field):
             raise GitHubAPIError(op, "POST", path, 200, "unexpected GraphQL response shape")
 
     # -- plumbing ----------------------------------------------------------------------
@@ -755,6 +768,7 @@ def _pull(d: dict[str, Any]) -> PullRequest:
         base_ref=str(d["base"]["ref"]),
         html_url=str(d["html_url"]),
         user_login=_login(d.get("user")),
+        auto_merge=d.get("auto_merge") is not None,
     )
 
 

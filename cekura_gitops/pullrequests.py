@@ -129,10 +129,7 @@ class GitHubPublisher:
         title, section = proposal_pr(ctx, self.dashboard_url, note)
         pr, created = self._upsert(ctx.branch, ctx.base_branch, title, section)
         if ctx.proposal.label_changes:
-            try:
-                self.client.add_labels(pr.number, [evidence_body.LABEL])
-            except GitHubAPIError as err:
-                self.console.warn(f"{pr.html_url}: could not add the label {evidence_body.LABEL}: {err}")
+            self._hold_for_review(pr)
         if auto:
             self._auto_merge(pr, auto)
         return Published(pr.html_url, created=created)
@@ -206,6 +203,22 @@ class GitHubPublisher:
                 self.client.request_reviewers(pr.number, self.config.reviewers, self.config.team_reviewers)
         except GitHubAPIError as err:
             self.console.warn(f"{pr.html_url}: could not add labels or reviewers: {err}")
+
+    def _hold_for_review(self, pr: PullRequest) -> None:
+        """Label a proposal whose labels changed, and stop GitHub merging it by itself.
+
+        Auto-merge may be on from an earlier proposal on the same PR: GitHub keeps it on
+        when the bot pushes a new one, so it is turned off here.
+        """
+        try:
+            self.client.add_labels(pr.number, [evidence_body.LABEL])
+        except GitHubAPIError as err:
+            self.console.warn(f"{pr.html_url}: could not add the label {evidence_body.LABEL}: {err}")
+        if pr.auto_merge:
+            try:
+                self.client.disable_auto_merge(pr.node_id)
+            except GitHubAPIError as err:
+                self.console.warn(f"{pr.html_url}: could not turn auto-merge off; turn it off by hand: {err}")
 
     def _wants_auto_apply(self, ctx: ProposalContext) -> bool:
         opt = ctx.file.metric.optimiser

@@ -250,3 +250,23 @@ def test_a_huge_lab_stays_within_githubs_body_limit() -> None:
     assert len(body) <= prbody.MAX_BODY
     assert "more not listed (GitHub's body size limit)" in body
     assert section.splitlines()[0].startswith("⚠️ **This proposal breaks 5000 labelled reviews**")
+
+
+def test_label_changes_turn_off_auto_merge_left_on_by_an_earlier_proposal(
+    pulled: Repo, cli, env, gh, sandbox
+) -> None:  # type: ignore[no-untyped-def]
+    pulled.write("cekura-gitops.yaml", "optimiser: {auto_apply: true}\n")
+    pulled.commit_all("auto-apply everything")
+    pulled.push()
+    assert sync(cli, pulled, env, "--metric", GREETING).code == 0  # a clean proposal
+    pr = the_pr(gh)
+    assert gh.auto_merge_enabled == [pr["node_id"]] and pr["auto_merge"] is not None
+
+    sandbox.state.add_review(1562, True, False, "A nickname the caller offered counts as a name.", 456)
+    sandbox.state.set_optimiser_outcome(1562, OptimiserOutcome(unauthorized_label_changes=(LABEL_CHANGE,)))
+    result = sync(cli, pulled, env, "--metric", GREETING)
+    assert [m["status"] for m in result.json()["metrics"]] == ["updated"]
+    pr = the_pr(gh)  # the same PR, updated in place
+    assert gh.auto_merge_disabled == [pr["node_id"]] and pr["auto_merge"] is None
+    assert gh.auto_merge_enabled == [pr["node_id"]]  # not turned on again
+    assert evidence_body.LABEL in [label["name"] for label in pr["labels"]]

@@ -105,6 +105,15 @@ def test_score_history_chart_after_two_merged_proposals(pulled: Repo, cli, githu
             ("m_3", "2/4", "3/4", None, None),
         ),
         ("Merge pull request #5 from acme/x\n\noptimise(m_1): 1/2 → 2/2\n", None),
+        (  # a hand-written look-alike with values of the wrong shape is ignored
+            '<!-- cekura-gitops {"kind":"optimise","slug":"m_3","old_score":"<img src=x>",'
+            '"new_score":"3/4"} -->\n',
+            None,
+        ),
+        (
+            '<!-- cekura-gitops {"kind":"optimise","slug":"a\\"b","old_score":"1/2","new_score":"2/2"} -->',
+            None,
+        ),
         ("Tighten the greeting window\n", None),
     ],
 )

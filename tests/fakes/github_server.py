@@ -37,6 +37,7 @@ import subprocess
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -388,6 +389,7 @@ class FakeGitHub:
         self._labels_added: list[dict[str, Any]] = []
         self._reviewers_requested: list[dict[str, Any]] = []
         self._auto_merge_enabled: list[str] = []
+        self._auto_merge_disabled: list[str] = []
         self._requests: list[RecordedRequest] = []
         self._refs: dict[str, str] = {f"heads/{default_branch}": _fake_sha("branch", "main", 0)}
         self._rate_remaining = 5000
@@ -510,6 +512,12 @@ class FakeGitHub:
         """Node ids of the PRs auto-merge was enabled on, in call order."""
         with self._lock:
             return list(self._auto_merge_enabled)
+
+    @property
+    def auto_merge_disabled(self) -> list[str]:
+        """Node ids of pull requests whose auto-merge was turned off (GraphQL)."""
+        with self._lock:
+            return list(self._auto_merge_disabled)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -1158,10 +1166,14 @@ class FakeGitHub:
         if not isinstance(variables, dict):
             return problem("'variables' must be an object")
         query = body["query"]
-        if not re.match(r"\s*mutation\b", query) or "enablePullRequestAutoMerge" not in query:
+        if not re.match(r"\s*mutation\b", query) or not re.search(
+            r"(enable|disable)PullRequestAutoMerge", query
+        ):
             return problem("only `mutation { enablePullRequestAutoMerge(...) }` is supported")
         if query.count("{") != query.count("}") or query.count("(") != query.count(")"):
             return problem("unbalanced braces or parentheses in the query")
+        if "disablePullRequestAutoMerge" in query:
+            return self._graphql_disable(query, variables, problem)
         call = re.search(r"enablePullRequestAutoMerge\s*\((.*?)\)\s*\{", query, re.S)
         if call is None:
             return problem("enablePullRequestAutoMerge takes an (input: {...}) argument")
@@ -1223,6 +1235,32 @@ class FakeGitHub:
                 }
             }
         }
+
+    def _graphql_disable(
+        self, query: str, variables: dict[str, Any], problem: Callable[[str], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """`disablePullRequestAutoMerge(input: {pullRequestId})`."""
+        call = re.search(r"disablePullRequestAutoMerge\s*\((.*?)\)\s*\{", query, re.S)
+        if call is None:
+            return problem("disablePullRequestAutoMerge takes an (input: {...}) argument")
+        match = re.search(r"\bpullRequestId\s*:\s*(\$\w+|\"[^\"]*\")", call[1])
+        if match is None:
+            return problem("disablePullRequestAutoMerge input lacks pullRequestId")
+        token = match[1]
+        if token.startswith("$") and token[1:] not in variables:
+            return problem(f"variable {token} is used but not provided")
+        node_id = str(variables[token[1:]] if token.startswith("$") else token.strip('"'))
+        pull = next((p for p in self._pulls.values() if self._node_id(p) == node_id), None)
+        path = ["disablePullRequestAutoMerge"]
+        if pull is None:
+            message = f"Could not resolve to a node with the global id of '{node_id}'"
+            return {
+                "data": {"disablePullRequestAutoMerge": None},
+                "errors": [{"type": "NOT_FOUND", "path": path, "message": message}],
+            }
+        pull.auto_merge = None
+        self._auto_merge_disabled.append(node_id)
+        return {"data": {"disablePullRequestAutoMerge": {"pullRequest": {"number": pull.number}}}}
 
     # -- state helpers --------------------------------------------------------------------
 
