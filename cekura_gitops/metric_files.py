@@ -48,6 +48,17 @@ def parse_metric(
     return MetricFile(Path(display), display, text, doc, metric)
 
 
+def check_text(text: str, display: str, *, file_stem: str | None) -> MetricFile:
+    """`validate`'s verdict on text about to be written or committed as a metric file.
+
+    Every check a file on disk gets (size, encoding, YAML, schema, field limits,
+    semantics), so that nothing is proposed or written that validate, plan and apply
+    would refuse once it is merged. Raises MetricValidationError.
+    """
+    decoded = yamltext.decode(text.encode("utf-8"), display)
+    return parse_metric(decoded, display, file_stem=file_stem)
+
+
 def _semantic_problems(doc: yamltext.Document, path: str, stem: str | None) -> list[Problem]:
     data, out = doc.data, []
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.conftest import Repo
 
 GREETING = "metrics/caller_greeted_by_name_1562.yaml"
@@ -104,6 +106,57 @@ def test_pull_refuses_to_overwrite_uncommitted_edits(pulled: Repo, cli, cekura_e
     assert path.read_text().endswith("# local edit\n") and "Changed live" not in path.read_text()
     forced = cli("pull", "--project", "1376", "--force", cwd=pulled.work, env=cekura_env)
     assert forced.code == 0 and "name: Changed live" in path.read_text()
+
+
+def test_pull_outside_git_never_overwrites_a_file_without_force(
+    tmp_path: Path, cli, cekura_env, sandbox
+) -> None:  # type: ignore[no-untyped-def]
+    plain = tmp_path / "plain"  # no git: nothing tells a local edit from an older pull
+    plain.mkdir()
+    env = {**cekura_env, "GIT_CEILING_DIRECTORIES": str(tmp_path)}
+    assert cli("pull", "--project", "1376", cwd=plain, env=env).code == 0
+    path = plain / GREETING
+    path.write_text(path.read_text() + "# local edit\n")
+    sandbox.state.dashboard_edit(1562, name="Changed live")
+    result = cli("--json", "pull", "--project", "1376", cwd=plain, env=env)
+    assert result.code == 1
+    by_path = {m["path"]: m for m in result.json()["metrics"]}  # type: ignore[attr-defined]
+    assert by_path[GREETING]["status"] == "skipped-dirty"
+    assert "not in a git repository" in by_path[GREETING]["detail"]
+    assert path.read_text().endswith("# local edit\n") and "Changed live" not in path.read_text()
+    forced = cli("pull", "--project", "1376", "--force", cwd=plain, env=env)
+    assert forced.code == 0 and "name: Changed live" in path.read_text()
+
+
+def test_pull_of_an_unknown_project_says_so(repo: Repo, cli, cekura_env) -> None:  # type: ignore[no-untyped-def]
+    result = cli("pull", "--project", "9999", cwd=repo.work, env=cekura_env)
+    assert result.code == 1
+    assert "no project 9999" in result.err and "1376 Support bot" in result.err
+    assert not (repo.work / "metrics").exists()
+
+
+def test_pull_of_an_unknown_slug_names_it(repo: Repo, cli, cekura_env) -> None:  # type: ignore[no-untyped-def]
+    result = cli(
+        "--json", "pull", "--metric", "no_such_metric", "--metric", "1563", cwd=repo.work, env=cekura_env
+    )
+    assert result.code == 1
+    by_slug = {m["slug"]: m for m in result.json()["metrics"]}  # type: ignore[attr-defined]
+    assert by_slug["no_such_metric"]["status"] == "error"
+    assert "no live metric with slug 'no_such_metric'" in by_slug["no_such_metric"]["detail"]
+    assert by_slug["customer_satisfaction_1563"]["status"] == "created"  # the others are pulled
+    unknown_id = cli("pull", "--metric", "99999", cwd=repo.work, env=cekura_env)
+    assert unknown_id.code == 1 and "no live metric with id '99999'" in unknown_id.out
+
+
+def test_pull_refuses_to_write_a_file_validate_would_refuse(repo: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
+    sandbox.state.dashboard_edit(1562, description="x" * (1024 * 1024 + 1))
+    result = cli("--json", "pull", "--project", "1376", cwd=repo.work, env=cekura_env)
+    assert result.code == 1
+    by_slug = {m["slug"]: m for m in result.json()["metrics"]}  # type: ignore[attr-defined]
+    greeting = by_slug["caller_greeted_by_name_1562"]
+    assert greeting["status"] == "error" and "limited to 1 MiB" in greeting["detail"]
+    assert not (repo.work / GREETING).exists()
+    assert cli("validate", cwd=repo.work).code == 0  # what was written is valid
 
 
 def test_pull_single_metric_by_slug(repo: Repo, cli, cekura_env) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cekura_gitops import prbody
+from cekura_gitops.sandbox import OptimiserOutcome
 from tests.conftest import GH_TOKEN, HUMAN, Repo
 
 GREETING = "caller_greeted_by_name_1562"
@@ -114,6 +115,34 @@ def test_rejected_proposal_is_not_reproposed(pulled: Repo, cli, env, gh, sandbox
     fresh = sync(cli, pulled, env, "--metric", GREETING)
     assert only(fresh)["status"] == "proposed"
     assert len(open_prs(gh)) == 1
+
+
+# 1.2 MB: validate, plan and apply refuse metric files over 1 MiB.
+HUGE = "Score TRUE only if the agent greets the caller by name.\n" + "Guidance line.\n" * 80_000
+
+
+def test_a_proposal_validate_would_refuse_is_not_proposed(pulled: Repo, cli, env, gh, sandbox) -> None:  # type: ignore[no-untyped-def]
+    sandbox.state.set_optimiser_outcome(1562, OptimiserOutcome(description=HUGE))
+    result = sync(cli, pulled, env, "--metric", GREETING)
+    assert result.code == 0, result.err
+    m = only(result)
+    assert m["status"] == "invalid-proposal"
+    assert GREETING_FILE in m["detail"] and "limited to 1 MiB" in m["detail"]
+    assert m["old_score"] and m["new_score"]  # the run's scores are still reported
+    assert pulled.origin_ref(f"refs/heads/{BRANCH}") is None and gh.pulls == []
+    # The run counts as used: the same labels do not start it again.
+    again = sync(cli, pulled, env, "--metric", GREETING)
+    assert only(again)["status"] == "no-new-feedback"
+    assert sandbox.count("POST", r"/process_feedbacks/$") == 1
+
+
+def test_live_values_validate_would_refuse_get_no_drift_pr(pulled: Repo, cli, env, gh, sandbox) -> None:  # type: ignore[no-untyped-def]
+    sandbox.state.dashboard_edit(1562, description=HUGE)
+    result = sync(cli, pulled, env, "--metric", GREETING)
+    assert result.code == 0, result.err
+    m = only(result)
+    assert m["status"] == "drift" and "no drift PR" in m["detail"] and "limited to 1 MiB" in m["detail"]
+    assert pulled.origin_ref(f"refs/heads/cekura-gitops/drift/{GREETING}") is None and gh.pulls == []
 
 
 def test_drift_opens_a_drift_pr(pulled: Repo, cli, env, gh, sandbox) -> None:  # type: ignore[no-untyped-def]

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from cekura_gitops import metric_files, release
+from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.commands._common import cekura_client, run_all
 from cekura_gitops.console import Console
-from cekura_gitops.errors import ConfigError, GitError, MetricValidationError
+from cekura_gitops.errors import CekuraAPIError, ConfigError, GitError, MetricValidationError
 from cekura_gitops.metric import MANAGED_FIELDS, normalise
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.settings import Settings
@@ -19,8 +20,8 @@ from cekura_gitops.settings import Settings
 @dataclass(frozen=True)
 class PullResult:
     slug: str
-    id: int
-    path: str
+    id: int | None
+    path: str  # "" when no file is involved (a metric that does not exist live)
     status: str  # created | updated | unchanged | skipped-dirty | error
     fields: tuple[str, ...] = ()
     detail: str = ""
@@ -78,29 +79,14 @@ def pull_metrics(
     project = project or settings.cekura_project
     existing = _existing_files(settings)
     dirty = _dirty_paths(settings)
+    missing: list[PullResult] = []
     with cekura_client(settings) as client:
         if selectors:
-            wanted: list[dict[str, Any]] = run_all(
-                lambda s: client.get_metric(int(s) if s.isdigit() else s),
-                selectors,
-                settings.concurrency,
-            )
+            wanted, missing = _by_selector(client, selectors, settings.concurrency)
         else:
-            if project is None and not existing:
-                raise ConfigError("name the project to import: `cekura-gitops pull --project ID`")
-            known = sorted({f.metric.project for f in existing if f.metric.project is not None})
-            projects: list[int | None] = [project] if project is not None else [*known] or [None]
-            wanted = [m for p in projects for m in client.list_metrics(project_id=p)]
-            # The list hides custom_code: fetch details only for the metrics that need it.
-            need = [i for i, m in enumerate(wanted) if m.get("type") == "custom_code"]
-            for i, detail in zip(
-                need,
-                run_all(lambda i: client.get_metric(int(wanted[i]["id"])), need, settings.concurrency),
-                strict=True,
-            ):
-                wanted[i] = detail
+            wanted = _by_project(client, settings, project, existing)
     index = _Index(settings, existing, dirty)
-    return [_pull_one(settings, live, index, force) for live in wanted]
+    return missing + [_pull_one(settings, live, index, force) for live in wanted]
 
 
 class _Index:
@@ -133,6 +119,73 @@ class _Index:
         if folder is None:
             folder = self._folders[path.parent] = path.parent.resolve()
         return folder / path.name
+
+
+def _by_selector(
+    client: CekuraClient, selectors: Sequence[str], concurrency: int
+) -> tuple[list[dict[str, Any]], list[PullResult]]:
+    """The live metrics named by id or slug, and an error result for each that does not exist."""
+
+    def fetch(selector: str) -> dict[str, Any] | None:
+        try:
+            return client.get_metric(int(selector) if selector.isdigit() else selector)
+        except CekuraAPIError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    wanted, missing = [], []
+    for selector, live in zip(selectors, run_all(fetch, selectors, concurrency), strict=True):
+        if live is not None:
+            wanted.append(live)
+            continue
+        kind = "id" if selector.isdigit() else "slug"
+        detail = (
+            f"no live metric with {kind} {selector!r} in Cekura: check the {kind} "
+            "(Cekura's dashboard shows both)"
+        )
+        missing.append(PullResult(selector, None, "", "error", detail=detail))
+    return wanted, missing
+
+
+def _by_project(
+    client: CekuraClient, settings: Settings, project: int | None, existing: Sequence[MetricFile]
+) -> list[dict[str, Any]]:
+    if project is None and not existing:
+        raise ConfigError("name the project to import: `cekura-gitops pull --project ID`")
+    known = sorted({f.metric.project for f in existing if f.metric.project is not None})
+    projects: list[int | None] = [project] if project is not None else [*known] or [None]
+    wanted = [m for p in projects for m in client.list_metrics(project_id=p)]
+    if not wanted and project is not None:
+        raise ConfigError(_empty_project(client, project))
+    # The list hides custom_code: fetch details only for the metrics that need it.
+    need = [i for i, m in enumerate(wanted) if m.get("type") == "custom_code"]
+    for i, detail in zip(
+        need,
+        run_all(lambda i: client.get_metric(int(wanted[i]["id"])), need, settings.concurrency),
+        strict=True,
+    ):
+        wanted[i] = detail
+    return wanted
+
+
+def _empty_project(client: CekuraClient, project: int) -> str:
+    """Why a project listed no metrics: it does not exist (for this key), or it is empty."""
+    try:
+        projects = client.list_projects()
+    except CekuraAPIError:
+        return (
+            f"no metrics found in project {project}: check that the project exists and that this "
+            "API key can read it (--project, CEKURA_PROJECT_ID)"
+        )
+    found = next((p for p in projects if p.get("id") == project), None)
+    if found is None:
+        reached = ", ".join(f"{p.get('id')} {p.get('name', '')}".strip() for p in projects[:10]) or "none"
+        return (
+            f"no project {project} among the projects this API key reaches ({reached}): "
+            "check --project or CEKURA_PROJECT_ID"
+        )
+    return f"project {project} ({found.get('name', '')}) has no metrics: nothing to import"
 
 
 def _existing_files(settings: Settings) -> list[MetricFile]:
@@ -177,8 +230,9 @@ def _pull_one(settings: Settings, live: dict[str, Any], index: _Index, force: bo
             )
         # A file we create points editors at its schema; a human's file is never touched.
         text = metric_files.render_new(fields, schema_url=release.schema_url("metric"))
-        metric_files.parse_metric(text, display, file_stem=slug)  # never write what we can't read
-        metric_files.write_atomic(path, text)
+        refused = _write_valid(path, text, display, slug)
+        if refused:
+            return PullResult(slug, metric_id, display, "error", detail=refused)
         return PullResult(slug, metric_id, display, "created", tuple(fields))
     # Refresh: only fields the file manages (plus identity) are brought up to date.
     changes = {
@@ -187,14 +241,19 @@ def _pull_one(settings: Settings, live: dict[str, Any], index: _Index, force: bo
     changes = {k: v for k, v in changes.items() if normalise(match.doc.data[k]) != normalise(v)}
     if not changes:
         return PullResult(slug, metric_id, display, "unchanged")
-    text = metric_files.edit_fields(match.text, display, changes)
-    try:
-        metric_files.parse_metric(text, display, file_stem=None)
-    except MetricValidationError as err:
+    if index.dirty is None and not force:
+        # Outside git nothing tells a local edit from an older pull: never overwrite either.
         return PullResult(
-            slug, metric_id, display, "error", detail=f"refusing to write an invalid file: {err}"
+            slug,
+            metric_id,
+            display,
+            "skipped-dirty",
+            detail="not in a git repository, so local edits cannot be told apart: run pull in "
+            "your metrics repository, or use --force to overwrite",
         )
-    metric_files.write_atomic(path, text)
+    refused = _write_valid(path, metric_files.edit_fields(match.text, display, changes), display, None)
+    if refused:
+        return PullResult(slug, metric_id, display, "error", detail=refused)
     return PullResult(slug, metric_id, display, "updated", tuple(changes))
 
 
@@ -203,7 +262,7 @@ def json_rows(results: Sequence[PullResult]) -> list[dict[str, Any]]:
         {
             "slug": r.slug,
             "id": r.id,
-            "path": r.path,
+            "path": r.path or None,
             "status": r.status,
             "fields": list(r.fields),
             **({"detail": r.detail} if r.detail else {}),
@@ -216,6 +275,17 @@ def failed(results: Sequence[PullResult]) -> bool:
     return any(r.status in ("skipped-dirty", "error") for r in results)
 
 
+def _write_valid(path: Path, text: str, display: str, file_stem: str | None) -> str:
+    """Write text unless validate would refuse it (over 1 MiB, a field over its limit...):
+    '' when written, else why not. Never write what validate, plan and apply can't read."""
+    try:
+        metric_files.check_text(text, display, file_stem=file_stem)
+    except MetricValidationError as err:
+        return f"refusing to write an invalid file: {err.problems[0]}"
+    metric_files.write_atomic(path, text)
+    return ""
+
+
 def _report(settings: Settings, console: Console, results: Sequence[PullResult]) -> int:
     if settings.json_output:
         console.emit_json({"metrics": json_rows(results)})
@@ -223,7 +293,7 @@ def _report(settings: Settings, console: Console, results: Sequence[PullResult])
         for r in results:
             extra = f" ({', '.join(r.fields)})" if r.status == "updated" else ""
             detail = f": {r.detail}" if r.detail else ""
-            console.say(f"{r.status:<14} {r.path}{extra}{detail}")
+            console.say(f"{r.status:<14} {r.path or r.slug}{extra}{detail}")
         created = sum(r.status == "created" for r in results)
         updated = sum(r.status == "updated" for r in results)
         console.say(f"\n{created} created, {updated} updated, {len(results) - created - updated} other.")

@@ -58,6 +58,10 @@ class SyncStatus(enum.Enum):
     SKIPPED_CAP = "skipped-cap"
     OSCILLATION = "oscillation"
     REJECTED = "rejected"
+    # The proposal would make a file validate/plan/apply refuse (over 1 MiB, a field over
+    # its limit): handled like a regression, since a rerun on the same labels proposes the
+    # same text; the detail names the problem.
+    INVALID_PROPOSAL = "invalid-proposal"
     MISSING_LIVE = "missing-live"
     ERROR = "error"
 
@@ -459,6 +463,14 @@ def _propose(
     changes = changes_for(f.metric, live, proposal)
     if not changes:
         return result(status=SyncStatus.NO_CHANGE, detail="the proposal equals the file")
+    # Before any re-scoring (billed): a file validate would refuse is never proposed.
+    unfit = _unfit(metric_files.edit_fields(f.text, f.display, changes), f)
+    if unfit:
+        return result(
+            status=SyncStatus.INVALID_PROPOSAL,
+            detail=f"not proposed: validate, plan and apply would refuse the proposed file ({unfit}); "
+            "the next run with new Lab labels tries again",
+        )
     held: _HeldOut | None = None
     if guard.split is not None:
         try:
@@ -521,7 +533,6 @@ def _publish(
             detail="pull request caps reached (pull_requests.max_new_per_run / max_open)",
         )
     new_text = metric_files.edit_fields(f.text, f.display, changes)
-    metric_files.parse_metric(new_text, f.display, file_stem=slug)  # never commit an invalid file
     message = _commit_message(slug, proposal, changes, progress_id, digest, checked.held)
     written = run.writer.write(branch, run.base, f.display, new_text.encode("utf-8"), message)
     fields = tuple(changes)
@@ -634,6 +645,17 @@ def _evidence(live: Mapping[str, Any], proposal: Proposal) -> Evidence | None:
     return evidence.classify(evidence.parse_reviews(live.get("reviews")), proposal.review_results)
 
 
+def _unfit(new_text: str, f: MetricFile) -> str:
+    """The first problem validate would report in new_text as f ("" if none), so that
+    nothing is committed that validate, plan and apply would refuse after the merge."""
+    try:
+        metric_files.check_text(new_text, f.display, file_stem=f.metric.slug)
+    except MetricValidationError as err:
+        more = f" and {len(err.problems) - 1} more problem(s)" if len(err.problems) > 1 else ""
+        return f"{err.problems[0]}{more}"
+    return ""
+
+
 def _drift(run: Run, f: MetricFile, live: Mapping[str, Any], live_values: dict[str, Any]) -> SyncResult:
     slug = f.metric.slug
     detail = (
@@ -644,6 +666,18 @@ def _drift(run: Run, f: MetricFile, live: Mapping[str, Any], live_values: dict[s
         return SyncResult(slug, f.metric.id, SyncStatus.DRIFT, detail, fields=tuple(live_values))
     branch = f"{run.settings.branch_prefix}/drift/{slug}"
     values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in live_values.items()}
+    new_text = metric_files.edit_fields(f.text, f.display, values)
+    unfit = _unfit(new_text, f)
+    if unfit:
+        return SyncResult(
+            slug,
+            f.metric.id,
+            SyncStatus.DRIFT,
+            f"live differs from {run.base_branch} in {', '.join(live_values)}; not optimised; no drift "
+            f"PR: validate, plan and apply would refuse the file with the live values ({unfit}): fix "
+            "the live metric in Cekura, or `apply --force` to restore git's version",
+            fields=tuple(live_values),
+        )
     if not run.publisher.may_open(branch):
         return SyncResult(
             slug,
@@ -653,7 +687,6 @@ def _drift(run: Run, f: MetricFile, live: Mapping[str, Any], live_values: dict[s
             branch=branch,
             fields=tuple(live_values),
         )
-    new_text = metric_files.edit_fields(f.text, f.display, values)
     message = f"drift({slug}): bring live Cekura values into git\n\nFields: {', '.join(values)}\n"
     written = run.writer.write(branch, run.base, f.display, new_text.encode("utf-8"), message)
     url = None
