@@ -89,15 +89,39 @@ def test_already_live_is_in_sync(pulled: Repo, cli, cekura_env, sandbox) -> None
 
 def test_dry_run_writes_nothing_and_matches_the_real_plan(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
     edit(pulled, GREETING_FILE, "Score FALSE otherwise.", "Score FALSE otherwise, or if unsure.")
+    pulled.write(
+        "metrics/hold_music.yaml",
+        "slug: hold_music\nproject: 1376\nname: Hold music mentioned\ntype: llm_judge\neval_type: binary\n"
+        "description: Score TRUE if the agent warns before putting the caller on hold.\n"
+        "evaluation_trigger: always\n",
+    )
     pulled.commit_all("change")
     dry = apply(cli, pulled, cekura_env, "--dry-run")
     assert dry.code == 0
-    assert sandbox.state.patches == []
+    assert sandbox.state.patches == [] and len(sandbox.state.metric_ids()) == 4
+    # What would happen, never reported as done: not "applied", not "created".
+    assert dry.json()["summary"] == {"would-apply": 1, "would-create": 1}
+    text = cli("apply", "--dry-run", cwd=pulled.work, env=cekura_env)
+    assert "caller_greeted_by_name_1562: would apply (description)" in text.out
+    assert "hold_music: would create" in text.out
+    assert "applied" not in text.out and "created" not in text.out
     real = apply(cli, pulled, cekura_env)
-    strip = {"dry_run", "detail"}
-    assert [{k: v for k, v in m.items() if k not in strip} for m in dry.json()["metrics"]] == [
-        {k: v for k, v in m.items() if k not in strip} for m in real.json()["metrics"]
-    ]
+    assert real.json()["summary"] == {"applied": 1, "created": 1}
+    done = {"would-apply": "applied", "would-create": "created"}
+    strip = {"dry_run", "detail", "id"}
+    assert [
+        {k: (done[v] if k == "status" else v) for k, v in m.items() if k not in strip}
+        for m in dry.json()["metrics"]
+    ] == [{k: v for k, v in m.items() if k not in strip} for m in real.json()["metrics"]]
+
+
+def test_a_metrics_folder_in_neither_commit_is_an_error(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
+    edit(pulled, GREETING_FILE, "Score FALSE otherwise.", "Score FALSE otherwise, or if unsure.")
+    pulled.commit_all("change")
+    result = cli("apply", "--metrics-dir", "metricz", cwd=pulled.work, env=cekura_env)
+    assert result.code == 1
+    assert "no metrics folder 'metricz'" in result.err and "--metrics-dir" in result.err
+    assert sandbox.state.patches == []
 
 
 def test_new_file_creates_the_metric(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]

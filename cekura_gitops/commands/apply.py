@@ -14,14 +14,15 @@ from cekura_gitops.changes import GuardResult
 from cekura_gitops.commands._common import cekura_client, metrics_folder, run_all
 from cekura_gitops.console import Console
 from cekura_gitops.defaultbranch import default_branch
-from cekura_gitops.errors import CekuraAPIError, GitError, GitOpsError, MetricValidationError
+from cekura_gitops.errors import CekuraAPIError, ConfigError, GitError, GitOpsError, MetricValidationError
 from cekura_gitops.gitrepo import FileChange, GitRepo, Identity
 from cekura_gitops.metric import Metric, live_value, normalise
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.settings import Settings
 from cekura_gitops.statestore import StateStore
 
-STATUSES = ("applied", "in-sync", "conflict", "created", "deleted", "error")
+# --dry-run reports would-apply / would-create instead of applied / created: nothing was.
+STATUSES = ("applied", "in-sync", "conflict", "created", "deleted", "error", "would-apply", "would-create")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ def apply(
     branch = default_branch(settings, repo, remote) if records and remote else None
     base, head, why = _range(settings, repo, store, remote, base, head)
     rel = metrics_folder(settings, repo)
+    _require_folder(repo, rel, base, head)
     head_sha = repo.rev_parse(head) or head
     jobs, problems = _jobs(repo, base, head, rel, head_sha)
     if selectors:
@@ -112,6 +114,15 @@ def apply(
             history=githistory.score_history(repo, head, rel),
         )
     return code
+
+
+def _require_folder(repo: GitRepo, rel: str, base: str, head: str) -> None:
+    """A metrics folder in neither commit is a typo (--metrics-dir), not "nothing changed"."""
+    if not repo.tree_entries(head, rel) and not repo.tree_entries(base, rel):
+        raise ConfigError(
+            f"no metrics folder {rel!r} in git at {head[:12]} or {base[:12]}: check --metrics-dir "
+            "(default: metrics) or metrics_dir in cekura-gitops.yaml"
+        )
 
 
 def _managed_slugs(settings: Settings, repo: GitRepo, head: str) -> list[str]:
@@ -370,11 +381,11 @@ def _apply_one(
             head.slug,
             head.id,
             display,
-            "applied",
+            "would-apply",
             tuple(body),
             diff=three,
             dry_run=True,
-            detail="would PATCH" + (" (forced over a conflict)" if guard is GuardResult.CONFLICT else ""),
+            detail="forced over a conflict" if guard is GuardResult.CONFLICT else "",
         )
     assert head.id is not None or live.get("id") is not None
     metric_id = int(head.id if head.id is not None else live["id"])
@@ -459,9 +470,7 @@ def _create(client: CekuraClient, f: MetricFile, *, dry_run: bool) -> ApplyResul
     body["project"] = m.project
     body["slug"] = m.slug
     if dry_run:
-        return ApplyResult(
-            m.slug, None, f.display, "created", tuple(body), dry_run=True, detail="would create"
-        )
+        return ApplyResult(m.slug, None, f.display, "would-create", tuple(body), dry_run=True)
     created = client.create_metric(body)
     new_id, new_slug = created.get("id"), created.get("slug")
     hint = f"add `id: {new_id}` to {f.display}"
@@ -517,10 +526,10 @@ def report(settings: Settings, console: Console, results: Sequence[ApplyResult],
         )
     else:
         for r in results:
-            verb = f"would be {r.status}" if dry_run and r.status in ("applied", "created") else r.status
+            verb = r.status.replace("-", " ", 1) if r.status.startswith("would-") else r.status
             fields = f" ({', '.join(r.fields)})" if r.fields else ""
             console.say(f"{r.slug}: {verb}{fields}{' — ' + r.detail if r.detail else ''}")
-            if r.diff and r.status in ("conflict", "applied"):
+            if r.diff and r.status in ("conflict", "applied", "would-apply"):
                 console.untrusted(r.diff.rstrip("\n"))
         console.say(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no metric files changed")
     _actions_report(settings, results, dry_run)
