@@ -58,7 +58,7 @@ def test_action_declares_the_documented_interface() -> None:
     assert {k: v.get("default") for k, v in inputs.items() if k not in ("command", "github-token")} == {
         "cekura-api-key": "",
         "cekura-api-url": "https://api.cekura.ai",
-        "metrics-dir": "metrics",
+        "metrics-dir": "",
         "metrics": "",
         "python-version": "3.12",
         "version": "",
@@ -399,3 +399,11 @@ def test_list_with_shard_and_unknown_command(harness: ActionHarness) -> None:
     assert "caller_greeted_by_name_1562" in result.stdout + result.stderr
     bad = harness.run({"command": "destroy"})
     assert not bad.ok and bad.failed_step is not None and bad.failed_step.returncode == 64
+
+
+def test_without_metrics_dir_the_config_file_names_the_folder(workspace: Repo, tmp_path: Path) -> None:
+    (workspace.work / "metrics").rename(workspace.work / "prompts")
+    (workspace.work / "cekura-gitops.yaml").write_text("metrics_dir: prompts\n")
+    result = ActionHarness(workspace.work, tmp_path / "runner").run({"command": "list"})
+    assert result.ok, result.describe()
+    assert "prompts/caller_greeted_by_name_1562.yaml" in result.stdout
