@@ -121,12 +121,14 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     out = done.stdout
     for n in range(1, 8):
         assert f"Step {n}/7" in out
-    assert "proposed 5/7 → 7/7" in out
+    assert "proposed 5/8 → 7/8" in out
     # The rendered pull request carries the evidence table and the label change.
     assert "**2** fixed · **0** broken" in out
     assert re.search(r"^│ \| 9004 \| fixed \| Greeting regressions \(id 456\) \|", out, re.M)
     assert "changed 1 label without a person's approval" in out
     assert re.search(r"^│ \| 9006 \| feedback edit \| feedback \|", out, re.M)
+    assert "**1** still wrong" in out and "<details><summary>Unresolved samples (1)</summary>" in out
+    assert re.search(r"^│ \| \d+ \| ambiguous label \| 0.0 \| No feedback says why", out, re.M)
     assert "caller_greeted_by_name_1562: applied (description)" in out
     assert "caller_greeted_by_name_1562: conflict" in out
     assert "Demo finished" in out

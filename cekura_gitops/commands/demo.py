@@ -129,6 +129,10 @@ def _run(console: Console, tmp: Path, sandbox: Sandbox, base: Settings) -> None:
     validate(settings, console, [])
     plan(settings, console)
 
+    # A call labelled without saying why: the optimiser cannot learn it (an unresolved sample).
+    sandbox.state.add_review(
+        1562, True, False, "", 789, transcript="Agent: Hey you! Caller: It's Sam. Agent: Thanks, Sam."
+    )
     # Cekura's optimiser can rewrite a review's feedback while it works; the PR shows it.
     sandbox.state.set_optimiser_outcome(
         1562,
