@@ -73,7 +73,7 @@ def global_options(func: F) -> F:
     return func
 
 
-def _settings_and_console(ctx: click.Context) -> tuple[Any, Any]:
+def _settings_and_console(ctx: click.Context, *, config_file: bool = True) -> tuple[Any, Any]:
     from cekura_gitops import crashpoints
     from cekura_gitops import settings as settings_mod
     from cekura_gitops.console import Console
@@ -84,6 +84,7 @@ def _settings_and_console(ctx: click.Context) -> tuple[Any, Any]:
         json_output=bool(store.get("json_output")),
         verbose=bool(store.get("verbose")),
         concurrency=store.get("concurrency"),
+        config_file=config_file,
     )
     crashpoints.configure(settings.crash_at)
     console = Console(
@@ -348,9 +349,17 @@ def doctor(ctx: click.Context) -> int:
       cekura-gitops doctor
     """
     from cekura_gitops.commands.doctor import doctor as run
+    from cekura_gitops.errors import ConfigError
 
-    settings, console = _settings_and_console(ctx)
-    return run(settings, console)
+    try:
+        settings, console = _settings_and_console(ctx)
+        config_error = None
+    except ConfigError as err:
+        # A broken cekura-gitops.yaml fails one check; the rest run with the defaults (an
+        # error in the environment or flags still stops here: nothing could be checked).
+        settings, console = _settings_and_console(ctx, config_file=False)
+        config_error = str(err)
+    return run(settings, console, config_error=config_error)
 
 
 @cli.command(name="init", context_settings=CONTEXT)

@@ -149,11 +149,15 @@ def resolve(
     verbose: bool = False,
     concurrency: int | None = None,
     environ: Mapping[str, str] | None = None,
+    config_file: bool = True,
 ) -> Settings:
-    """Flags (the arguments), then environment, then the config file, then defaults."""
+    """Flags (the arguments), then environment, then the config file, then defaults.
+
+    config_file=False ignores cekura-gitops.yaml (doctor, reporting a broken one).
+    """
     env = os.environ if environ is None else environ
     root = (root or Path.cwd()).resolve()
-    config = load_config_file(root)
+    config = load_config_file(root) if config_file else {}
     opt_cfg = config.get("optimiser", {})
     pr_cfg = config.get("pull_requests", {})
     git_cfg = config.get("git", {})

@@ -68,6 +68,53 @@ def test_missing_live_metric_and_invalid_files(pulled: Repo, cli, cekura_env) ->
     assert checks(invalid)["metric files"]["status"] == "fail"
 
 
+def test_an_invalid_file_is_not_counted_as_zero_existing_metrics(pulled: Repo, cli, cekura_env) -> None:  # type: ignore[no-untyped-def]
+    (pulled.work / "metrics/customer_satisfaction_1563.yaml").write_text("slug: [broken\n")
+    got = checks(cli("--json", "doctor", cwd=pulled.work, env=cekura_env))
+    assert got["metric files"]["status"] == "fail"
+    for name in ("live metrics", "cekura schedules"):
+        assert got[name]["status"] == "warn" and "not checked" in got[name]["message"], got[name]
+    assert "all 0" not in got["live metrics"]["message"]
+
+
+def test_an_empty_metrics_folder_is_a_warning_not_zero_valid_files(repo: Repo, cli, cekura_env) -> None:  # type: ignore[no-untyped-def]
+    (repo.work / "metrics").mkdir()
+    got = checks(cli("--json", "doctor", cwd=repo.work, env=cekura_env))
+    assert got["metric files"]["status"] == "warn" and "pull --project" in got["metric files"]["fix"]
+    assert got["live metrics"]["message"] == "no managed metrics to look up"
+
+
+def test_the_config_check_says_whether_there_is_a_config_file(pulled: Repo, cli, cekura_env) -> None:  # type: ignore[no-untyped-def]
+    absent = checks(cli("--json", "doctor", cwd=pulled.work, env=cekura_env))["config"]
+    assert absent["status"] == "ok" and "no cekura-gitops.yaml" in absent["message"]
+    pulled.write("cekura-gitops.yaml", "concurrency: 4\n")
+    present = checks(cli("--json", "doctor", cwd=pulled.work, env=cekura_env))["config"]
+    assert present["status"] == "ok" and "cekura-gitops.yaml and environment are valid" in present["message"]
+
+
+def test_a_broken_config_fails_its_check_and_the_others_still_run(pulled: Repo, cli, cekura_env) -> None:  # type: ignore[no-untyped-def]
+    pulled.write("cekura-gitops.yaml", "concurency: 4\n")  # a typo
+    result = cli("--json", "doctor", cwd=pulled.work, env=cekura_env)
+    assert result.code == 1
+    got = checks(result)
+    assert got["config"]["status"] == "fail"
+    assert "cekura-gitops.yaml:1:1: unknown field 'concurency'" in got["config"]["message"]
+    assert got["metric files"]["status"] == "ok" and got["cekura key"]["status"] == "ok"
+    assert got["live metrics"]["status"] == "ok"
+
+
+def test_an_unreachable_api_is_not_blamed_on_the_key(pulled: Repo, cli) -> None:  # type: ignore[no-untyped-def]
+    env = {
+        "CEKURA_API_URL": "http://127.0.0.1:9",
+        "CEKURA_API_KEY": "k" * 10,
+        "CEKURA_GITOPS_HTTP_BACKOFF": "0",
+    }
+    got = checks(cli("--json", "doctor", cwd=pulled.work, env=env))["cekura key"]
+    assert got["status"] == "fail"
+    assert "unreachable" in got["message"] and "http://127.0.0.1:9" in got["message"]
+    assert "CEKURA_API_URL" in got["fix"] and "key" not in got["fix"]
+
+
 def test_cekura_schedule_auto_applying_to_a_managed_metric_fails(
     pulled: Repo, cli, cekura_env, sandbox
 ) -> None:  # type: ignore[no-untyped-def]

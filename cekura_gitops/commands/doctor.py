@@ -13,7 +13,7 @@ from cekura_gitops.commands._common import cekura_client
 from cekura_gitops.console import Console
 from cekura_gitops.errors import CekuraAPIError, GitError, GitHubAPIError, GitOpsError, MetricValidationError
 from cekura_gitops.metric_files import MetricFile
-from cekura_gitops.settings import Settings
+from cekura_gitops.settings import CONFIG_FILE, Settings
 
 WORKFLOWS = ("optimise.yml", "plan.yml", "apply.yml")
 
@@ -32,9 +32,14 @@ class Check:
     fix: str = ""
 
 
-def doctor(settings: Settings, console: Console) -> int:
-    """Run every check; exit 1 if any failed (warnings do not fail)."""
+def doctor(settings: Settings, console: Console, *, config_error: str | None = None) -> int:
+    """Run every check; exit 1 if any failed (warnings do not fail).
+
+    config_error: why cekura-gitops.yaml could not be used; settings then hold the defaults
+    and the environment, so that one broken file fails one check and the others still run.
+    """
     checks: list[Check] = []
+    _config(settings, checks, config_error)
     files = _files(settings, checks)
     if not _init_workflows(settings, checks):
         _workflows(settings, checks)
@@ -60,8 +65,26 @@ def doctor(settings: Settings, console: Console) -> int:
     return 1 if any(c.level is Level.FAIL for c in checks) else 0
 
 
-def _files(settings: Settings, checks: list[Check]) -> list[MetricFile]:
-    checks.append(Check("config", Level.OK, "cekura-gitops.yaml and environment are valid"))
+def _config(settings: Settings, checks: list[Check], config_error: str | None) -> None:
+    if config_error is not None:
+        lines = config_error.splitlines() or [""]
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        checks.append(
+            Check(
+                "config",
+                Level.FAIL,
+                f"{lines[0]}{more}; the other checks ran with the defaults",
+                f"edit {CONFIG_FILE} at the line:col shown (schema cekura_gitops/schemas/config.schema.json)",
+            )
+        )
+    elif (settings.root / CONFIG_FILE).is_file():
+        checks.append(Check("config", Level.OK, f"{CONFIG_FILE} and environment are valid"))
+    else:
+        checks.append(Check("config", Level.OK, f"no {CONFIG_FILE} (optional): defaults and environment"))
+
+
+def _files(settings: Settings, checks: list[Check]) -> list[MetricFile] | None:
+    """The managed metric files, or None when they could not be read (the check says why)."""
     if not settings.metrics_dir.is_dir():
         checks.append(
             Check(
@@ -71,7 +94,7 @@ def _files(settings: Settings, checks: list[Check]) -> list[MetricFile]:
                 "run `cekura-gitops pull --project ID`",
             )
         )
-        return []
+        return None
     try:
         files = metric_files.load_metrics([settings.metrics_dir], settings.root)
     except MetricValidationError as err:
@@ -83,8 +106,18 @@ def _files(settings: Settings, checks: list[Check]) -> list[MetricFile]:
                 "run `cekura-gitops validate` and fix each problem",
             )
         )
-        return []
-    checks.append(Check("metric files", Level.OK, f"{len(files)} valid"))
+        return None
+    if not files:
+        checks.append(
+            Check(
+                "metric files",
+                Level.WARN,
+                f"no metric files in {settings.metrics_dir}",
+                "run `cekura-gitops pull --project ID` to import your metrics",
+            )
+        )
+    else:
+        checks.append(Check("metric files", Level.OK, f"{len(files)} valid"))
     return files
 
 
@@ -152,7 +185,7 @@ def _git(settings: Settings, checks: list[Check]) -> None:
         checks.append(Check("git", Level.FAIL, str(err), "run inside a clone of your metrics repository"))
 
 
-def _cekura(settings: Settings, files: Sequence[MetricFile], checks: list[Check]) -> None:
+def _cekura(settings: Settings, files: Sequence[MetricFile] | None, checks: list[Check]) -> None:
     if not settings.cekura_api_key:
         checks.append(
             Check(
@@ -167,19 +200,49 @@ def _cekura(settings: Settings, files: Sequence[MetricFile], checks: list[Check]
         try:
             projects = client.list_projects()
         except CekuraAPIError as err:
-            checks.append(
-                Check(
-                    "cekura key",
-                    Level.FAIL,
-                    str(err),
-                    "create an org- or project-scoped key in Cekura's settings",
-                )
-            )
+            checks.append(_key_failure(settings, err))
             return
         names = ", ".join(f"{p.get('id')} {p.get('name', '')}".strip() for p in projects[:5]) or "none"
         checks.append(Check("cekura key", Level.OK, f"works; reaches project(s) {names}"))
+        if files is None:
+            # Zero readable files is not "all 0 managed metrics exist".
+            for name in ("live metrics", "cekura schedules"):
+                checks.append(
+                    Check(
+                        name,
+                        Level.WARN,
+                        "not checked: the metric files could not be read",
+                        "fix the metric files (see the metric files check), then run doctor again",
+                    )
+                )
+            return
         _exists_live(client, files, checks)
         _cron_jobs(client, files, checks)
+
+
+def _key_failure(settings: Settings, err: CekuraAPIError) -> Check:
+    """The key check's failure, with the fix for what actually went wrong."""
+    if err.status is None:
+        return Check(
+            "cekura key",
+            Level.FAIL,
+            f"not checked: the Cekura API at {settings.cekura_api_url} is unreachable ({err.detail})",
+            "check CEKURA_API_URL and the network (proxy, firewall, DNS), then run doctor again",
+        )
+    if err.status in (401, 403):
+        return Check(
+            "cekura key",
+            Level.FAIL,
+            str(err),
+            "create an org- or project-scoped key in Cekura's settings",
+        )
+    return Check(
+        "cekura key",
+        Level.FAIL,
+        str(err),
+        f"Cekura answered HTTP {err.status}: check that CEKURA_API_URL is Cekura's API; if it is, "
+        "retry later",
+    )
 
 
 def _exists_live(client: CekuraClient, files: Sequence[MetricFile], checks: list[Check]) -> None:
@@ -196,8 +259,10 @@ def _exists_live(client: CekuraClient, files: Sequence[MetricFile], checks: list
                 "merge the files so apply creates them, or fix their id/project",
             )
         )
-    else:
+    elif files:
         checks.append(Check("live metrics", Level.OK, f"all {len(files)} managed metric(s) exist"))
+    else:
+        checks.append(Check("live metrics", Level.OK, "no managed metrics to look up"))
 
 
 def _cron_jobs(client: CekuraClient, files: Sequence[MetricFile], checks: list[Check]) -> None:
