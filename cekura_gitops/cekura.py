@@ -1,8 +1,21 @@
 """CekuraClient: the few Cekura REST operations cekura-gitops needs, over one httpx.Client.
 
-httpx is confined to this module: every failure leaves it as a `CekuraAPIError` built from
-the operation, method, path, status and a short body excerpt, never from headers, so the
-API key cannot leak into messages, reprs or tracebacks.
+httpx is confined to this module (and the shared `httpio`): every failure leaves it as a
+`CekuraAPIError` built from the operation, method, path, status and a short body excerpt,
+never from headers. Every piece of the server's text is redacted (`redaction.Redactor`:
+the key, its encodings and its fragments) *before* it is cut to an excerpt, so not even a
+fragment of the API key reaches messages, reprs or tracebacks.
+
+Hostile replies (`httpio`): each request has an overall deadline, bodies have a size
+limit, and JSON a nesting limit; a reply broken in any of these ways is the server's
+fault, a `CekuraAPIError` naming the endpoint.
+
+A refused key stops everything: until one request has been answered with something other
+than 401/403, requests go out one at a time. A 401 then marks the key refused; a 403 (or a
+later 401) is checked with one request any valid key may make (list projects), and marks
+the key refused only if that is refused too: a project-scoped key may be refused one
+metric and not others. Once refused, every request of this client fails at once with
+`CekuraKeyRefused`, unsent.
 
 Retry policy (reference/cekura-api.md §8-9):
 
@@ -31,8 +44,9 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
-from cekura_gitops import __version__
-from cekura_gitops.errors import CekuraAPIError
+from cekura_gitops import __version__, httpio
+from cekura_gitops.errors import CekuraAPIError, CekuraKeyRefused
+from cekura_gitops.redaction import Redactor, excerpt
 from cekura_gitops.retryafter import parse_retry_after
 
 __all__ = ["CekuraClient", "ProgressReply"]
@@ -45,9 +59,25 @@ PROJECTS = "/user/v1/projects/"
 # Statuses worth another try for idempotent calls: the server or a proxy was busy or
 # restarting (a Cekura deploy), not a verdict on the request itself.
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-DETAIL_LIMIT = 300
+AUTH_STATUSES = frozenset({401, 403})
 # DRF pagination loops are a server bug; stop instead of spinning forever.
 MAX_PAGES = 1000
+# A metric's fields the tool reads, by JSON type: a reply with another type is refused at
+# the door (exit 1, naming the endpoint) instead of failing deep inside a command.
+METRIC_STRINGS = (
+    "slug",
+    "name",
+    "type",
+    "eval_type",
+    "description",
+    "prompt",
+    "custom_code",
+    "evaluation_trigger",
+    "trigger_type",
+    "evaluation_trigger_prompt",
+    "evaluation_trigger_custom_code",
+)
+METRIC_LISTS = ("enum_values", "agents", "reviews")
 
 
 @dataclass(frozen=True)
@@ -63,6 +93,7 @@ class _Reply:
     status: int
     body: Any
     headers: httpx.Headers
+    redact: Redactor
 
 
 class CekuraClient:
@@ -88,11 +119,19 @@ class CekuraClient:
         backoff_cap: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        deadline: float = httpio.DEFAULT_DEADLINE,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self._redact = Redactor([api_key])
+        self._deadline = deadline
+        # Held while the key is unproven, so that a wrong key costs one request, not one
+        # per worker thread; `_refused` then answers every later request unsent.
+        self._auth_gate = threading.Lock()
+        self._key_ok = False
+        self._key_checked = False  # a check of the key (after a 401/403) found it valid
+        self._refused: tuple[str, str, str, int, str] | None = None
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
@@ -104,7 +143,7 @@ class CekuraClient:
         self._request_count = 0
         self._http = httpx.Client(
             base_url=self._base_url,
-            transport=transport,
+            transport=transport or httpio.transport(),
             timeout=timeout,
             # Redirects are refused: httpx turns a redirected POST into a bodiless GET
             # (the official SDK's bug, cekura-api.md §8); we always send the trailing slash.
@@ -142,25 +181,25 @@ class CekuraClient:
         reply = self._request("list metrics", "GET", METRICS, params=params, retry=True)
         items = _expect_list(reply, "list metrics", "GET", METRICS)
         for item in items:
-            _expect_metric(item, reply.status, "list metrics", "GET", METRICS)
+            _expect_metric(item, reply, "list metrics", "GET", METRICS)
         return items
 
     def get_metric(self, id_or_slug: int | str) -> dict[str, Any]:
         """The metric detail (carries `custom_code` and the Lab's `reviews`)."""
         path = f"{METRICS}{quote(str(id_or_slug), safe='')}/"
         reply = self._request("get metric", "GET", path, retry=True)
-        return _expect_metric(reply.body, reply.status, "get metric", "GET", path)
+        return _expect_metric(reply.body, reply, "get metric", "GET", path)
 
     def create_metric(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a metric; a failure after sending is ambiguous (it may exist now)."""
         reply = self._request("create metric", "POST", METRICS, json=body, retry=False)
-        return _expect_metric(reply.body, reply.status, "create metric", "POST", METRICS)
+        return _expect_metric(reply.body, reply, "create metric", "POST", METRICS)
 
     def patch_metric(self, metric_id: int, body: dict[str, Any]) -> dict[str, Any]:
         """PATCH fields; retried, since the body holds their full desired values."""
         path = f"{METRICS}{int(metric_id)}/"
         reply = self._request("patch metric", "PATCH", path, json=body, retry=True)
-        return _expect_metric(reply.body, reply.status, "patch metric", "PATCH", path)
+        return _expect_metric(reply.body, reply, "patch metric", "PATCH", path)
 
     def history(self, metric_id: int, *, limit: int | None = None) -> list[dict[str, Any]]:
         """History rows, newest first, following DRF `next` links (up to `limit` rows)."""
@@ -252,17 +291,17 @@ class CekuraClient:
             page = _expect_dict(reply, operation, "GET", path)
             results = page.get("results")
             if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
-                raise _unexpected(operation, "GET", path, reply.status, "no `results` list", page)
+                raise _unexpected(reply, operation, "GET", path, "no `results` list", page)
             rows.extend(results)
             next_url = page.get("next")
             if not next_url or (limit is not None and len(rows) >= limit):
                 return rows
             if not isinstance(next_url, str) or next_url in seen:
-                raise _unexpected(operation, "GET", path, reply.status, "bad `next` link", page)
+                raise _unexpected(reply, operation, "GET", path, "bad `next` link", page)
             seen.add(next_url)
             parts = urlsplit(next_url)
             if parts.path != urlsplit(self._base_url + path).path:
-                raise _unexpected(operation, "GET", path, reply.status, "foreign `next`", page)
+                raise _unexpected(reply, operation, "GET", path, "foreign `next`", page)
             current_path, current_params = path, _query_dict(parts.query)
         raise CekuraAPIError(operation, "GET", path, None, f"more than {MAX_PAGES} pages")
 
@@ -288,10 +327,14 @@ class CekuraClient:
             attempt += 1
             last_try = attempt >= self._max_attempts
             self._wait_for_global_pause()
-            with self._lock:
-                self._request_count += 1
             try:
-                response = self._http.request(method, path, params=params, json=json)
+                response = self._send(operation, method, path, params, json)
+            except httpio.ReplyError as err:
+                # Too slow or too large: the server did receive the request. Not retried:
+                # a server that trickles once will trickle again, and each try costs the
+                # whole deadline.
+                detail = err.message + ("; it may have been processed" if is_write else "")
+                raise self._error(operation, method, path, err.status, detail, is_write) from None
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:
                 # No connection was made, so the server never saw the request.
                 if not last_try:
@@ -309,7 +352,7 @@ class CekuraClient:
                     detail += "; it may have been processed"
                 raise self._error(operation, method, path, None, detail, is_write) from err
 
-            status = response.status_code
+            status = response.status
             if status == 429 or (retry and status in RETRYABLE_STATUSES):
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
                 if status == 429 and retry_after is not None:
@@ -318,17 +361,78 @@ class CekuraClient:
                     self._sleep(self._backoff(attempt, retry_after))
                     continue
             if status >= 300:
-                detail = _status_detail(response)
+                detail = _status_detail(response, self._redact)
                 ambiguous = is_write and status >= 500
                 raise self._error(operation, method, path, status, detail, ambiguous)
             if status == 204 or not response.content:
-                return _Reply(status, None, response.headers)
+                return _Reply(status, None, response.headers, self._redact)
             try:
-                body = response.json()
-            except ValueError as err:
-                detail = f"unexpected response: not JSON: {_excerpt(response.text)}"
-                raise self._error(operation, method, path, status, detail, is_write) from err
-            return _Reply(status, body, response.headers)
+                # A 2xx echoing the key (a prompt, an optimiser error) would otherwise reach
+                # files, pull requests and summaries, possibly cut mid-key.
+                body = self._redact.scrub(response.json())
+            except httpio.ReplyError as err:
+                # The server answered 2xx, so a write took effect: ambiguous for writes.
+                detail = f"unexpected response: {err.message}: {excerpt(response.text, self._redact, 80)}"
+                raise self._error(operation, method, path, status, detail, is_write) from None
+            return _Reply(status, body, response.headers, self._redact)
+
+    def _send(
+        self, operation: str, method: str, path: str, params: Mapping[str, str] | None, json: Any
+    ) -> httpio.Reply:
+        """One attempt; one at a time until the key has worked, none once it was refused."""
+        self._raise_if_refused(operation, method, path)
+        if self._key_ok:
+            return self._checked(operation, method, path, self._receive(method, path, params, json))
+        with self._auth_gate:
+            self._raise_if_refused(operation, method, path)
+            reply = self._receive(method, path, params, json)
+            if reply.status not in AUTH_STATUSES and reply.status not in RETRYABLE_STATUSES:
+                self._key_ok = True  # answered on its merits: the key was accepted
+            return self._checked(operation, method, path, reply)
+
+    def _receive(self, method: str, path: str, params: Mapping[str, str] | None, json: Any) -> httpio.Reply:
+        with self._lock:
+            self._request_count += 1
+        return httpio.receive(
+            self._http, method, path, deadline=self._deadline, params=params, json_body=json
+        )
+
+    def _checked(self, operation: str, method: str, path: str, reply: httpio.Reply) -> httpio.Reply:
+        """Refuse the key for good on a 401 before it ever worked, or on a 401/403 that a check
+        of the key (one GET of the projects it can see) confirms; otherwise the 401/403 is
+        this request's own (a metric outside the key's project)."""
+        if reply.status not in AUTH_STATUSES:
+            return reply
+        if reply.status == 401 and not self._key_ok:
+            refused = True  # DRF: 401 is authentication failed, never a permission
+        elif reply.status == 403 and self._key_checked:
+            refused = False  # the key is known to work: this resource is off limits
+        else:
+            refused = self._key_refused_by_check()
+        if refused:
+            detail = _status_detail(reply, self._redact)
+            with self._lock:
+                self._refused = self._refused or (operation, method, path, reply.status, detail)
+            self._raise_if_refused(operation, method, path)
+        return reply
+
+    def _key_refused_by_check(self) -> bool:
+        """True if Cekura refuses the key on a request any valid key may make."""
+        try:
+            probe = self._receive("GET", PROJECTS, None, None)
+        except (httpx.HTTPError, httpio.ReplyError):
+            return False  # no verdict: leave the original failure to the caller
+        if probe.status in AUTH_STATUSES:
+            return True
+        if probe.status < 300:
+            self._key_ok = self._key_checked = True
+        return False
+
+    def _raise_if_refused(self, operation: str, method: str, path: str) -> None:
+        with self._lock:
+            refused = self._refused
+        if refused is not None:
+            raise CekuraKeyRefused(*refused)
 
     def _error(
         self,
@@ -339,9 +443,8 @@ class CekuraClient:
         detail: str,
         ambiguous: bool,
     ) -> CekuraAPIError:
-        # A server (or proxy) echoing request headers must not put the key in our message.
-        if self._api_key:
-            detail = detail.replace(self._api_key, "***")
+        # Details are redacted before they are cut; this catches anything built otherwise.
+        detail = self._redact(detail)
         return CekuraAPIError(operation, method, path, status, detail, ambiguous=ambiguous)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -369,20 +472,28 @@ class CekuraClient:
 
 def _expect_dict(reply: _Reply, operation: str, method: str, path: str) -> dict[str, Any]:
     if not isinstance(reply.body, dict):
-        raise _unexpected(operation, method, path, reply.status, "expected an object", reply.body)
+        raise _unexpected(reply, operation, method, path, "expected an object", reply.body)
     return reply.body
 
 
 def _expect_list(reply: _Reply, operation: str, method: str, path: str) -> list[dict[str, Any]]:
     body = reply.body
     if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
-        raise _unexpected(operation, method, path, reply.status, "expected an array", body)
+        raise _unexpected(reply, operation, method, path, "expected an array", body)
     return body
 
 
-def _expect_metric(body: Any, status: int, operation: str, method: str, path: str) -> dict[str, Any]:
-    if not isinstance(body, dict) or not isinstance(body.get("id"), int):
-        raise _unexpected(operation, method, path, status, "expected a metric with an id", body)
+def _expect_metric(body: Any, reply: _Reply, operation: str, method: str, path: str) -> dict[str, Any]:
+    if not isinstance(body, dict) or not isinstance(body.get("id"), int) or isinstance(body["id"], bool):
+        raise _unexpected(reply, operation, method, path, "expected a metric with an id", body)
+    bad = [k for k in METRIC_STRINGS if body.get(k) is not None and not isinstance(body[k], str)]
+    bad += [k for k in METRIC_LISTS if body.get(k) is not None and not isinstance(body[k], list)]
+    if isinstance(body.get("reviews"), list) and not all(isinstance(r, dict) for r in body["reviews"]):
+        bad.append("reviews[]")
+    if body.get("project") is not None and (not isinstance(body["project"], int) or body["project"] is True):
+        bad.append("project")
+    if bad:
+        raise _unexpected(reply, operation, method, path, f"wrong type for {', '.join(bad)}", body)
     return body
 
 
@@ -396,55 +507,57 @@ def _expect_progress_id(reply: _Reply, operation: str, method: str, path: str) -
             method,
             path,
             reply.status,
-            f"unexpected response: no progress_id in {_excerpt(_dumps(body))}",
+            f"unexpected response: no progress_id in {excerpt(_dumps(body), reply.redact)}",
             ambiguous=True,
         )
     return progress_id
 
 
 def _unexpected(
-    operation: str, method: str, path: str, status: int | None, what: str, body: Any
+    reply: _Reply, operation: str, method: str, path: str, what: str, body: Any
 ) -> CekuraAPIError:
-    detail = f"unexpected response: {what}, got {_excerpt(_dumps(body))}"
-    return CekuraAPIError(operation, method, path, status, detail, ambiguous=method != "GET")
+    detail = f"unexpected response: {what}, got {excerpt(_dumps(body), reply.redact)}"
+    return CekuraAPIError(operation, method, path, reply.status, detail, ambiguous=method != "GET")
 
 
 # -- helpers -----------------------------------------------------------------------------
 
 
-def _status_detail(response: httpx.Response) -> str:
-    status = response.status_code
-    body = _render_error_body(response)
+def _status_detail(response: httpio.Reply, redact: Redactor) -> str:
+    status = response.status
+    body = _render_error_body(response, redact)
     if status in (401, 403):
         return f"{body or 'not authorised'} (check CEKURA_API_KEY; is it scoped to this project?)"
     if status == 404:
         return f"the metric or resource does not exist ({body or 'not found'})"
     if 300 <= status < 400:
-        where = _excerpt(response.headers.get("Location", "?"))
+        where = excerpt(response.headers.get("Location", "?"), redact)
         return f"unexpected redirect to {where}; check CEKURA_API_URL"
     if status == 429:
         return f"rate limited; gave up after retrying ({body or 'too many requests'})"
-    return body or response.reason_phrase or "no detail"
+    return body or excerpt(response.reason, redact) or "no detail"
 
 
-def _render_error_body(response: httpx.Response) -> str:
-    """DRF errors, readably: `{"detail": m}` -> m; `{"f": ["m"]}` -> `f: m`."""
+def _render_error_body(response: httpio.Reply, redact: Redactor) -> str:
+    """DRF errors, readably: `{"detail": m}` -> m; `{"f": ["m"]}` -> `f: m`. Redacted, then cut."""
     try:
         data = response.json()
-    except ValueError:
-        return _excerpt(" ".join(response.text.split()))
+    except httpio.ReplyError:
+        return excerpt(response.text, redact)
     if isinstance(data, dict):
         if isinstance(data.get("detail"), str) and len(data) == 1:
-            return _excerpt(data["detail"])
+            return excerpt(data["detail"], redact)
         parts = []
         for key, value in data.items():
             if isinstance(value, list):
-                value = "; ".join(str(v) for v in value)
+                value = "; ".join(_dumps(v) if isinstance(v, (dict, list)) else str(v) for v in value)
+            elif isinstance(value, dict):
+                value = _dumps(value)
             parts.append(f"{key}: {value}")
-        return _excerpt(", ".join(parts))
+        return excerpt(", ".join(parts), redact)
     if isinstance(data, list):
-        return _excerpt("; ".join(str(v) for v in data))
-    return _excerpt(str(data))
+        return excerpt("; ".join(str(v) for v in data), redact)
+    return excerpt(str(data), redact)
 
 
 def _transport_kind(err: httpx.RequestError) -> str:
@@ -474,7 +587,3 @@ def _dumps(value: Any) -> str:
         return jsonlib.dumps(value, ensure_ascii=False)
     except (TypeError, ValueError):
         return repr(value)
-
-
-def _excerpt(text: str) -> str:
-    return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 1] + "…"

@@ -498,8 +498,9 @@ def _under_actions() -> bool:
 def _print_error(
     text: str, secrets: tuple[str, ...], *, file: str | None = None, line: int | None = None
 ) -> None:
-    for secret in secrets:
-        text = text.replace(secret, "***")
+    from cekura_gitops.redaction import Redactor
+
+    text = Redactor(secrets)(text)
     if _under_actions():
         from cekura_gitops.actions import annotation, neutralise
 

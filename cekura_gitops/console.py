@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from cekura_gitops import actions
+from cekura_gitops.redaction import Redactor
 
 
 @dataclass
@@ -26,6 +27,10 @@ class Console:
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _redactor: Redactor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._redactor = Redactor(self.secrets)
 
     @property
     def human(self) -> TextIO:
@@ -36,12 +41,8 @@ class Console:
         return bool(getattr(self.human, "isatty", lambda: False)()) and not self.github_actions
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            # Also the stripped form: a secret saved with a trailing newline shows up without it.
-            for form in {secret, secret.strip()}:
-                if len(form) >= 4:
-                    text = text.replace(form, "***")
-        return text
+        """Every secret, raw or stripped, encoded or in fragments, replaced (redaction.py)."""
+        return self._redactor(text)
 
     def _plain(self, text: str) -> str:
         """Redacted human text; under Actions no line of it can be read as a command."""

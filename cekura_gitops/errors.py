@@ -5,7 +5,9 @@
     ├── MetricValidationError   one or more metric files are invalid (carries every problem)
     ├── APIError                an HTTP API answered with an error, or could not be reached
     │   ├── CekuraAPIError
+    │   │   └── CekuraKeyRefused    the API key was refused (401, or a confirmed 403); stops the run
     │   └── GitHubAPIError
+    │       └── GitHubTokenRefused  401: the token is wrong or expired; stops the whole run
     ├── RescoreError            a re-score's reply lacks what a score needs (never guessed)
     ├── GitError                a git command failed
     └── UsageError              exit 64: a needed option is missing (e.g. init --action)
@@ -15,7 +17,11 @@ Ctrl-C exits 130. Usage errors (bad options) exit 64, so that 2 keeps meaning
 "changes" for `plan --detailed-exitcode`.
 
 Messages never contain secrets: the HTTP adapters build them from method, path, status
-and a body excerpt, never from headers or the request's URL with credentials.
+and a body excerpt (redacted before it is cut), never from headers or the request's URL
+with credentials.
+
+An error whose `stops_run` is True is not a per-metric failure: commands that report
+failures per metric re-raise it, so the run ends with one line instead of one per metric.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ class GitOpsError(Exception):
     """Base of every error the user is meant to read."""
 
     exit_code: ClassVar[int] = EXIT_FAILURE
+    # True when nothing else in this run can work either (a refused credential).
+    stops_run: ClassVar[bool] = False
 
 
 class ConfigError(GitOpsError):
@@ -103,6 +111,12 @@ class RescoreError(GitOpsError):
     """A re-score (run_reviews) ended without the per-review verdicts a score needs."""
 
 
+class CekuraKeyRefused(CekuraAPIError):
+    """Cekura refused the API key: every other request would fail the same way."""
+
+    stops_run = True
+
+
 class GitError(GitOpsError):
     """A git operation failed; the message names the command and what to check."""
 
@@ -117,3 +131,12 @@ class UsageError(GitOpsError):
     """The command needs an option it was not given (exit 64, like a wrong flag)."""
 
     exit_code: ClassVar[int] = EXIT_USAGE
+
+
+class GitHubTokenRefused(GitHubAPIError):
+    """GitHub answered 401: the token is wrong or expired, so every request would fail."""
+
+    stops_run = True
+
+    def __init__(self, operation: str, method: str, path: str, detail: str) -> None:
+        super().__init__(operation, method, path, 401, detail)

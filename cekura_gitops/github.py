@@ -2,7 +2,13 @@
 
 `GitHubClient` is the only place that talks HTTP to GitHub. Every failure leaves it as a
 `GitHubAPIError` whose message names the operation, method, path, status and an excerpt of
-GitHub's `message`; the token never appears in a message or repr.
+GitHub's `message`, redacted (`redaction.Redactor`: the token, its encodings, its fragments)
+before it is cut, so not even a fragment of the token appears in a message or repr.
+
+Hostile replies (`httpio`): an overall deadline per request, a size limit, a JSON nesting
+limit; a broken reply is a one-line `GitHubAPIError` naming the endpoint. A 401 means the
+token is wrong or expired: `GitHubTokenRefused`, and every later request of this client
+fails the same way without being sent.
 
 Conventions (reference/github-notes.md §6):
 
@@ -33,8 +39,9 @@ from urllib.parse import quote
 
 import httpx
 
-from cekura_gitops import __version__
-from cekura_gitops.errors import ConfigError, GitHubAPIError
+from cekura_gitops import __version__, httpio
+from cekura_gitops.errors import ConfigError, GitHubAPIError, GitHubTokenRefused
+from cekura_gitops.redaction import DETAIL_LIMIT, Redactor, excerpt
 from cekura_gitops.retryafter import parse_retry_after
 
 __all__ = [
@@ -49,7 +56,6 @@ __all__ = [
 
 API_VERSION = "2022-11-28"
 PER_PAGE = 100
-DETAIL_LIMIT = 300
 # GitHub: "wait at least one minute" before retrying a secondary rate limit without headers.
 SECONDARY_RATE_LIMIT_WAIT = 60.0
 # Sleeping an hour for a primary limit burns runner minutes for nothing: fail instead and
@@ -196,10 +202,12 @@ class GitHubClient:
         max_wait: float = DEFAULT_MAX_WAIT,
         backoff_base: float = 1.0,
         secondary_wait: float = SECONDARY_RATE_LIMIT_WAIT,
+        deadline: float = httpio.DEFAULT_DEADLINE,
     ) -> None:
         owner, sep, name = repository.partition("/")
         if not (sep and owner and name) or "/" in name:
             raise ConfigError(f"GitHub repository must look like OWNER/NAME, got {repository!r}")
+        self._redact = Redactor([token])  # the raw form too: it is what a caller printed
         token = token.strip()  # a secret pasted with its newline would break the header
         if not token:
             raise ConfigError("a GitHub token is required")
@@ -211,7 +219,8 @@ class GitHubClient:
         self.repository = repository
         self.graphql_url = graphql_url or _default_graphql_url(self.api_url)
         self._owner = owner
-        self._token = token
+        self._deadline = deadline
+        self._refused: tuple[str, str, str, str] | None = None
         self._max_attempts = max_attempts
         self._min_write_interval = min_write_interval
         self._max_wait = max_wait
@@ -234,7 +243,7 @@ class GitHubClient:
                 "X-GitHub-Api-Version": API_VERSION,
                 "User-Agent": f"cekura-gitops/{__version__}",
             },
-            transport=transport,
+            transport=transport or httpio.transport(),
             timeout=httpx.Timeout(timeout),
             follow_redirects=True,
         )
@@ -266,7 +275,7 @@ class GitHubClient:
     def get_repo(self) -> Repo:
         """The repository's name, default branch and web URL."""
         data = self._json("get repository", "GET", self._repo_path())
-        return _parse(data, "get repository", "GET", self._repo_path(), _repo)
+        return self._parse(data, "get repository", "GET", self._repo_path(), _repo)
 
     # -- pull requests ---------------------------------------------------------------
 
@@ -283,11 +292,13 @@ class GitHubClient:
             params["base"] = base
         path = self._repo_path("pulls")
         items = self._paginate("list pull requests", path, params)
-        return [_parse(item, "list pull requests", "GET", path, _pull) for item in items]
+        return [self._parse(item, "list pull requests", "GET", path, _pull) for item in items]
 
     def get_pull(self, number: int) -> PullRequest:
         path = self._repo_path(f"pulls/{number}")
-        return _parse(self._json("get pull request", "GET", path), "get pull request", "GET", path, _pull)
+        return self._parse(
+            self._json("get pull request", "GET", path), "get pull request", "GET", path, _pull
+        )
 
     def create_pull(self, *, head: str, base: str, title: str, body: str, draft: bool = False) -> PullRequest:
         """Open a PR. Raises `PullRequestExists` on GitHub's 422 "already exists".
@@ -303,7 +314,7 @@ class GitHubClient:
             if err.status == 422 and ALREADY_EXISTS_PREFIX in err.detail.lower():
                 raise PullRequestExists(op, "POST", path, 422, err.detail, ambiguous=False) from err
             raise
-        return _parse(data, op, "POST", path, _pull)
+        return self._parse(data, op, "POST", path, _pull)
 
     def update_pull(
         self,
@@ -318,12 +329,12 @@ class GitHubClient:
         if not payload:
             return self.get_pull(number)
         op, path = "update pull request", self._repo_path(f"pulls/{number}")
-        return _parse(self._json(op, "PATCH", path, json=payload), op, "PATCH", path, _pull)
+        return self._parse(self._json(op, "PATCH", path, json=payload), op, "PATCH", path, _pull)
 
     def list_pull_commits(self, number: int) -> list[Commit]:
         """The PR's commits, oldest first (GitHub caps this list at 250)."""
         op, path = "list pull request commits", self._repo_path(f"pulls/{number}/commits")
-        return [_parse(item, op, "GET", path, _commit) for item in self._paginate(op, path, {})]
+        return [self._parse(item, op, "GET", path, _commit) for item in self._paginate(op, path, {})]
 
     def merge_pull(self, number: int, *, merge_method: str = "squash") -> str:
         """Merge the PR and return the merge commit's sha.
@@ -333,7 +344,7 @@ class GitHubClient:
         """
         op, path = "merge pull request", self._repo_path(f"pulls/{number}/merge")
         data = self._json(op, "PUT", path, json={"merge_method": merge_method}, resend_safe=False)
-        return _parse(data, op, "PUT", path, lambda d: str(d["sha"]))
+        return self._parse(data, op, "PUT", path, lambda d: str(d["sha"]))
 
     def request_reviewers(
         self, number: int, reviewers: Sequence[str], team_reviewers: Sequence[str] = ()
@@ -345,7 +356,7 @@ class GitHubClient:
         path = self._repo_path(f"pulls/{number}/requested_reviewers")
         payload = {"reviewers": list(reviewers), "team_reviewers": list(team_reviewers)}
         # Requesting the same reviewers twice changes nothing, so resending is safe.
-        self._request(op, "POST", path, json=payload, resend_safe=True).close()
+        self._request(op, "POST", path, json=payload, resend_safe=True)
 
     # -- comments, labels --------------------------------------------------------------
 
@@ -353,19 +364,19 @@ class GitHubClient:
         """Conversation comments of an issue or PR, oldest first."""
         op = "list comments"
         path = self._repo_path(f"issues/{issue_number}/comments")
-        return [_parse(item, op, "GET", path, _comment) for item in self._paginate(op, path, {})]
+        return [self._parse(item, op, "GET", path, _comment) for item in self._paginate(op, path, {})]
 
     def create_comment(self, issue_number: int, body: str) -> Comment:
         """Comment on an issue or PR; never resent after an ambiguous failure."""
         op = "create comment"
         path = self._repo_path(f"issues/{issue_number}/comments")
         data = self._json(op, "POST", path, json={"body": body}, resend_safe=False)
-        return _parse(data, op, "POST", path, _comment)
+        return self._parse(data, op, "POST", path, _comment)
 
     def update_comment(self, comment_id: int, body: str) -> Comment:
         op, path = "update comment", self._repo_path(f"issues/comments/{comment_id}")
         data = self._json(op, "PATCH", path, json={"body": body})
-        return _parse(data, op, "PATCH", path, _comment)
+        return self._parse(data, op, "PATCH", path, _comment)
 
     def add_labels(self, issue_number: int, labels: Sequence[str]) -> None:
         """Add labels (GitHub creates unknown ones); a no-op for an empty list."""
@@ -373,7 +384,7 @@ class GitHubClient:
             return  # the API rejects an empty list (minItems: 1)
         path = self._repo_path(f"issues/{issue_number}/labels")
         # Adding a label that is already there changes nothing, so resending is safe.
-        self._request("add labels", "POST", path, json={"labels": list(labels)}, resend_safe=True).close()
+        self._request("add labels", "POST", path, json={"labels": list(labels)}, resend_safe=True)
 
     # -- issues ------------------------------------------------------------------------
 
@@ -384,9 +395,9 @@ class GitHubClient:
         if labels:
             params["labels"] = ",".join(labels)
         return [
-            _parse(item, op, "GET", path, _issue)
+            self._parse(item, op, "GET", path, _issue)
             for item in self._paginate(op, path, params)
-            if "pull_request" not in item
+            if not (isinstance(item, dict) and "pull_request" in item)
         ]
 
     def create_issue(self, *, title: str, body: str, labels: Sequence[str] = ()) -> Issue:
@@ -396,7 +407,7 @@ class GitHubClient:
         if labels:
             payload["labels"] = list(labels)
         data = self._json(op, "POST", path, json=payload, resend_safe=False)
-        return _parse(data, op, "POST", path, _issue)
+        return self._parse(data, op, "POST", path, _issue)
 
     def update_issue(
         self,
@@ -409,8 +420,8 @@ class GitHubClient:
         payload = _without_none(title=title, body=body, state=state)
         op, path = "update issue", self._repo_path(f"issues/{number}")
         if not payload:
-            return _parse(self._json("get issue", "GET", path), "get issue", "GET", path, _issue)
-        return _parse(self._json(op, "PATCH", path, json=payload), op, "PATCH", path, _issue)
+            return self._parse(self._json("get issue", "GET", path), "get issue", "GET", path, _issue)
+        return self._parse(self._json(op, "PATCH", path, json=payload), op, "PATCH", path, _issue)
 
     # -- GraphQL -----------------------------------------------------------------------
 
@@ -434,12 +445,29 @@ class GitHubClient:
             first = errors[0] if isinstance(errors, list) and errors else errors
             message = str(first.get("message", first) if isinstance(first, dict) else first)
             raise GitHubAPIError(
-                op, "POST", path, 200, self._redact(_graphql_hint(message)[: DETAIL_LIMIT * 2])
+                op, "POST", path, 200, excerpt(_graphql_hint(message), self._redact, DETAIL_LIMIT * 2)
             )
         if not isinstance(data, dict) or not (data.get("data") or {}).get(field):
             raise GitHubAPIError(op, "POST", path, 200, "unexpected GraphQL response shape")
 
     # -- plumbing ----------------------------------------------------------------------
+
+    def _parse(self, data: Any, operation: str, method: str, path: str, build: Callable[[Any], T]) -> T:
+        try:
+            return build(data)
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            # GitHub did answer (2xx: the POSTs parsed here create, 201), so this is no
+            # "no response"; and a write it answered has taken effect: the caller must look
+            # before trying again (a created PR whose reply we cannot read still exists).
+            # The error's text can quote the reply: redacted, then cut.
+            raise GitHubAPIError(
+                operation,
+                method,
+                path,
+                201 if method == "POST" else 200,
+                f"unexpected response shape ({type(err).__name__}: {excerpt(str(err), self._redact, 120)})",
+                ambiguous=method != "GET",
+            ) from None
 
     def _repo_path(self, tail: str = "") -> str:
         base = f"/repos/{quote(self.repository, safe='/')}"
@@ -466,18 +494,16 @@ class GitHubClient:
             display_path=display_path,
         )
         try:
-            return response.json()
-        except ValueError as err:
+            return self._redact.scrub(response.json())  # a reply echoing the token, even 2xx
+        except httpio.ReplyError as err:
             raise GitHubAPIError(
                 operation,
                 method,
                 display_path or path,
-                response.status_code,
-                "response is not JSON",
+                response.status,
+                f"response is {err.message}: {excerpt(response.text, self._redact, 80)}",
                 ambiguous=method != "GET",  # a write GitHub answered 2xx has taken effect
-            ) from err
-        finally:
-            response.close()
+            ) from None
 
     def _paginate(self, operation: str, path: str, params: dict[str, str]) -> list[Any]:
         items: list[Any] = []
@@ -496,13 +522,11 @@ class GitHubClient:
         while url is not None:
             response = self._request(operation, "GET", url, params=query, display_path=path)
             try:
-                yield response.json()
-            except ValueError as err:
-                raise GitHubAPIError(
-                    operation, "GET", path, response.status_code, "response is not JSON"
-                ) from err
-            finally:
-                response.close()
+                page = self._redact.scrub(response.json())
+            except httpio.ReplyError as err:
+                detail = f"response is {err.message}: {excerpt(response.text, self._redact, 80)}"
+                raise GitHubAPIError(operation, "GET", path, response.status, detail) from None
+            yield page
             next_url = response.links.get("next", {}).get("url")
             if next_url is None:
                 return
@@ -511,7 +535,7 @@ class GitHubClient:
                     operation,
                     "GET",
                     path,
-                    response.status_code,
+                    response.status,
                     "pagination loops (the same next link twice)",
                 )
             self._check_same_origin(operation, path, next_url)
@@ -529,7 +553,7 @@ class GitHubClient:
                 "GET",
                 path,
                 None,
-                f"refusing to follow a pagination link to {target.host}",
+                f"refusing to follow a pagination link to {excerpt(target.host, self._redact, 80)}",
             )
 
     def _request(
@@ -542,7 +566,7 @@ class GitHubClient:
         json: Any = None,
         resend_safe: bool | None = None,
         display_path: str | None = None,
-    ) -> httpx.Response:
+    ) -> httpio.Reply:
         """Send one logical request, with the retries that are safe for it.
 
         `resend_safe` defaults to True for GET/PUT/PATCH/DELETE and False for POST: it
@@ -564,7 +588,7 @@ class GitHubClient:
                 return self._attempts(call, spaced=True)
         return self._attempts(call, spaced=False)
 
-    def _attempts(self, call: _Call, *, spaced: bool) -> httpx.Response:
+    def _attempts(self, call: _Call, *, spaced: bool) -> httpio.Reply:
         rate_limited = 0
         for attempt in range(1, self._max_attempts + 1):
             if spaced:
@@ -593,11 +617,28 @@ class GitHubClient:
             if gap < self._min_write_interval:
                 self._sleep(self._min_write_interval - gap)
 
-    def _attempt(self, call: _Call, attempt: int, rate_limited: int) -> httpx.Response:
+    def _attempt(self, call: _Call, attempt: int, rate_limited: int) -> httpio.Reply:
         with self._count_lock:
-            self._request_count += 1
+            refused = self._refused
+            if refused is None:
+                self._request_count += 1
+        if refused is not None:
+            raise GitHubTokenRefused(*refused)
         try:
-            response = self._http.request(call.method, call.target, params=call.params, json=call.json)
+            response = httpio.receive(
+                self._http,
+                call.method,
+                call.target,
+                deadline=self._deadline,
+                params=call.params,
+                json_body=call.json,
+            )
+        except httpio.ReplyError as err:
+            # Too slow or too large: GitHub (or a proxy) did receive the request. Not retried:
+            # each try would cost the whole deadline again.
+            write = call.method != "GET"
+            detail = err.message + (AMBIGUOUS_HINT if write else "")
+            raise call.error(err.status, detail, write) from None
         except httpx.HTTPError as err:
             # Connection refused / connect or pool timeout: nothing reached GitHub, so even
             # a POST may be resent. Anything later (read timeout, dropped connection) may
@@ -613,11 +654,15 @@ class GitHubClient:
             if call.method in WRITE_METHODS:
                 self._last_write = self._clock()
 
-        status = response.status_code
+        status = response.status
         if status < 400:
             return response
-        response.close()  # already read: the client does not stream
-        detail = self._redact(_detail(response))
+        detail = _detail(response, self._redact)
+        if status == 401:
+            detail = _hint(status, detail)
+            with self._count_lock:
+                self._refused = self._refused or (call.operation, call.method, call.path, detail)
+            raise GitHubTokenRefused(call.operation, call.method, call.path, detail)
         if status in (403, 429) and _is_rate_limit(response, detail):
             primary = response.headers.get("x-ratelimit-remaining") == "0"
             message = (
@@ -635,7 +680,7 @@ class GitHubClient:
             raise call.error(status, detail + AMBIGUOUS_HINT, True)
         raise call.error(status, _hint(status, detail))
 
-    def _rate_limit_wait(self, response: httpx.Response, rate_limited: int) -> float:
+    def _rate_limit_wait(self, response: httpio.Reply, rate_limited: int) -> float:
         # github-notes §6: retry-after first, then the primary reset, then >= 60 s doubling.
         retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
         if retry_after is not None:
@@ -655,9 +700,6 @@ class GitHubClient:
     def _backoff(self, attempt: int) -> float:
         return self._backoff_base * 2.0 ** (attempt - 1)
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
-
 
 def _default_graphql_url(api_url: str) -> str:
     # GHES serves REST at https://HOST/api/v3 but GraphQL at https://HOST/api/graphql.
@@ -670,22 +712,23 @@ def _without_none(**fields: str | None) -> dict[str, str]:
     return {key: value for key, value in fields.items() if value is not None}
 
 
-def _is_rate_limit(response: httpx.Response, detail: str) -> bool:
-    if response.status_code == 429:
+def _is_rate_limit(response: httpio.Reply, detail: str) -> bool:
+    if response.status == 429:
         return True
     return response.headers.get("x-ratelimit-remaining") == "0" or "rate limit" in detail.lower()
 
 
-def _detail(response: httpx.Response) -> str:
-    """GitHub's `message` plus the first `errors[]` entry, or a text excerpt."""
+def _detail(response: httpio.Reply, redact: Redactor) -> str:
+    """GitHub's `message` plus the first `errors[]` entry, or a text excerpt; redacted, then cut
+    (to its first DETAIL_LIMIT characters and an ellipsis)."""
+    limit = DETAIL_LIMIT + 1
     try:
         data = response.json()
-    except ValueError:
-        text = " ".join(response.text.split())
-        return (text or response.reason_phrase)[:DETAIL_LIMIT]
+    except httpio.ReplyError:
+        return excerpt(response.text, redact, limit) or excerpt(response.reason, redact)
     if not isinstance(data, dict):
-        return " ".join(str(data).split())[:DETAIL_LIMIT]
-    parts = [str(data.get("message") or response.reason_phrase)]
+        return excerpt(str(data), redact, limit)
+    parts = [str(data.get("message") or response.reason)]
     errors = data.get("errors")
     if isinstance(errors, list) and errors:
         first = errors[0]
@@ -697,7 +740,7 @@ def _detail(response: httpx.Response) -> str:
                 parts.append(f"{where} {first.get('code', '')}".strip())
         else:
             parts.append(str(first))
-    return ": ".join(parts)[:DETAIL_LIMIT]
+    return excerpt(": ".join(parts), redact, limit)
 
 
 def _hint(status: int, detail: str) -> str:
@@ -707,7 +750,7 @@ def _hint(status: int, detail: str) -> str:
     if status == 403:
         return f"{detail} ({PERMISSION_HINT})"
     if status == 401:
-        return f"{detail} (the token is invalid or expired)"
+        return f"{detail} (the token is invalid or expired: check GITHUB_TOKEN; an App token lasts an hour)"
     if status == 404:
         return f"{detail} (not found, or the token cannot see this repository)"
     return detail
@@ -720,23 +763,6 @@ def _graphql_hint(message: str) -> str:
     if "clean status" in lowered:
         return f"{message} (the PR is already mergeable: merge it directly instead)"
     return message
-
-
-def _parse(data: Any, operation: str, method: str, path: str, build: Callable[[Any], T]) -> T:
-    try:
-        return build(data)
-    except (KeyError, TypeError, ValueError) as err:
-        # GitHub did answer (2xx: the POSTs parsed here create, 201), so this is no
-        # "no response"; and a write it answered has taken effect: the caller must look
-        # before trying again (a created PR whose reply we cannot read still exists).
-        raise GitHubAPIError(
-            operation,
-            method,
-            path,
-            201 if method == "POST" else 200,
-            f"unexpected response shape ({type(err).__name__}: {err})",
-            ambiguous=method != "GET",
-        ) from err
 
 
 def _login(user: Any) -> str:

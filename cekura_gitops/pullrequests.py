@@ -40,6 +40,7 @@ def client_for(settings: Settings) -> GitHubClient:
         graphql_url=settings.github_graphql_url,
         min_write_interval=settings.github_write_interval,
         timeout=settings.http_timeout,
+        deadline=settings.http_deadline,
         # Same knob as Cekura's client; at the default 0.5 s these are GitHub's own
         # defaults (1, 2, 4 s after a 5xx; 60 s and up after a secondary rate limit).
         backoff_base=2 * settings.http_backoff,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cekura_gitops.errors import ConfigError, MetricValidationError
 
@@ -84,7 +85,8 @@ class Settings:
     crash_at: str | None = None  # test seam: see crashpoints.py
     # GitHub asks for >= 1 s between mutating requests (secondary rate limits).
     github_write_interval: float = 1.0
-    http_timeout: float = 30.0
+    http_timeout: float = 30.0  # per connect and per socket read
+    http_deadline: float = 120.0  # per request, whole reply included (a trickling server)
     http_backoff: float = 0.5  # first retry delay; grows exponentially with jitter
 
     def require_cekura_key(self) -> str:
@@ -189,7 +191,12 @@ def resolve(
         merge=str(pr_cfg.get("merge", "auto")),
     )
     author_name, author_email = _author(git_cfg.get("author", DEFAULT_AUTHOR))
-    api_url = env.get("GITHUB_API_URL") or DEFAULT_GITHUB_URL
+    api_url = _api_url(env.get("GITHUB_API_URL") or DEFAULT_GITHUB_URL, "GITHUB_API_URL", DEFAULT_GITHUB_URL)
+    cekura_url = _api_url(
+        env.get("CEKURA_API_URL") or cekura_cfg.get("api_url") or DEFAULT_CEKURA_URL,
+        "CEKURA_API_URL" if env.get("CEKURA_API_URL") else f"cekura.api_url in {CONFIG_FILE}",
+        DEFAULT_CEKURA_URL,
+    )
     project = env.get("CEKURA_PROJECT_ID") or cekura_cfg.get("project")
     return Settings(
         root=root,
@@ -197,15 +204,13 @@ def resolve(
         json_output=json_output,
         verbose=verbose,
         concurrency=int(conc),
-        cekura_api_url=(env.get("CEKURA_API_URL") or cekura_cfg.get("api_url") or DEFAULT_CEKURA_URL).rstrip(
-            "/"
-        ),
+        cekura_api_url=cekura_url,
         cekura_api_key=_secret(env, "CEKURA_API_KEY"),
         cekura_project=int(project) if project else None,
         github_token=_secret(env, "GITHUB_TOKEN") or _secret(env, "GH_TOKEN"),
         actions_token=_secret(env, "CEKURA_GITOPS_ACTIONS_TOKEN"),
-        github_api_url=api_url.rstrip("/"),
-        github_graphql_url=env.get("GITHUB_GRAPHQL_URL") or None,
+        github_api_url=api_url,
+        github_graphql_url=_optional_url(env, "GITHUB_GRAPHQL_URL", "https://api.github.com/graphql"),
         github_repository=env.get("GITHUB_REPOSITORY") or None,
         github_server_url=(env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/"),
         github_actions=env.get("GITHUB_ACTIONS") == "true",
@@ -230,6 +235,7 @@ def resolve(
         github_write_interval=_env_float(env, "CEKURA_GITOPS_GITHUB_WRITE_INTERVAL", 1.0),
         http_timeout=_env_float(env, "CEKURA_GITOPS_HTTP_TIMEOUT", 30.0),
         http_backoff=_env_float(env, "CEKURA_GITOPS_HTTP_BACKOFF", 0.5),
+        http_deadline=_env_float(env, "CEKURA_GITOPS_HTTP_DEADLINE", 120.0) or 120.0,
     )
 
 
@@ -241,6 +247,31 @@ def _branch_name(value: Any) -> str | None:
     if not re.fullmatch(r"[^\x00-\x20~^:?*\[\\-][^\x00-\x20~^:?*\[\\]*", name) or ".." in name:
         raise ConfigError(f"default branch {value!r} is not a branch name: use e.g. main")
     return name
+
+
+def _api_url(value: str, source: str, example: str) -> str:
+    """An http(s) URL with a host, without a trailing slash; else a ConfigError saying so.
+
+    httpx's own message for `api.cekura.ai` (no scheme) names neither the variable nor
+    the fix. The value is echoed without any user:password@ part.
+    """
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = urlsplit(""), False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        shown = value.rsplit("@", 1)[-1]
+        raise ConfigError(f"{source} must be an http(s) URL with a host, e.g. {example} (got {shown!r})")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"{source} must not carry credentials: use e.g. {example} and the API key")
+    return value.rstrip("/")
+
+
+def _optional_url(env: Mapping[str, str], name: str, example: str) -> str | None:
+    value = env.get(name)
+    return _api_url(value, name, example) if value else None
 
 
 def _env_float(env: Mapping[str, str], name: str, default: float) -> float:

@@ -357,7 +357,13 @@ def test_persistent_connection_failure_has_no_status() -> None:
 def test_client_errors_are_not_retried_and_read_well(status: int, body: Any, expected: str) -> None:
     script = Script(ok(body, status))
     err = error_of(script, lambda c: c.patch_metric(1, {}))
-    assert script.calls == 1
+    # Never retried; a 403 checks the key once (list projects) to tell a wrong key from a
+    # metric outside the key's project (tests/test_hostile.py).
+    check = [("GET", "/user/v1/projects/")] if status == 403 else []
+    assert [(r.method, r.url.path) for r in script.requests] == [
+        ("PATCH", "/test_framework/v2/metrics/1/"),
+        *check,
+    ]
     assert (err.status, err.detail, err.ambiguous) == (status, expected, False)
     assert (
         str(err) == f"Cekura patch metric (PATCH /test_framework/v2/metrics/1/) failed: "

@@ -495,7 +495,8 @@ def test_token_never_appears_in_repr_messages_or_tracebacks() -> None:
         if request.url.path.endswith("/pulls/1"):
             # A buggy proxy echoing the credentials back in its error message.
             echoed = {"message": f"Bad credentials: {request.headers['Authorization']}"}
-            return json_response(401, echoed)
+            # 403, not 401: after a 401 the client sends nothing more (tests/test_hostile.py).
+            return json_response(403, echoed)
         raise httpx.ConnectError(f"refused {request.url}", request=request)
 
     with make_client(handler, max_attempts=1) as client:

@@ -25,6 +25,7 @@ def cekura_client(settings: Settings) -> CekuraClient:
         settings.require_cekura_key(),
         timeout=settings.http_timeout,
         backoff_base=settings.http_backoff,
+        deadline=settings.http_deadline,
     )
 
 

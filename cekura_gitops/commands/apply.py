@@ -335,6 +335,8 @@ def _guarded(
     try:
         return _apply_one(client, settings, job, force=force, dry_run=dry_run)
     except GitOpsError as err:
+        if err.stops_run:  # a refused key: one line for the run, not one per metric
+            raise
         return ApplyResult(f.metric.slug, f.metric.id, f.display, "error", detail=str(err), dry_run=dry_run)
 
 

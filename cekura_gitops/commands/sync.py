@@ -326,6 +326,8 @@ def _guarded(run: Run, f: MetricFile) -> SyncResult:
     try:
         result = _sync_one(run, f)
     except GitOpsError as err:
+        if err.stops_run:  # a refused key: one line for the run, not one per metric
+            raise
         result = SyncResult(f.metric.slug, f.metric.id, SyncStatus.ERROR, str(err))
     run.board.done(f.metric.slug)
     run.console.say(_line(result))
