@@ -98,9 +98,13 @@ class Optimiser:
     clock: Callable[[], float] = time.time
     on_poll: Callable[[str, str, float], None] = lambda slug, status, elapsed: None
 
-    def existing(self, state: State, slug: str) -> RunRecord | None:
-        """Our record for slug; a claim older than the timeout without a run is dropped."""
-        record = state.runs.get(slug)
+    def existing(self, state: State, metric_id: int) -> RunRecord | None:
+        """Our record for the metric; a claim older than the expiry without a run is dropped.
+
+        Keyed by metric id, never slug: a metric renamed while its run is in flight is
+        still the same metric, and its run is resumed, not started again.
+        """
+        record = state.runs.get(metric_id)
         if record is None:
             return None
         if record.progress_id is None and self.clock() - record.claimed_at > CLAIM_EXPIRY * self.timeout:
@@ -109,20 +113,20 @@ class Optimiser:
 
     def run(
         self,
-        slug: str,
         metric_id: int,
+        slug: str,
         test_set_ids: Sequence[int] | None,
         fingerprint: str | None,
         *,
         slot: AbstractContextManager[object] | None = None,
     ) -> RunResult:
-        """Resume our recorded run for slug, or claim and start one; then poll to the end.
+        """Resume our recorded run for the metric, or claim and start one; then poll to the end.
 
         `slot` is held only while a run is started and followed (it bounds the runs in
         flight), not while claiming or checking the state ref, which overlap other runs.
         """
         slot = slot or nullcontext()
-        record = self.existing(self.store.load(), slug)
+        record = self.existing(self.store.load(), metric_id)
         if record is not None and record.progress_id is None:
             return RunResult(Outcome.IN_FLIGHT, detail=f"claimed by {record.owner}")
         resumed = record is not None
@@ -130,24 +134,24 @@ class Optimiser:
             # A recorded run of ours: its owner crashed, or is still polling it elsewhere.
             # Take it over; a live owner sees that when its run ends and stands down, so
             # one run, not two, publishes the result.
-            record = self._adopt(slug, record)
+            record = self._adopt(metric_id, record)
             if record is None:
                 return RunResult(Outcome.IN_FLIGHT, detail="another run finished or took over this run first")
             with slot:
                 result = self._poll(slug, record, resumed)
         else:
-            claimed = self._claim(slug, metric_id, fingerprint)
+            claimed = self._claim(metric_id, slug, fingerprint)
             if claimed is None:
                 return RunResult(Outcome.IN_FLIGHT, detail="another run claimed this metric first")
             crashpoints.hit("claimed", slug)
             with slot:
-                started = self._start(slug, metric_id, test_set_ids, claimed)
+                started = self._start(metric_id, slug, test_set_ids, claimed)
                 if isinstance(started, RunResult):
                     return started
                 record, recorded = started
                 result = self._poll(slug, record, resumed, first_delay=MIN_POLL, before_first_poll=recorded)
         if result.outcome is Outcome.FINISHED:
-            holder = self.store.load(fresh=True).runs.get(slug)  # not our cached view
+            holder = self.store.load(fresh=True).runs.get(metric_id)  # not our cached view
             if holder is None or holder.owner != self.owner:
                 return RunResult(
                     Outcome.IN_FLIGHT,
@@ -160,7 +164,7 @@ class Optimiser:
         return result
 
     def _start(
-        self, slug: str, metric_id: int, test_set_ids: Sequence[int] | None, claimed: RunRecord
+        self, metric_id: int, slug: str, test_set_ids: Sequence[int] | None, claimed: RunRecord
     ) -> tuple[RunRecord, Callable[[], None]] | RunResult:
         """The one start POST, and the progress id recorded the moment it is returned.
 
@@ -176,7 +180,7 @@ class Optimiser:
                     detail=f"{err}; a run may have started, so it is not resent: the next sync "
                     f"resumes after the claim expires ({int(CLAIM_EXPIRY * self.timeout)} s)",
                 )
-            self._clear(slug, None)
+            self._clear(metric_id, slug, None)
             return RunResult(Outcome.ERROR, detail=str(err))
         crashpoints.hit("started", slug)
         record = dataclasses.replace(claimed, progress_id=progress_id, started_at=self.clock())
@@ -184,7 +188,7 @@ class Optimiser:
 
         def push() -> None:
             try:
-                self.store.update(lambda s: _put(s, slug, record), f"run {slug}: {progress_id}")
+                self.store.update(lambda s: _put(s, record), f"run {slug} ({metric_id}): {progress_id}")
                 crashpoints.hit("recorded", slug)
             except BaseException as err:  # handed to the polling thread below
                 failure.append(err)
@@ -199,34 +203,38 @@ class Optimiser:
 
         return record, recorded
 
-    def _adopt(self, slug: str, record: RunRecord) -> RunRecord | None:
+    def _adopt(self, metric_id: int, record: RunRecord) -> RunRecord | None:
         """Make the recorded run ours (compare-and-swap); None if it changed meanwhile."""
         adopted = dataclasses.replace(record, owner=self.owner)
 
         def mutate(state: State) -> State:
-            current = state.runs.get(slug)
+            current = state.runs.get(metric_id)
             if current is None or current.progress_id != record.progress_id:
-                raise Conflict(slug)
-            return _put(state, slug, dataclasses.replace(current, owner=self.owner))
+                raise Conflict(metric_id)
+            return _put(state, dataclasses.replace(current, owner=self.owner))
 
         try:
-            self.store.update(mutate, f"resume {slug}: {record.progress_id}")
+            self.store.update(mutate, f"resume {metric_id}: {record.progress_id}")
         except Conflict:
             return None
         return adopted
 
-    def _claim(self, slug: str, metric_id: int, fingerprint: str | None) -> RunRecord | None:
+    def _claim(self, metric_id: int, slug: str, fingerprint: str | None) -> RunRecord | None:
         claim = RunRecord(
-            metric_id=metric_id, claimed_at=self.clock(), owner=self.owner, fingerprint=fingerprint
+            metric_id=metric_id,
+            claimed_at=self.clock(),
+            owner=self.owner,
+            fingerprint=fingerprint,
+            slug=slug,
         )
 
         def mutate(state: State) -> State:
-            if self.existing(state, slug) is not None:
-                raise Conflict(slug)
-            return _put(state, slug, claim)
+            if self.existing(state, metric_id) is not None:
+                raise Conflict(metric_id)
+            return _put(state, claim)
 
         try:
-            self.store.update(mutate, f"claim {slug}")
+            self.store.update(mutate, f"claim {slug} ({metric_id})")
         except Conflict:
             return None
         return claim
@@ -253,7 +261,8 @@ class Optimiser:
                     note = "cancelled"
                 except CekuraAPIError as err:
                     note = f"cancel failed: {err}"
-                self._clear(slug, LastRun(record.fingerprint, self.clock(), "timed-out", progress_id))
+                last = LastRun(record.fingerprint, self.clock(), "timed-out", progress_id)
+                self._clear(record.metric_id, slug, last)
                 return RunResult(
                     Outcome.TIMED_OUT,
                     progress_id,
@@ -270,7 +279,7 @@ class Optimiser:
                 reply = self.client.optimiser_progress(progress_id)
             except CekuraAPIError as err:
                 if err.status == 404:
-                    self._clear(slug, None)
+                    self._clear(record.metric_id, slug, None)
                     return RunResult(
                         Outcome.ERROR,
                         progress_id,
@@ -289,21 +298,28 @@ class Optimiser:
                 return RunResult(Outcome.FINISHED, progress_id, progress, resumed=resumed, polls=polls)
             delay = next_poll_delay(elapsed, reply.retry_after)
 
-    def finish(self, slug: str, progress_id: str | None, fingerprint: str | None, outcome: str) -> None:
+    def finish(
+        self, metric_id: int, slug: str, progress_id: str | None, fingerprint: str | None, outcome: str
+    ) -> None:
         """Forget the run and remember what it saw (for feedback gating)."""
-        self._clear(slug, LastRun(fingerprint, self.clock(), outcome, progress_id))
+        self._clear(metric_id, slug, LastRun(fingerprint, self.clock(), outcome, progress_id))
         crashpoints.hit("finished", slug)
 
-    def _clear(self, slug: str, last: LastRun | None) -> None:
+    def _clear(self, metric_id: int, slug: str, last: LastRun | None) -> None:
         def mutate(state: State) -> State:
-            runs = {k: v for k, v in state.runs.items() if k != slug}
+            runs = {k: v for k, v in state.runs.items() if k != metric_id}
             lasts = dict(state.last)
             if last is not None:
-                lasts[slug] = last
+                # Every slug the metric ran under: its branches (and rejected PRs) bear them.
+                lasts[metric_id] = last.with_slugs(*_slugs(state.last.get(metric_id)), slug)
             return dataclasses.replace(state, runs=runs, last=lasts)
 
-        self.store.update(mutate, f"done {slug}")
+        self.store.update(mutate, f"done {slug} ({metric_id})")
 
 
-def _put(state: State, slug: str, record: RunRecord) -> State:
-    return dataclasses.replace(state, runs={**state.runs, slug: record})
+def _slugs(last: LastRun | None) -> tuple[str, ...]:
+    return last.slugs if last is not None else ()
+
+
+def _put(state: State, record: RunRecord) -> State:
+    return dataclasses.replace(state, runs={**state.runs, record.metric_id: record})

@@ -90,13 +90,23 @@ class GitHubPublisher:
         pulls = [p for p in self._pulls(branch, "open") if p.head_ref == branch]
         return pulls[0] if pulls else None
 
-    def is_rejected(self, branch: str, content_hash: str) -> bool:
-        return any(
-            pr.head_ref == branch
-            and not pr.merged
-            and prbody.read_machine(pr.body).get("proposal") == content_hash
-            for pr in self._pulls(branch, "closed")
-        )
+    def is_rejected(self, branches: Sequence[str], metric_id: int, content_hash: str) -> bool:
+        """A closed, unmerged PR of this metric (on any branch it has had) proposed this.
+
+        The machine block names the metric id: after a rename the old branch's PRs are
+        still this metric's, and a PR of another metric that once had the slug is not.
+        """
+        for branch in branches:
+            for pr in self._pulls(branch, "closed"):
+                machine = prbody.read_machine(pr.body)
+                if (
+                    pr.head_ref == branch
+                    and not pr.merged
+                    and machine.get("proposal") == content_hash
+                    and machine.get("metric_id") in (metric_id, None)
+                ):
+                    return True
+        return False
 
     def may_open(self, branch: str) -> bool:
         """True if the branch already has a PR or a new one fits the caps (reserving it)."""

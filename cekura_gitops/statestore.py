@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cekura_gitops.errors import GitError
@@ -26,7 +26,11 @@ from cekura_gitops.gitrepo import GitRepo, Identity
 STATE_REF = "refs/cekura-gitops/state"
 FETCHED_REF = "refs/cekura-gitops/fetched-state"
 STATE_FILE = "state.json"
-VERSION = 1
+# Version 2 keys everything by metric id (version 1 keyed it by slug, so a renamed metric
+# looked unclaimed and was optimised twice). Its `runs` and `last` are lists: a version-1
+# tool, which reads them as mappings, stops with an error instead of mistaking an id for
+# an unknown slug and starting a second optimisation.
+VERSION = 2
 LINGER = 0.02  # seconds a flush waits for more updates to join it
 
 
@@ -40,6 +44,7 @@ class RunRecord:
     progress_id: str | None = None
     started_at: float | None = None
     fingerprint: str | None = None
+    slug: str | None = None  # the slug when claimed: for humans reading the ref
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -53,20 +58,29 @@ class RunRecord:
             progress_id=data.get("progress_id"),
             started_at=data.get("started_at"),
             fingerprint=data.get("fingerprint"),
+            slug=data.get("slug"),
         )
 
 
 @dataclass(frozen=True)
 class LastRun:
-    """What the last completed run of a metric saw, for feedback gating."""
+    """What the last completed run of a metric saw, for feedback gating.
+
+    `slugs` are every slug the metric had when one of its runs ended: its bot branches
+    are named after them, so a proposal rejected under an old name is still found.
+    """
 
     fingerprint: str | None
     completed_at: float
     outcome: str
     progress_id: str | None = None
+    slugs: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        doc = {k: v for k, v in self.__dict__.items() if v is not None and k != "slugs"}
+        if self.slugs:
+            doc["slugs"] = list(self.slugs)
+        return doc
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LastRun:
@@ -75,13 +89,24 @@ class LastRun:
             completed_at=float(data.get("completed_at", 0)),
             outcome=str(data.get("outcome", "")),
             progress_id=data.get("progress_id"),
+            slugs=tuple(str(s) for s in data.get("slugs", ())),
         )
+
+    def with_slugs(self, *slugs: str) -> LastRun:
+        """This memory, also naming `slugs` (in first-seen order, no repeats)."""
+        merged = tuple(dict.fromkeys((*self.slugs, *slugs)))
+        return self if merged == self.slugs else replace(self, slugs=merged)
 
 
 @dataclass(frozen=True)
 class State:
-    runs: dict[str, RunRecord] = field(default_factory=dict)
-    last: dict[str, LastRun] = field(default_factory=dict)
+    """Runs and memories by metric id: a rename changes the slug, never the id."""
+
+    runs: dict[int, RunRecord] = field(default_factory=dict)
+    last: dict[int, LastRun] = field(default_factory=dict)
+    # Version-1 memories whose slug no metric file has (yet): kept, not lost, until a
+    # file with that slug names their id.
+    legacy_last: dict[str, LastRun] = field(default_factory=dict)
     # The last commit `apply` deployed completely: the next apply starts there, so a push
     # whose own run was dropped (concurrency groups keep one pending run) is not skipped.
     applied: str | None = None
@@ -89,29 +114,87 @@ class State:
     def to_bytes(self) -> bytes:
         doc: dict[str, Any] = {
             "version": VERSION,
-            "runs": {k: v.to_json() for k, v in sorted(self.runs.items())},
-            "last": {k: v.to_json() for k, v in sorted(self.last.items())},
+            "runs": [v.to_json() for _, v in sorted(self.runs.items())],
+            "last": [{"metric_id": k, **v.to_json()} for k, v in sorted(self.last.items())],
         }
+        if self.legacy_last:
+            doc["legacy_last"] = {k: v.to_json() for k, v in sorted(self.legacy_last.items())}
         if self.applied:
             doc["applied"] = self.applied
         return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes | None) -> State:
+    def from_bytes(cls, data: bytes | None, aliases: Mapping[str, int] | None = None) -> State:
+        """Parse state.json (either version); `aliases` (slug -> id, from the metric files)
+        moves slug-keyed version-1 memories to their metric id."""
         if not data:
             return cls()
         try:
             doc = json.loads(data)
-            return cls(
-                runs={k: RunRecord.from_json(v) for k, v in doc.get("runs", {}).items()},
-                last={k: LastRun.from_json(v) for k, v in doc.get("last", {}).items()},
-                applied=doc.get("applied"),
-            )
-        except (ValueError, KeyError, TypeError) as err:
+            version = int(doc.get("version", 1))
+            if version > VERSION:
+                raise GitError(
+                    f"{STATE_REF} was written by a newer cekura-gitops (state version {version}); "
+                    "upgrade cekura-gitops before running it against this repository"
+                )
+            state = _from_v1(doc) if version == 1 else _from_v2(doc)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise GitError(
                 f"{STATE_REF} holds an unreadable state.json ({err}); inspect it with "
                 f"`git show {STATE_REF}:{STATE_FILE}` before deleting the ref"
             ) from None
+        return state.resolve(aliases or {})
+
+    def resolve(self, aliases: Mapping[str, int]) -> State:
+        """Move slug-keyed memories whose slug a metric file names to that file's id."""
+        found = {slug: last for slug, last in self.legacy_last.items() if slug in aliases}
+        if not found:
+            return self
+        lasts = dict(self.last)
+        for slug, last in sorted(found.items()):
+            lasts[aliases[slug]] = _newer(lasts.get(aliases[slug]), last.with_slugs(slug))
+        legacy = {k: v for k, v in self.legacy_last.items() if k not in found}
+        return replace(self, last=lasts, legacy_last=legacy)
+
+
+def _from_v2(doc: dict[str, Any]) -> State:
+    runs = [RunRecord.from_json(r) for r in doc.get("runs", [])]
+    return State(
+        runs={r.metric_id: r for r in runs},
+        last={int(d["metric_id"]): LastRun.from_json(d) for d in doc.get("last", [])},
+        legacy_last={str(k): LastRun.from_json(v) for k, v in doc.get("legacy_last", {}).items()},
+        applied=doc.get("applied"),
+    )
+
+
+def _from_v1(doc: dict[str, Any]) -> State:
+    """Version 1 keyed by slug. Its run records carry their metric id, so every claim
+    moves to its id; two slugs of one id (a rename) keep the record that has a run."""
+    runs: dict[int, RunRecord] = {}
+    for slug, data in doc.get("runs", {}).items():
+        record = RunRecord.from_json(data)
+        record = record if record.slug else replace(record, slug=str(slug))
+        runs[record.metric_id] = _stronger(runs.get(record.metric_id), record)
+    return State(
+        runs=runs,
+        legacy_last={str(k): LastRun.from_json(v) for k, v in doc.get("last", {}).items()},
+        applied=doc.get("applied"),
+    )
+
+
+def _stronger(a: RunRecord | None, b: RunRecord) -> RunRecord:
+    """Of two records for one id, the one to keep: a started run beats a bare claim,
+    then the later one (its run is the one most likely still going)."""
+    if a is None:
+        return b
+    return max(a, b, key=lambda r: (r.progress_id is not None, r.started_at or 0.0, r.claimed_at))
+
+
+def _newer(a: LastRun | None, b: LastRun) -> LastRun:
+    if a is None:
+        return b
+    kept = max(a, b, key=lambda r: r.completed_at)
+    return kept.with_slugs(*(b if kept is a else a).slugs)
 
 
 class Conflict(Exception):
@@ -137,8 +220,18 @@ class StateStore:
     commit), so N concurrent metrics cost far fewer than N round trips.
     """
 
-    def __init__(self, repo: GitRepo, remote: str | None, identity: Identity, *, attempts: int = 20) -> None:
+    def __init__(
+        self,
+        repo: GitRepo,
+        remote: str | None,
+        identity: Identity,
+        *,
+        attempts: int = 20,
+        aliases: Mapping[str, int] | None = None,
+    ) -> None:
+        """`aliases` (slug -> metric id, from the metric files) migrates version-1 memories."""
         self._repo = repo
+        self._aliases = dict(aliases or {})
         self._remote = remote
         self._identity = identity
         self._attempts = attempts
@@ -153,7 +246,7 @@ class StateStore:
         else:
             tip = self._repo.rev_parse(STATE_REF)
         data = self._repo.show_file(tip, STATE_FILE) if tip else None
-        self._cached = (State.from_bytes(data), tip)
+        self._cached = (State.from_bytes(data, self._aliases), tip)
         return self._cached
 
     def _current(self) -> tuple[State, str | None]:

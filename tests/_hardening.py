@@ -131,8 +131,20 @@ def bot_branches(origin: Path) -> dict[str, str]:
 
 
 def state(origin: Path) -> dict[str, Any]:
+    """origin's state.json, its `runs` and `last` lists as mappings by metric id."""
     text = origin_git(origin, "show", f"{STATE_REF}:state.json")
-    return json.loads(text) if text else {"runs": {}, "last": {}}
+    return by_metric_id(json.loads(text) if text else {})
+
+
+def by_metric_id(doc: dict[str, Any]) -> dict[str, Any]:
+    """A state.json document with `runs` and `last` keyed by metric id (int), as the code
+    reads them (version 2 stores them as lists: see statestore.VERSION)."""
+    assert doc.get("version", 2) == 2, doc
+    return {
+        **doc,
+        "runs": {int(r["metric_id"]): r for r in doc.get("runs", [])},
+        "last": {int(r["metric_id"]): r for r in doc.get("last", [])},
+    }
 
 
 def metric_texts(origin: Path, ref: str) -> dict[str, str]:

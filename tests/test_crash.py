@@ -246,7 +246,8 @@ def _converge_sync(world: World, baseline: dict[str, Any], must_block: set[str] 
     runs = state(world.repo.origin)["runs"]
     for slug in blocked:
         # Only our claim without a progress id blocks: a run may exist; only expiry tells.
-        assert slug in runs and "progress_id" not in runs[slug], (slug, runs)
+        record = runs.get(IDS[slug])
+        assert record is not None and "progress_id" not in record, (slug, runs)
     assert must_block <= blocked, (must_block, got)
     started = world.started()
     for slug in set(SLUGS) - blocked:
@@ -372,5 +373,5 @@ def test_sync_killed_by_timing(case: str, world: World, sync_baseline: dict[str,
         assert state(origin)["runs"] == {} and world.started() == {}  # nothing happened
     if case == "push-branch":
         assert world.repo.origin_ref(f"refs/heads/cekura-gitops/optimise/{GREETING}") is None
-        assert state(origin)["runs"][GREETING]["progress_id"]
+        assert state(origin)["runs"][IDS[GREETING]]["progress_id"]
     _converge_sync(world, sync_baseline, {GREETING} if point in BLOCKING else set())

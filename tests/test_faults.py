@@ -343,7 +343,7 @@ def check_sync(s: Scenario, op: Op, kind: str, persistent: bool, result: CliResu
         if ambiguous:
             # May have started: the claim stays, so the next run (a fresh clone) waits.
             assert "not resent" in m["detail"]
-            assert list(runs) == [GREETING] and "progress_id" not in runs[GREETING]
+            assert list(runs) == [1562] and "progress_id" not in runs[1562]
             again = s.run("sync", "--no-pr", "--metric", GREETING)
             assert statuses(again.json()) == {GREETING: "in-flight"}
             assert _attempts(s, op, s.fault, kind) == attempts  # still never resent
@@ -351,7 +351,7 @@ def check_sync(s: Scenario, op: Op, kind: str, persistent: bool, result: CliResu
             assert runs == {}, "a certain rejection must release the claim"
             assert started == 0
     else:  # progress: the run is kept (unless Cekura says it does not know it) and resumed
-        assert started == 1 and runs[GREETING]["progress_id"]
+        assert started == 1 and runs[1562]["progress_id"]
         s.sandbox.faults.clear()
         again = s.run("sync", "--no-pr", "--metric", GREETING)
         assert statuses(again.json()) == {GREETING: "proposed"}, again.err
@@ -696,7 +696,7 @@ def test_cli_pr_creation_is_never_blindly_resent(
         line = next(x for x in result.err.splitlines() if "GitHub create pull request (POST " in x)
         assert (f"HTTP {status}" if status else "no response") in line, line
         assert gh.pulls == []
-        assert state(s.repo.origin)["runs"][GREETING]["progress_id"], "kept, to resume"
+        assert state(s.repo.origin)["runs"][1562]["progress_id"], "kept, to resume"
     gh.faults.clear()
     again = s.run("sync", "--metric", GREETING)  # converges: one PR, no second optimisation
     assert again.code == 0, again.err

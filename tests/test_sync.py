@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from cekura_gitops.sandbox import Fault, OptimiserOutcome
+from tests._hardening import by_metric_id
 from tests.conftest import Repo, run_subprocess
 
 GREETING = "caller_greeted_by_name_1562"
@@ -29,7 +30,7 @@ def statuses(result) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 def state(repo: Repo) -> dict:  # type: ignore[type-arg]
     text = repo.origin_file("refs/cekura-gitops/state", "state.json")
-    return json.loads(text) if text else {}
+    return by_metric_id(json.loads(text) if text else {})
 
 
 def test_proposal_lands_on_its_branch_touching_only_changed_lines(
@@ -56,7 +57,7 @@ def test_proposal_lands_on_its_branch_touching_only_changed_lines(
     message = pulled.origin_git("log", "-1", "--format=%s%n%ae", BRANCH)
     assert message == f"optimise({GREETING}): 5/7 → 7/7\ncekura-gitops@users.noreply.github.com"
     assert state(pulled)["runs"] == {}
-    assert state(pulled)["last"][GREETING]["outcome"] == "proposed"
+    assert state(pulled)["last"][1562]["outcome"] == "proposed"
 
 
 def test_rerun_with_same_proposal_makes_no_new_commit(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
@@ -192,7 +193,7 @@ def test_killed_after_start_resumes_without_second_post(
     killed = run_subprocess(["sync", "--no-pr", "--metric", GREETING], pulled.work, env)
     assert killed.returncode == -signal.SIGKILL
     assert sandbox.state.optimisations_started == {1562: 1}
-    assert state(pulled)["runs"][GREETING]["progress_id"]
+    assert state(pulled)["runs"][1562]["progress_id"]
 
     clone = pulled.fresh_clone(tmp_path / "fresh")
     resumed = run_subprocess(["--json", "sync", "--no-pr", "--metric", GREETING], clone.work, cekura_env)

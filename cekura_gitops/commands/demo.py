@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,7 +36,7 @@ class TerminalPublisher:
     def default_branch(self) -> str:
         return "main"
 
-    def is_rejected(self, branch: str, content_hash: str) -> bool:
+    def is_rejected(self, branches: Sequence[str], metric_id: int, content_hash: str) -> bool:
         return False
 
     def may_open(self, branch: str) -> bool:

@@ -156,7 +156,7 @@ class Publisher(Protocol):
     """Pull requests for sync's branches (GitHub); absent with --no-pr."""
 
     def default_branch(self) -> str: ...
-    def is_rejected(self, branch: str, content_hash: str) -> bool: ...
+    def is_rejected(self, branches: Sequence[str], metric_id: int, content_hash: str) -> bool: ...
     def may_open(self, branch: str) -> bool: ...
     def publish_proposal(self, ctx: ProposalContext, result: BranchResult) -> Published: ...
     def publish_drift(self, ctx: DriftContext, result: BranchResult) -> Published: ...
@@ -211,7 +211,8 @@ def sync(
             on_github = publisher is not None
             if publisher is not None:
                 stack.callback(publisher.close)
-        results = _run(settings, console, files, repo, remote, publisher, push, force)
+        aliases = {f.metric.slug: f.metric.id for f in every if f.metric.id is not None}
+        results = _run(settings, console, files, repo, remote, publisher, push, force, aliases)
         history = _score_history(settings, repo, remote, publisher) if on_github else {}
     code = report(settings, console, results)
     if on_github:
@@ -260,11 +261,12 @@ def _run(
     publisher: Publisher | None,
     push: bool,
     force: bool,
+    aliases: Mapping[str, int],
 ) -> list[SyncResult]:
     base_branch = default_branch(settings, repo, remote, api=publisher.default_branch if publisher else None)
     base = _base_commit(repo, remote, base_branch)
     identity = Identity(settings.author_name, settings.author_email)
-    store = StateStore(repo, remote, identity)
+    store = StateStore(repo, remote, identity, aliases=aliases)
     metrics_rel = metrics_folder(settings, repo)
     writer = BranchWriter(repo, identity, remote if push else None)
     writer.prime(settings.branch_prefix)
@@ -369,7 +371,7 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
         if err.status == 404:
             return SyncResult(slug, metric_id, SyncStatus.MISSING_LIVE, "no live metric with this id")
         raise
-    record = run.optimiser.existing(run.optimiser.store.load(), slug)
+    record = run.optimiser.existing(run.optimiser.store.load(), metric_id)
     reviews = feedback.relevant(live.get("reviews") or [], f.metric.optimiser.test_set_ids)
     fingerprint = feedback.fingerprint(reviews)
     if record is None:
@@ -382,7 +384,7 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
     run.board.update(slug, "starting" if record is None else "resuming")
     guard = _holdout_plan(run, f, reviews)
     train_ids = guard.split.training if guard.split else f.metric.optimiser.test_set_ids
-    outcome = run.optimiser.run(slug, metric_id, train_ids, fingerprint, slot=run.slots)
+    outcome = run.optimiser.run(metric_id, slug, train_ids, fingerprint, slot=run.slots)
     if outcome.outcome is Outcome.IN_FLIGHT:
         return SyncResult(slug, metric_id, SyncStatus.IN_FLIGHT, outcome.detail)
     if outcome.outcome in (Outcome.AMBIGUOUS, Outcome.ERROR, Outcome.TIMED_OUT):
@@ -391,7 +393,7 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
     assert progress is not None and outcome.progress_id is not None
     used_fingerprint = fingerprint if record is None else record.fingerprint
     if progress.state is RunState.FAILED or progress.proposal is None:
-        run.optimiser.finish(slug, outcome.progress_id, used_fingerprint, "error")
+        run.optimiser.finish(metric_id, slug, outcome.progress_id, used_fingerprint, "error")
         return SyncResult(
             slug,
             metric_id,
@@ -400,7 +402,7 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
             progress_id=outcome.progress_id,
         )
     result = _propose(run, f, live, progress.proposal, outcome.progress_id, guard)
-    run.optimiser.finish(slug, outcome.progress_id, used_fingerprint, result.status.value)
+    run.optimiser.finish(metric_id, slug, outcome.progress_id, used_fingerprint, result.status.value)
     return result
 
 
@@ -409,7 +411,7 @@ def _gate(run: Run, f: MetricFile, reviews: list[Any], fingerprint: str) -> Sync
     if run.force:
         return None
     slug = f.metric.slug
-    last = run.optimiser.store.load().last.get(slug)
+    last = run.optimiser.store.load().last.get(f.metric.id) if f.metric.id is not None else None
     if last is not None:
         if last.fingerprint == fingerprint:
             return SyncResult(
@@ -522,7 +524,11 @@ def _publish(
     slug = f.metric.slug
     branch = f"{run.settings.branch_prefix}/optimise/{slug}"
     digest = content_hash(changes)
-    if run.publisher and run.publisher.is_rejected(branch, digest):
+    if (
+        run.publisher
+        and metric_id is not None
+        and run.publisher.is_rejected(_branches_of(run, metric_id, slug), metric_id, digest)
+    ):
         return result(
             status=SyncStatus.REJECTED,
             branch=branch,
@@ -656,6 +662,14 @@ def _unfit(new_text: str, f: MetricFile) -> str:
         more = f" and {len(err.problems) - 1} more problem(s)" if len(err.problems) > 1 else ""
         return f"{err.problems[0]}{more}"
     return ""
+
+
+def _branches_of(run: Run, metric_id: int, slug: str) -> list[str]:
+    """The proposal branches the metric has had: one per slug it ran under (a rename
+    changes the branch name, not the metric), the current one first."""
+    last = run.optimiser.store.load().last.get(metric_id)
+    slugs = dict.fromkeys((slug, *(last.slugs if last else ())))
+    return [f"{run.settings.branch_prefix}/optimise/{s}" for s in slugs]
 
 
 def _drift(run: Run, f: MetricFile, live: Mapping[str, Any], live_values: dict[str, Any]) -> SyncResult:

@@ -140,6 +140,7 @@ class SandboxState:
         self._seconds: dict[int, float] = {}
         self._started: dict[int, int] = {}
         self._max_concurrent = 0
+        self._max_concurrent_per_metric: dict[int, int] = {}
         self._patches: list[tuple[int, dict[str, Any]]] = []
         self._next_metric_id = 1600
         self._next_review_id = 9001
@@ -316,6 +317,13 @@ class SandboxState:
             return self._max_concurrent
 
     @property
+    def max_concurrent_per_metric(self) -> dict[int, int]:
+        """Per metric id, the most of its optimisations ever in flight at once: the
+        tool's promise is that no value exceeds 1, renames and interruptions included."""
+        with self.lock:
+            return dict(self._max_concurrent_per_metric)
+
+    @property
     def patches(self) -> list[tuple[int, dict[str, Any]]]:
         """Every applied metric PATCH: (metric id, body)."""
         with self.lock:
@@ -412,6 +420,11 @@ class SandboxState:
             # Peaks of overlap happen at start times, so measuring there is exact.
             in_flight = 1 + sum(r.finished_at() > now for r in self._optimisations.values())
             self._max_concurrent = max(self._max_concurrent, in_flight)
+            mine = 1 + sum(
+                r.finished_at() > now for r in self._optimisations.values() if r.metric_id == metric_id
+            )
+            peak = self._max_concurrent_per_metric.get(metric_id, 0)
+            self._max_concurrent_per_metric[metric_id] = max(peak, mine)
             self._optimisations[run.progress_id] = run
             self._started[metric_id] = self._started.get(metric_id, 0) + 1
             return {"progress_id": run.progress_id}
