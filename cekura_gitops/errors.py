@@ -10,7 +10,8 @@
     │       └── GitHubTokenRefused  401: the token is wrong or expired; stops the whole run
     ├── RescoreError            a re-score's reply lacks what a score needs (never guessed)
     ├── GitError                a git command failed
-    └── UsageError              exit 64: a needed option is missing (e.g. init --action)
+    ├── UsageError              exit 64: a needed option is missing (e.g. init --action)
+    └── Interrupted             exit 130: SIGINT/SIGTERM asked a long command to stop
 
 Anything else escaping a command is a bug: exit 3 (traceback only with --verbose).
 Ctrl-C exits 130. Usage errors (bad options) exit 64, so that 2 keeps meaning
@@ -140,3 +141,9 @@ class GitHubTokenRefused(GitHubAPIError):
 
     def __init__(self, operation: str, method: str, path: str, detail: str) -> None:
         super().__init__(operation, method, path, 401, detail)
+
+
+class Interrupted(GitOpsError):
+    """A stop was requested (Ctrl-C, SIGTERM); raised at a safe point, never mid-protocol."""
+
+    exit_code: ClassVar[int] = EXIT_INTERRUPTED

@@ -20,6 +20,7 @@ The protocol, per metric:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import os
@@ -27,13 +28,12 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from cekura_gitops import crashpoints
 from cekura_gitops.cekura import CekuraClient
-from cekura_gitops.errors import CekuraAPIError
+from cekura_gitops.errors import CekuraAPIError, GitError, Interrupted
 from cekura_gitops.proposal import Progress, RunState, parse_progress
 from cekura_gitops.statestore import Conflict, LastRun, RunRecord, State, StateStore
 
@@ -73,6 +73,7 @@ class Outcome(enum.Enum):
     IN_FLIGHT = "in-flight"  # another run of ours holds the metric
     AMBIGUOUS = "ambiguous"  # the start POST may or may not have started a run
     TIMED_OUT = "timed-out"
+    INTERRUPTED = "interrupted"  # a stop was requested; any run started is recorded
     ERROR = "error"
 
 
@@ -86,15 +87,25 @@ class RunResult:
     polls: int = 0
 
 
+RECORD_ATTEMPTS = 3  # a record push killed with its process group (Ctrl-C) is pushed again
+
+
 @dataclass
 class Optimiser:
-    """Starts and follows optimiser runs for one sync invocation."""
+    """Starts and follows optimiser runs for one sync invocation.
+
+    `stop` is the sync's stop request (interrupts.StopSignal): polling waits on it, and
+    once set no run is claimed or started, and following a run ends at its next wait,
+    its progress id safely recorded for the next sync to resume. `sleep`, when given,
+    replaces that wait (simulations in bench/).
+    """
 
     client: CekuraClient
     store: StateStore
     timeout: float
     owner: str = dataclasses.field(default_factory=run_owner)
-    sleep: Callable[[float], None] = time.sleep
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    sleep: Callable[[float], None] | None = None
     clock: Callable[[], float] = time.time
     on_poll: Callable[[str, str, float], None] = lambda slug, status, elapsed: None
 
@@ -111,6 +122,10 @@ class Optimiser:
             return None
         return record
 
+    def expires_at(self, record: RunRecord) -> float:
+        """When a claim without a recorded run stops blocking its metric."""
+        return record.claimed_at + CLAIM_EXPIRY * self.timeout
+
     def run(
         self,
         metric_id: int,
@@ -118,17 +133,18 @@ class Optimiser:
         test_set_ids: Sequence[int] | None,
         fingerprint: str | None,
         *,
-        slot: AbstractContextManager[object] | None = None,
+        slot: threading.Semaphore | None = None,
     ) -> RunResult:
         """Resume our recorded run for the metric, or claim and start one; then poll to the end.
 
         `slot` is held only while a run is started and followed (it bounds the runs in
         flight), not while claiming or checking the state ref, which overlap other runs.
         """
-        slot = slot or nullcontext()
+        if self.stop.is_set():
+            return RunResult(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
         record = self.existing(self.store.load(), metric_id)
         if record is not None and record.progress_id is None:
-            return RunResult(Outcome.IN_FLIGHT, detail=f"claimed by {record.owner}")
+            return RunResult(Outcome.IN_FLIGHT, detail=self._blocked(record))
         resumed = record is not None
         if record is not None:
             # A recorded run of ours: its owner crashed, or is still polling it elsewhere.
@@ -137,19 +153,23 @@ class Optimiser:
             record = self._adopt(metric_id, record)
             if record is None:
                 return RunResult(Outcome.IN_FLIGHT, detail="another run finished or took over this run first")
-            with slot:
+            with self._slot(slot) as got:
+                if not got:
+                    return _interrupted(record, resumed, 0)
                 result = self._poll(slug, record, resumed)
         else:
             claimed = self._claim(metric_id, slug, fingerprint)
             if claimed is None:
                 return RunResult(Outcome.IN_FLIGHT, detail="another run claimed this metric first")
             crashpoints.hit("claimed", slug)
-            with slot:
+            with self._slot(slot) as got:
+                if not got:  # stopped while waiting: no POST was sent, so the claim goes
+                    self._clear(metric_id, slug, None)
+                    return RunResult(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
                 started = self._start(metric_id, slug, test_set_ids, claimed)
                 if isinstance(started, RunResult):
                     return started
-                record, recorded = started
-                result = self._poll(slug, record, resumed, first_delay=MIN_POLL, before_first_poll=recorded)
+                result = self._poll(slug, started, resumed, first_delay=MIN_POLL)
         if result.outcome is Outcome.FINISHED:
             holder = self.store.load(fresh=True).runs.get(metric_id)  # not our cached view
             if holder is None or holder.owner != self.owner:
@@ -163,16 +183,45 @@ class Optimiser:
                 )
         return result
 
+    def _blocked(self, record: RunRecord) -> str:
+        """Why a claim without a recorded run blocks, and until when."""
+        until = time.strftime("%H:%M:%S UTC", time.gmtime(self.expires_at(record)))
+        return (
+            f"claimed by {record.owner} with no run recorded: if that sync died between its start "
+            f"POST and recording the run, Cekura may be optimising this metric and there is no way "
+            f"to ask; the claim expires at {until}"
+        )
+
+    @contextlib.contextmanager
+    def _slot(self, slot: threading.Semaphore | None) -> Iterator[bool]:
+        """Hold a slot (yields False, holding nothing, if a stop came while waiting)."""
+        if slot is None:
+            yield not self.stop.is_set()
+            return
+        while not slot.acquire(timeout=0.1):
+            if self.stop.is_set():
+                yield False
+                return
+        try:
+            yield not self.stop.is_set()
+        finally:
+            slot.release()
+
     def _start(
         self, metric_id: int, slug: str, test_set_ids: Sequence[int] | None, claimed: RunRecord
-    ) -> tuple[RunRecord, Callable[[], None]] | RunResult:
+    ) -> RunRecord | RunResult:
         """The one start POST, and the progress id recorded the moment it is returned.
 
-        The record is pushed while the first poll interval passes; the returned callable
-        waits for it (and raises its error), and runs before the first poll.
+        Nothing happens between the two but the record's push: a stop request is only
+        looked at after it (sync's signal handler never interrupts this thread), and a
+        push that fails (e.g. git killed by the terminal's Ctrl-C) is pushed again.
         """
         try:
             progress_id = self.client.start_optimiser(metric_id, test_set_ids)
+        except Interrupted:
+            # Raised while waiting to resend a request that certainly did not take effect.
+            self._clear(metric_id, slug, None)
+            return RunResult(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
         except CekuraAPIError as err:
             if err.ambiguous:
                 return RunResult(
@@ -184,24 +233,18 @@ class Optimiser:
             return RunResult(Outcome.ERROR, detail=str(err))
         crashpoints.hit("started", slug)
         record = dataclasses.replace(claimed, progress_id=progress_id, started_at=self.clock())
-        failure: list[BaseException] = []
-
-        def push() -> None:
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
                 self.store.update(lambda s: _put(s, record), f"run {slug} ({metric_id}): {progress_id}")
-                crashpoints.hit("recorded", slug)
-            except BaseException as err:  # handed to the polling thread below
-                failure.append(err)
-
-        pusher = threading.Thread(target=push, name=f"record-{slug}", daemon=True)
-        pusher.start()
-
-        def recorded() -> None:
-            pusher.join()
-            if failure:
-                raise failure[0]
-
-        return record, recorded
+                break
+            except GitError:
+                if attempt == RECORD_ATTEMPTS:
+                    # Still ours in memory: follow it; finishing clears the claim. Only if
+                    # this process dies before that does the claim block until it expires.
+                    break
+                time.sleep(0.2 * attempt)
+        crashpoints.hit("recorded", slug)
+        return record
 
     def _adopt(self, metric_id: int, record: RunRecord) -> RunRecord | None:
         """Make the recorded run ours (compare-and-swap); None if it changed meanwhile."""
@@ -246,7 +289,6 @@ class Optimiser:
         resumed: bool,
         *,
         first_delay: float = 0.0,
-        before_first_poll: Callable[[], None] | None = None,
     ) -> RunResult:
         progress_id = record.progress_id
         assert progress_id is not None
@@ -270,13 +312,12 @@ class Optimiser:
                     resumed=resumed,
                     polls=polls,
                 )
-            if delay:
-                self.sleep(min(delay, max(0.0, self.timeout - elapsed) + 0.01))
-            if before_first_poll is not None:
-                before_first_poll()
-                before_first_poll = None
+            if delay and self._wait(min(delay, max(0.0, self.timeout - elapsed) + 0.01)):
+                return _interrupted(record, resumed, polls)
             try:
                 reply = self.client.optimiser_progress(progress_id)
+            except Interrupted:
+                return _interrupted(record, resumed, polls)
             except CekuraAPIError as err:
                 if err.status == 404:
                     self._clear(record.metric_id, slug, None)
@@ -297,6 +338,13 @@ class Optimiser:
             if progress.state is not RunState.PENDING:
                 return RunResult(Outcome.FINISHED, progress_id, progress, resumed=resumed, polls=polls)
             delay = next_poll_delay(elapsed, reply.retry_after)
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait between polls; True if a stop was requested (the wait then ends at once)."""
+        if self.sleep is not None:
+            self.sleep(seconds)
+            return self.stop.is_set()
+        return self.stop.wait(seconds)
 
     def finish(
         self, metric_id: int, slug: str, progress_id: str | None, fingerprint: str | None, outcome: str
@@ -323,3 +371,14 @@ def _slugs(last: LastRun | None) -> tuple[str, ...]:
 
 def _put(state: State, record: RunRecord) -> State:
     return dataclasses.replace(state, runs={**state.runs, record.metric_id: record})
+
+
+def _interrupted(record: RunRecord, resumed: bool, polls: int) -> RunResult:
+    return RunResult(
+        Outcome.INTERRUPTED,
+        record.progress_id,
+        detail=f"stopped following run {record.progress_id}: it goes on in Cekura, and the next "
+        "sync resumes it",
+        resumed=resumed,
+        polls=polls,
+    )

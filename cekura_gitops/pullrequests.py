@@ -12,7 +12,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +30,10 @@ if TYPE_CHECKING:
 ACTIONS_BOT = "github-actions[bot]"
 
 
-def client_for(settings: Settings) -> GitHubClient:
-    """The GitHub client every command uses, configured from settings."""
+def client_for(settings: Settings, *, sleep: Callable[[float], None] | None = None) -> GitHubClient:
+    """The GitHub client every command uses, configured from settings.
+
+    `sleep` replaces its waits before retries (sync: a wait that a stop request ends)."""
     if not settings.github_token or not settings.github_repository:
         raise ConfigError("set GITHUB_TOKEN and GITHUB_REPOSITORY (owner/name) to talk to GitHub")
     return GitHubClient(
@@ -45,6 +48,7 @@ def client_for(settings: Settings) -> GitHubClient:
         # defaults (1, 2, 4 s after a 5xx; 60 s and up after a secondary rate limit).
         backoff_base=2 * settings.http_backoff,
         secondary_wait=120 * settings.http_backoff,
+        sleep=sleep or time.sleep,
     )
 
 
@@ -63,9 +67,11 @@ class GitHubPublisher:
     _warned_token: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Settings, console: Console) -> GitHubPublisher:
+    def from_settings(
+        cls, settings: Settings, console: Console, *, sleep: Callable[[float], None] | None = None
+    ) -> GitHubPublisher:
         return cls(
-            client_for(settings),
+            client_for(settings, sleep=sleep),
             console,
             settings.pull_requests,
             settings.branch_prefix,

@@ -172,6 +172,8 @@ def test_other_runs_claim_means_in_flight(pulled: Repo, cli, cekura_env, sandbox
     clone = pulled.fresh_clone(tmp_path / "clone")
     second = sync(cli, clone, cekura_env, "--metric", GREETING)
     assert statuses(second) == {GREETING: "in-flight"}
+    [m] = second.json()["metrics"]
+    assert "no run recorded" in m["detail"] and "expires at" in m["detail"]
     assert sandbox.state.optimisations_started == {1562: 1}
 
 
@@ -223,3 +225,31 @@ def test_sync_without_remote_needs_no_push(tmp_path: Path, cli, cekura_env) -> N
     assert refused.code == 1 and "--no-push" in refused.err
     ok = cli("--json", "sync", "--no-push", "--metric", GREETING, cwd=work, env=cekura_env)
     assert statuses(ok) == {GREETING: "proposed"}
+
+
+REJECT_HOOK = """#!/bin/sh
+# Decline pushes number {first}..{last} to the state ref (1 is the claim, 2 the record).
+while read old new ref; do
+  if [ "$ref" = "refs/cekura-gitops/state" ]; then
+    n=$(cat "{counter}" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "{counter}"
+    if [ "$n" -ge {first} ] && [ "$n" -le {last} ]; then echo "declined $n" >&2; exit 1; fi
+  fi
+done
+exit 0
+"""
+
+
+@pytest.mark.parametrize("failures", [1, 3], ids=["retried", "followed-anyway"])
+def test_a_failed_record_push_never_abandons_the_run(
+    pulled: Repo, cli, cekura_env, sandbox, tmp_path: Path, failures: int
+) -> None:  # type: ignore[no-untyped-def]
+    # Ctrl-C kills git children with the process group, so the push recording a run's
+    # progress id can fail. Pushed again; if it keeps failing, the run is still followed.
+    hook = pulled.origin / "hooks" / "pre-receive"
+    hook.write_text(REJECT_HOOK.format(first=2, last=1 + failures, counter=tmp_path / "n"))
+    hook.chmod(0o755)
+    result = sync(cli, pulled, cekura_env, "--metric", GREETING)
+    assert statuses(result) == {GREETING: "proposed"}, result.out
+    assert sandbox.state.optimisations_started == {1562: 1}
+    assert state(pulled)["runs"] == {}
+    assert state(pulled)["last"][1562]["outcome"] == "proposed"

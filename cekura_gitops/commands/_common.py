@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,13 +20,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def cekura_client(settings: Settings) -> CekuraClient:
+def cekura_client(settings: Settings, *, sleep: Callable[[float], None] | None = None) -> CekuraClient:
+    """`sleep` replaces the client's waits between retries (sync: one a stop request ends)."""
     return CekuraClient(
         settings.cekura_api_url,
         settings.require_cekura_key(),
         timeout=settings.http_timeout,
         backoff_base=settings.http_backoff,
         deadline=settings.http_deadline,
+        sleep=sleep or time.sleep,
     )
 
 
@@ -81,7 +84,12 @@ def run_all(func: Callable[[T], R], items: Iterable[T], concurrency: int) -> lis
     if concurrency <= 1 or len(items) <= 1:
         return [func(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(concurrency, len(items))) as pool:
-        return list(pool.map(func, items))
+        futures = [pool.submit(func, item) for item in items]
+        # Wait in short slices: a signal handler runs only in the main thread, and only
+        # between waits (some platforms deliver the signal to a worker thread instead).
+        while wait(futures, timeout=0.25).not_done:
+            pass
+        return [f.result() for f in futures]
 
 
 @dataclass(frozen=True)

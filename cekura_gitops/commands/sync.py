@@ -27,15 +27,18 @@ from cekura_gitops.commands._common import (
 from cekura_gitops.console import Console
 from cekura_gitops.defaultbranch import default_branch
 from cekura_gitops.errors import (
+    EXIT_INTERRUPTED,
     CekuraAPIError,
     ConfigError,
     GitError,
     GitOpsError,
+    Interrupted,
     MetricValidationError,
     RescoreError,
 )
 from cekura_gitops.evidence import Evidence
 from cekura_gitops.gitrepo import GitRepo, Identity
+from cekura_gitops.interrupts import StopSignal
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.optimiser import Optimiser, Outcome
 from cekura_gitops.prbody import HoldoutScores
@@ -63,6 +66,7 @@ class SyncStatus(enum.Enum):
     # same text; the detail names the problem.
     INVALID_PROPOSAL = "invalid-proposal"
     MISSING_LIVE = "missing-live"
+    INTERRUPTED = "interrupted"
     ERROR = "error"
 
 
@@ -183,6 +187,7 @@ class Run:
     # --concurrency bounds optimisations in flight (the load on Cekura); the git and HTTP
     # work before and after a run overlaps other metrics' runs.
     slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(8))
+    stop: StopSignal = field(default_factory=StopSignal)
 
 
 def sync(
@@ -206,15 +211,27 @@ def sync(
         raise ConfigError(f"no git remote {settings.remote!r} to push to: add one, or run with --no-push")
     on_github = False
     with contextlib.ExitStack() as stack:
+        stop = stack.enter_context(StopSignal())
         if open_prs and publisher is None:
-            publisher = _github_publisher(settings, console, push)
+            publisher = _github_publisher(settings, console, push, stop)
             on_github = publisher is not None
             if publisher is not None:
                 stack.callback(publisher.close)
         aliases = {f.metric.slug: f.metric.id for f in every if f.metric.id is not None}
-        results = _run(settings, console, files, repo, remote, publisher, push, force, aliases)
-        history = _score_history(settings, repo, remote, publisher) if on_github else {}
+        try:
+            results = _run(settings, console, files, repo, remote, publisher, push, force, aliases, stop)
+        except GitOpsError as err:
+            if stop.stopped and not isinstance(err, Interrupted):
+                raise Interrupted(f"interrupted ({err})") from None  # e.g. git killed by Ctrl-C
+            raise
+        history = _score_history(settings, repo, remote, publisher) if on_github and not stop.stopped else {}
     code = report(settings, console, results)
+    if stop.stopped:
+        console.warn(
+            "interrupted: optimisations already started go on in Cekura; their progress ids are "
+            "in refs/cekura-gitops/state, and the next sync resumes them"
+        )
+        return EXIT_INTERRUPTED
     if on_github:
         from cekura_gitops import dashboard  # GitHub's client: only imported when used
 
@@ -262,6 +279,7 @@ def _run(
     push: bool,
     force: bool,
     aliases: Mapping[str, int],
+    stop: StopSignal,
 ) -> list[SyncResult]:
     base_branch = default_branch(settings, repo, remote, api=publisher.default_branch if publisher else None)
     base = _base_commit(repo, remote, base_branch)
@@ -270,8 +288,10 @@ def _run(
     metrics_rel = metrics_folder(settings, repo)
     writer = BranchWriter(repo, identity, remote if push else None)
     writer.prime(settings.branch_prefix)
-    with cekura_client(settings) as client, ProgressBoard(console) as board:
-        optimiser = Optimiser(client, store, settings.optimiser.timeout, on_poll=board.update)
+    with cekura_client(settings, sleep=stop.sleep) as client, ProgressBoard(console) as board:
+        optimiser = Optimiser(
+            client, store, settings.optimiser.timeout, stop=stop.event, on_poll=board.update
+        )
         run = Run(
             settings,
             console,
@@ -286,6 +306,7 @@ def _run(
             publisher,
             board,
             threading.Semaphore(settings.concurrency),
+            stop,
         )
         console.say(f"sync: {len(files)} metric(s) on {base_branch} @ {base[:8]}")
         workers = min(64, 2 * settings.concurrency)
@@ -297,7 +318,7 @@ def _enabled(f: MetricFile, settings: Settings) -> bool:
     return settings.optimiser.enabled if value is None else value
 
 
-def _github_publisher(settings: Settings, console: Console, push: bool) -> Publisher | None:
+def _github_publisher(settings: Settings, console: Console, push: bool, stop: StopSignal) -> Publisher | None:
     if not push:
         console.warn("--no-push: pull requests need pushed branches; not opening any")
         return None
@@ -309,7 +330,7 @@ def _github_publisher(settings: Settings, console: Console, push: bool) -> Publi
         return None
     from cekura_gitops.pullrequests import GitHubPublisher
 
-    return GitHubPublisher.from_settings(settings, console)
+    return GitHubPublisher.from_settings(settings, console, sleep=stop.sleep)
 
 
 def _base_commit(repo: GitRepo, remote: str | None, branch: str) -> str:
@@ -326,11 +347,18 @@ def _base_commit(repo: GitRepo, remote: str | None, branch: str) -> str:
 def _guarded(run: Run, f: MetricFile) -> SyncResult:
     """One metric; its failure is a result, never an exception that stops the others."""
     try:
+        run.stop.check("starting")
         result = _sync_one(run, f)
+    except Interrupted as err:
+        result = SyncResult(
+            f.metric.slug, f.metric.id, SyncStatus.INTERRUPTED, f"{err}; the next sync goes on"
+        )
     except GitOpsError as err:
         if err.stops_run:  # a refused key: one line for the run, not one per metric
             raise
-        result = SyncResult(f.metric.slug, f.metric.id, SyncStatus.ERROR, str(err))
+        # A git child shares the terminal's process group: Ctrl-C kills it too.
+        status = SyncStatus.INTERRUPTED if run.stop.stopped else SyncStatus.ERROR
+        result = SyncResult(f.metric.slug, f.metric.id, status, str(err))
     run.board.done(f.metric.slug)
     run.console.say(_line(result))
     return result
@@ -387,6 +415,10 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
     outcome = run.optimiser.run(metric_id, slug, train_ids, fingerprint, slot=run.slots)
     if outcome.outcome is Outcome.IN_FLIGHT:
         return SyncResult(slug, metric_id, SyncStatus.IN_FLIGHT, outcome.detail)
+    if outcome.outcome is Outcome.INTERRUPTED or (outcome.outcome is Outcome.FINISHED and run.stop.stopped):
+        # The record stays: the next sync resumes the run (or reads its result) and publishes.
+        detail = outcome.detail or f"run {outcome.progress_id} ended; the next sync publishes its result"
+        return SyncResult(slug, metric_id, SyncStatus.INTERRUPTED, detail, progress_id=outcome.progress_id)
     if outcome.outcome in (Outcome.AMBIGUOUS, Outcome.ERROR, Outcome.TIMED_OUT):
         return SyncResult(slug, metric_id, SyncStatus.ERROR, outcome.detail, progress_id=outcome.progress_id)
     progress = outcome.progress
@@ -521,7 +553,7 @@ def _publish(
     result: Callable[..., SyncResult],
 ) -> SyncResult:
     """Write the proposal onto its branch and open or update its pull request."""
-    slug = f.metric.slug
+    slug, metric_id = f.metric.slug, f.metric.id
     branch = f"{run.settings.branch_prefix}/optimise/{slug}"
     digest = content_hash(changes)
     if (
