@@ -91,7 +91,7 @@ def test_a_branch_deleted_during_the_run_is_recreated(repo: Repo, new_feedback: 
     assert "Guidance from reviewed calls:" in (repo.origin_file(BRANCH, FILE) or "")
     assert ("nickname" in (repo.origin_file(BRANCH, FILE) or "")) is new_feedback
     assert git(repo.origin, "rev-parse", f"{BRANCH}^") == repo.origin_ref("refs/heads/main")
-    assert state(repo.origin)["last"][GREETING]["outcome"] == "proposed"
+    assert state(repo.origin)["last"][IDS[GREETING]]["outcome"] == "proposed"
 
 
 def test_a_branch_a_human_pushed_to_during_the_run_is_left_alone(repo: Repo, tmp_path: Path) -> None:
