@@ -2,12 +2,14 @@
 
 The protocol, per metric:
 
-1. **claim** — record "we are about to start" in the state ref (compare-and-swap). A run
-   that finds someone else's claim reports `in-flight` and stops.
+1. **claim** — once a concurrency slot is free, record "we are about to start" in the
+   state ref (compare-and-swap). A run that finds someone else's claim reports
+   `in-flight` and stops.
 2. **start** — the one POST, never retried blindly. An ambiguous failure leaves the claim
    in place: a run may exist, and only time tells (the claim expires after twice the
-   optimiser timeout: one for the run, one for a wait for a free slot).
-3. **record** — persist the progress_id the moment it is returned.
+   optimiser timeout: one for that run, one as a margin).
+3. **record** — push the progress_id the moment it is returned, nothing in between; a
+   stop request (Ctrl-C, SIGTERM) is looked at only before the claim and after this.
 4. **poll** — adaptive: fast at first, then every 20 % of the elapsed time, never more
    than 29 s apart, honouring Retry-After: a run's end is noticed within max(0.5 s, 20 %)
    of its length and never more than 30 s late, whatever its length. A later sync
@@ -37,8 +39,9 @@ from cekura_gitops.errors import CekuraAPIError, GitError, Interrupted
 from cekura_gitops.proposal import Progress, RunState, parse_progress
 from cekura_gitops.statestore import Conflict, LastRun, RunRecord, State, StateStore
 
-# A claim without a run (start POST not answered) expires after this many optimiser
-# timeouts: a claim may wait for a free slot for up to one timeout before its run starts.
+# A claim without a recorded run (its sync died between the claim and the record, or the
+# start POST failed ambiguously) expires after this many optimiser timeouts: one for the
+# run that POST may have started, one as a margin, since that run cannot be cancelled.
 CLAIM_EXPIRY = 2
 MIN_POLL = 0.4  # short runs: their end is noticed within 0.5 s, round trip included
 # Polls are at most this far apart, so a run's end is noticed at most 30 s late (one
@@ -158,12 +161,16 @@ class Optimiser:
                     return _interrupted(record, resumed, 0)
                 result = self._poll(slug, record, resumed)
         else:
-            claimed = self._claim(metric_id, slug, fingerprint)
-            if claimed is None:
-                return RunResult(Outcome.IN_FLIGHT, detail="another run claimed this metric first")
-            crashpoints.hit("claimed", slug)
+            # Claimed only once a slot is free, right before the POST: a sync killed while
+            # its metrics queue for slots leaves no claim (nothing was started) to block them.
             with self._slot(slot) as got:
-                if not got:  # stopped while waiting: no POST was sent, so the claim goes
+                if not got:
+                    return RunResult(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
+                claimed = self._claim(metric_id, slug, fingerprint)
+                if claimed is None:
+                    return RunResult(Outcome.IN_FLIGHT, detail="another run claimed this metric first")
+                crashpoints.hit("claimed", slug)
+                if self.stop.is_set():  # stopped during the claim's push: no POST sent, so it goes
                     self._clear(metric_id, slug, None)
                     return RunResult(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
                 started = self._start(metric_id, slug, test_set_ids, claimed)

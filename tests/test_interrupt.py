@@ -245,3 +245,36 @@ def test_stops_within_seconds_with_runs_going_on(
     assert all(o["status"] == "running" for o in world.sandbox.state.optimisations())  # not cancelled
     world.sandbox.state.finish_optimisations()
     _converge(world, baseline)
+
+
+def test_a_kill_while_metrics_queue_for_a_slot_blocks_only_the_started_run(
+    world: World, baseline: dict[str, Any]
+) -> None:
+    # With one slot, the other metrics queue while the first runs. A metric is claimed
+    # only once its slot is free, right before its start POST: a SIGKILL now leaves one
+    # claim (with its run recorded), and nothing that blocks the others until it expires.
+    for metric_id in IDS.values():
+        world.sandbox.state.set_optimiser_seconds(metric_id, 30)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cekura_gitops", "--concurrency", "1", "sync"],
+        cwd=world.repo.work,
+        env={**os.environ, **world.env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not any("progress_id" in r for r in state(world.repo.origin)["runs"].values()):
+            assert proc.poll() is None and time.monotonic() < deadline, "no run started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # the queued metrics have had time to claim, were they to
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    runs = state(world.repo.origin)["runs"]
+    assert len(runs) == 1 and all("progress_id" in r for r in runs.values()), runs
+    assert sum(world.started().values()) == 1
+    world.sandbox.state.finish_optimisations()
+    _converge(world, baseline)
