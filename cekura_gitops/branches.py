@@ -8,6 +8,8 @@
   branch), so a commit that lands between our check and our push is never overwritten,
   and a branch deleted meanwhile is noticed and recreated instead of reported as there.
 - Re-writing the same content on the same base makes no new commit.
+- With `git: {commit_via: api}` the commit is made by GitHub (apicommits.py), and commits
+  GitHub authored for the bot's login count as the bot's.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ import enum
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cekura_gitops.errors import GitError
 from cekura_gitops.gitrepo import CommitInfo, GitRepo, Identity
 from cekura_gitops.statestore import LINGER
 
 WRITE_ATTEMPTS = 3  # a lost lease is retried on a fresh look; a branch in a push war is left
+
+if TYPE_CHECKING:
+    from cekura_gitops.apicommits import ApiCommitter
 
 
 class BranchStatus(enum.Enum):
@@ -50,10 +56,21 @@ class _Push:
 
 
 class BranchWriter:
-    def __init__(self, repo: GitRepo, identity: Identity, remote: str | None) -> None:
+    def __init__(
+        self,
+        repo: GitRepo,
+        identity: Identity,
+        remote: str | None,
+        *,
+        committer: ApiCommitter | None = None,
+        bot_login: str | None = None,
+    ) -> None:
         self._repo = repo
         self._identity = identity
         self._remote = remote  # None: local branches only (--no-push)
+        # commit_via: api — GitHub makes the commits, authored by `bot_login`.
+        self._committer = committer if remote else None
+        self._bot_login = bot_login
         self._primed: dict[str, str] | None = None
         self._seen: set[str] = set()
         self._primed_lock = threading.Lock()
@@ -112,11 +129,17 @@ class BranchWriter:
         return self._repo.rev_parse(ref)
 
     def human_commits(self, base: str, tip: str) -> tuple[CommitInfo, ...]:
+        return tuple(c for c in self._repo.commits_between(base, tip) if not self._is_bot(c))
+
+    def _is_bot(self, c: CommitInfo) -> bool:
         bot = self._identity.email.lower()
-        return tuple(
-            c
-            for c in self._repo.commits_between(base, tip)
-            if c.author_email.lower() != bot or c.committer_email.lower() != bot
+        if c.author_email.lower() == bot and c.committer_email.lower() == bot:
+            return True
+        # Either mode's commits are the bot's, so switching commit_via strands no branch.
+        from cekura_gitops.apicommits import is_api_bot_commit
+
+        return self._bot_login is not None and is_api_bot_commit(
+            c.author_email, c.committer_email, self._bot_login
         )
 
     def write(self, branch: str, base: str, path: str, content: bytes, message: str) -> BranchResult:
@@ -134,14 +157,12 @@ class BranchWriter:
                 and self._repo.show_file(tip, path) == content
                 and self._repo.is_ancestor(base, tip)
             )
-            sha = (
-                tip
-                if same and tip is not None
-                else self._repo.commit_files(base, {path: content}, message, self._identity)
-            )
-            ref = f"refs/heads/{branch}"
-            ok = self._push(sha, ref, tip) if self._remote else self._repo.update_local_ref(ref, sha, tip)
-            if ok:
+            if same and tip is not None:
+                sha: str | None = tip
+                ok = self._confirm(branch, tip)
+            else:
+                sha, ok = self._commit(branch, base, path, content, message, tip)
+            if ok and sha is not None:
                 status = BranchStatus.CREATED if tip is None else BranchStatus.UPDATED
                 return BranchResult(BranchStatus.UNCHANGED if same else status, branch, sha)
             # The lease lost: the branch moved or vanished since we looked. Look again; a
@@ -152,3 +173,22 @@ class BranchWriter:
                 break  # refused for another reason that looking again will not change
             tip = now
         return BranchResult(BranchStatus.MOVED, branch, tip)
+
+    def _confirm(self, branch: str, tip: str) -> bool:
+        """Leave branch at tip, confirming it is still there (a leased no-op update)."""
+        if self._committer is not None:
+            return self._committer.confirm(branch, tip)
+        ref = f"refs/heads/{branch}"
+        return self._push(tip, ref, tip) if self._remote else self._repo.update_local_ref(ref, tip, tip)
+
+    def _commit(
+        self, branch: str, base: str, path: str, content: bytes, message: str, tip: str | None
+    ) -> tuple[str | None, bool]:
+        """(new tip, True), or (None, False) when the branch moved under us."""
+        if self._committer is not None:
+            made = self._committer.commit(branch, base, {path: content}, message, tip)
+            return (made.sha, True) if made is not None else (None, False)
+        sha = self._repo.commit_files(base, {path: content}, message, self._identity)
+        ref = f"refs/heads/{branch}"
+        ok = self._push(sha, ref, tip) if self._remote else self._repo.update_local_ref(ref, sha, tip)
+        return sha, ok

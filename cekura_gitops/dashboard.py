@@ -56,7 +56,7 @@ def publish(
     `history` (merged proposals' scores per metric, rebuilt from git) is drawn as a chart
     and a table per metric.
     """
-    if not settings.github_token or not settings.github_repository:
+    if not settings.github_configured:
         return None
     try:
         with client_for(settings) as client:

@@ -9,6 +9,7 @@
     │   └── GitHubAPIError
     │       └── GitHubTokenRefused  401: the token is wrong or expired; stops the whole run
     ├── RescoreError            a re-score's reply lacks what a score needs (never guessed)
+    ├── GitHubAppError          the GitHub App cannot authenticate (key, installation, suspended)
     ├── GitError                a git command failed
     ├── UsageError              exit 64: a needed option is missing (e.g. init --action)
     └── Interrupted             exit 130: SIGINT/SIGTERM asked a long command to stop
@@ -147,3 +148,7 @@ class Interrupted(GitOpsError):
     """A stop was requested (Ctrl-C, SIGTERM); raised at a safe point, never mid-protocol."""
 
     exit_code: ClassVar[int] = EXIT_INTERRUPTED
+
+
+class GitHubAppError(GitOpsError):
+    """The GitHub App cannot act on this repository: wrong key or id, not installed, suspended."""

@@ -29,10 +29,12 @@ Conventions (reference/github-notes.md §6):
 
 from __future__ import annotations
 
+import base64
+import functools
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -41,13 +43,17 @@ import httpx
 
 from cekura_gitops import __version__, httpio
 from cekura_gitops.errors import ConfigError, GitHubAPIError, GitHubTokenRefused
+from cekura_gitops.pacer import WritePacer
 from cekura_gitops.redaction import DETAIL_LIMIT, Redactor, excerpt
 from cekura_gitops.retryafter import parse_retry_after
 
 __all__ = [
+    "AccessToken",
     "Comment",
     "Commit",
+    "GitCommit",
     "GitHubClient",
+    "Installation",
     "Issue",
     "PullRequest",
     "PullRequestExists",
@@ -140,6 +146,39 @@ class Commit:
     message: str
 
 
+@dataclass(frozen=True)
+class Installation:
+    """A GitHub App's installation that covers this repository."""
+
+    id: int
+    app_id: int
+    app_slug: str
+    account: str
+    permissions: dict[str, str]
+    suspended: bool
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    token: str = field(repr=False)
+    expires_at: str  # ISO 8601
+    permissions: dict[str, str]
+
+
+@dataclass(frozen=True)
+class GitCommit:
+    """A commit as the Git Data API returns it."""
+
+    sha: str
+    tree_sha: str
+    parents: tuple[str, ...]
+    author_name: str
+    author_email: str
+    committer_email: str
+    verified: bool
+    verification_reason: str
+
+
 class PullRequestExists(GitHubAPIError):
     """`POST /pulls` answered 422 "A pull request already exists for owner:branch".
 
@@ -189,10 +228,11 @@ class GitHubClient:
     def __init__(
         self,
         api_url: str,
-        token: str,
+        token: str | Callable[[], str],
         repository: str,
         *,
         graphql_url: str | None = None,
+        pacer: WritePacer | None = None,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 30.0,
         max_attempts: int = 4,
@@ -207,12 +247,14 @@ class GitHubClient:
         owner, sep, name = repository.partition("/")
         if not (sep and owner and name) or "/" in name:
             raise ConfigError(f"GitHub repository must look like OWNER/NAME, got {repository!r}")
-        self._redact = Redactor([token])  # the raw form too: it is what a caller printed
-        token = token.strip()  # a secret pasted with its newline would break the header
-        if not token:
-            raise ConfigError("a GitHub token is required")
-        if not token.isascii() or not token.isprintable():
-            raise ConfigError("the GitHub token contains control or non-ASCII characters: re-copy it")
+        seen: set[str] = set()
+        if isinstance(token, str):
+            self._redact = Redactor([token])  # the raw form too: it is what a caller printed
+            fixed = _checked_token(token)
+            seen.add(fixed)
+            token = functools.partial(str, fixed)  # one shape for fixed and minted tokens
+        else:
+            self._redact = Redactor([])
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.api_url = api_url.rstrip("/")
@@ -221,8 +263,10 @@ class GitHubClient:
         self._owner = owner
         self._deadline = deadline
         self._refused: tuple[str, str, str, str] | None = None
+        # Asked before every attempt: an App's installation token is renewed as it ages.
+        self._token_source = token
+        self._seen_tokens = seen  # every token sent, for redaction
         self._max_attempts = max_attempts
-        self._min_write_interval = min_write_interval
         self._max_wait = max_wait
         # Retry delays: backoff_base × 1, 2, 4 … after 5xx and lost connections, and
         # secondary_wait × 1, 2, 4 … after a secondary rate limit without Retry-After.
@@ -230,15 +274,14 @@ class GitHubClient:
         self._secondary_wait = secondary_wait
         self._sleep = sleep
         self._clock = clock
-        self._write_lock = threading.Lock()
-        self._last_write: float | None = None
+        # Shared by every client of a run when given: one identity, one write budget.
+        self.pacer = pacer or WritePacer(interval=min_write_interval, clock=clock, sleep=sleep)
         self._count_lock = threading.Lock()
         self._request_count = 0
         self._http = httpx.Client(
             # A trailing slash makes httpx join "/repos/…" *under* a GHES "/api/v3" prefix.
             base_url=self.api_url + "/",
             headers={
-                "Authorization": f"Bearer {token}",
                 "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": API_VERSION,
                 "User-Agent": f"cekura-gitops/{__version__}",
@@ -423,6 +466,77 @@ class GitHubClient:
             return self._parse(self._json("get issue", "GET", path), "get issue", "GET", path, _issue)
         return self._parse(self._json(op, "PATCH", path, json=payload), op, "PATCH", path, _issue)
 
+    # -- GitHub App (authenticated as the App, with its JWT) -----------------------------
+
+    def get_repo_installation(self) -> Installation:
+        """The App's installation on this repository (404: not installed)."""
+        op, path = "get App installation", self._repo_path("installation")
+        return self._parse(self._json(op, "GET", path), op, "GET", path, _installation)
+
+    def create_installation_token(self, installation_id: int, *, repositories: Sequence[str]) -> AccessToken:
+        """A one-hour token limited to `repositories` (names, without owner).
+
+        Minting twice is harmless (each token stands alone), so it may be resent.
+        """
+        op, path = "create installation token", f"/app/installations/{installation_id}/access_tokens"
+        data = self._json(op, "POST", path, json={"repositories": list(repositories)}, resend_safe=True)
+        return self._parse(data, op, "POST", path, _access_token)
+
+    # -- Git Data (commits GitHub creates, and signs for an App) --------------------------
+
+    def create_blob(self, content: bytes) -> str:
+        """Store a file's bytes; returns the blob sha (the same sha git would compute)."""
+        op, path = "create blob", self._repo_path("git/blobs")
+        payload = {"content": base64.b64encode(content).decode("ascii"), "encoding": "base64"}
+        # Content-addressed: sending the same bytes twice creates nothing new.
+        data = self._json(op, "POST", path, json=payload, resend_safe=True)
+        return self._parse(data, op, "POST", path, lambda d: str(d["sha"]))
+
+    def create_tree(self, base_tree: str, files: Mapping[str, str]) -> str:
+        """`base_tree` with each path pointing at a blob sha (mode 100644); returns the tree sha."""
+        op, path = "create tree", self._repo_path("git/trees")
+        entries = [{"path": p, "mode": "100644", "type": "blob", "sha": sha} for p, sha in files.items()]
+        data = self._json(op, "POST", path, json={"base_tree": base_tree, "tree": entries}, resend_safe=True)
+        return self._parse(data, op, "POST", path, lambda d: str(d["sha"]))
+
+    def create_commit(self, *, message: str, tree: str, parents: Sequence[str]) -> GitCommit:
+        """A commit GitHub authors itself: no author, committer or signature is sent, which
+        is what makes GitHub sign it for an App (shown as Verified)."""
+        op, path = "create commit", self._repo_path("git/commits")
+        payload = {"message": message, "tree": tree, "parents": list(parents)}
+        data = self._json(op, "POST", path, json=payload, resend_safe=True)
+        return self._parse(data, op, "POST", path, _git_commit)
+
+    def get_commit(self, sha: str) -> GitCommit:
+        op, path = "get commit", self._repo_path(f"git/commits/{sha}")
+        return self._parse(self._json(op, "GET", path), op, "GET", path, _git_commit)
+
+    def create_ref(self, ref: str, sha: str) -> bool:
+        """Create `refs/heads/...`; False when it already exists (someone was first)."""
+        op, path = "create ref", self._repo_path("git/refs")
+        try:
+            self._request(op, "POST", path, json={"ref": ref, "sha": sha}, resend_safe=False)
+        except GitHubAPIError as err:
+            if err.status == 422 and "already exists" in err.detail.lower():
+                return False
+            raise
+        return True
+
+    def update_ref(self, ref: str, sha: str) -> bool:
+        """Move `heads/...` to `sha` only as a fast-forward: the compare-and-swap.
+
+        False when the ref moved to something `sha` does not descend from, or is gone.
+        """
+        op, path = "update ref", self._repo_path(f"git/refs/{quote(ref, safe='/')}")
+        try:
+            self._request(op, "PATCH", path, json={"sha": sha, "force": False})
+        except GitHubAPIError as err:
+            lowered = err.detail.lower()
+            if err.status == 422 and ("fast forward" in lowered or "does not exist" in lowered):
+                return False
+            raise
+        return True
+
     # -- GraphQL -----------------------------------------------------------------------
 
     def enable_auto_merge(self, pull_node_id: str, *, merge_method: str = "SQUASH") -> None:
@@ -584,7 +698,7 @@ class GitHubClient:
             resend_safe=method != "POST" if resend_safe is None else resend_safe,
         )
         if method in WRITE_METHODS:
-            with self._write_lock:  # serialise writes: GitHub's secondary-limit advice
+            with self.pacer.serial():  # serialise writes: GitHub's secondary-limit advice
                 return self._attempts(call, spaced=True)
         return self._attempts(call, spaced=False)
 
@@ -592,7 +706,7 @@ class GitHubClient:
         rate_limited = 0
         for attempt in range(1, self._max_attempts + 1):
             if spaced:
-                self._space_writes()
+                self.pacer.space()
             try:
                 return self._attempt(call, attempt, rate_limited)
             except _Retry as retry:
@@ -609,14 +723,6 @@ class GitHubClient:
                 self._sleep(retry.wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _space_writes(self) -> None:
-        # GitHub: "wait at least one second between each request" that mutates, to stay
-        # clear of secondary rate limits. Measured from the end of the previous write.
-        if self._last_write is not None:
-            gap = self._clock() - self._last_write
-            if gap < self._min_write_interval:
-                self._sleep(self._min_write_interval - gap)
-
     def _attempt(self, call: _Call, attempt: int, rate_limited: int) -> httpio.Reply:
         with self._count_lock:
             refused = self._refused
@@ -624,6 +730,11 @@ class GitHubClient:
                 self._request_count += 1
         if refused is not None:
             raise GitHubTokenRefused(*refused)
+        # Asked per attempt: an App's installation token is renewed as it ages.
+        token = _checked_token(self._token_source())
+        if token not in self._seen_tokens:
+            self._seen_tokens.add(token)
+            self._redact = Redactor(self._seen_tokens)
         try:
             response = httpio.receive(
                 self._http,
@@ -632,6 +743,7 @@ class GitHubClient:
                 deadline=self._deadline,
                 params=call.params,
                 json_body=call.json,
+                headers={"Authorization": f"Bearer {token}"},
             )
         except httpio.ReplyError as err:
             # Too slow or too large: GitHub (or a proxy) did receive the request. Not retried:
@@ -652,7 +764,7 @@ class GitHubClient:
             raise call.error(None, detail + AMBIGUOUS_HINT, True) from err
         finally:
             if call.method in WRITE_METHODS:
-                self._last_write = self._clock()
+                self.pacer.mark()
 
         status = response.status
         if status < 400:
@@ -699,6 +811,15 @@ class GitHubClient:
 
     def _backoff(self, attempt: int) -> float:
         return self._backoff_base * 2.0 ** (attempt - 1)
+
+
+def _checked_token(token: str) -> str:
+    token = token.strip()  # a secret pasted with its newline would break the header
+    if not token:
+        raise ConfigError("a GitHub token is required")
+    if not token.isascii() or not token.isprintable():
+        raise ConfigError("the GitHub token contains control or non-ASCII characters: re-copy it")
+    return token
 
 
 def _default_graphql_url(api_url: str) -> str:
@@ -831,4 +952,38 @@ def _commit(d: dict[str, Any]) -> Commit:
         author_email=str(author.get("email", "")),
         committer_email=str(committer.get("email", "")),
         message=str(commit["message"]),
+    )
+
+
+def _installation(d: dict[str, Any]) -> Installation:
+    account = d.get("account") or {}
+    return Installation(
+        id=int(d["id"]),
+        app_id=int(d["app_id"]),
+        app_slug=str(d["app_slug"]),
+        account=str(account.get("login") or account.get("slug") or account.get("name") or ""),
+        permissions={str(k): str(v) for k, v in (d.get("permissions") or {}).items()},
+        suspended=d.get("suspended_at") is not None,
+    )
+
+
+def _access_token(d: dict[str, Any]) -> AccessToken:
+    return AccessToken(
+        token=str(d["token"]),
+        expires_at=str(d["expires_at"]),
+        permissions={str(k): str(v) for k, v in (d.get("permissions") or {}).items()},
+    )
+
+
+def _git_commit(d: dict[str, Any]) -> GitCommit:
+    verification = d.get("verification") or {}
+    return GitCommit(
+        sha=str(d["sha"]),
+        tree_sha=str(d["tree"]["sha"]),
+        parents=tuple(str(p["sha"]) for p in d.get("parents") or ()),
+        author_name=str(d["author"]["name"]),
+        author_email=str(d["author"]["email"]),
+        committer_email=str(d["committer"]["email"]),
+        verified=bool(verification.get("verified")),
+        verification_reason=str(verification.get("reason", "")),
     )

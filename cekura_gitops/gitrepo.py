@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,21 @@ LEASE_FAILURES = (
     "cannot lock ref",
     "failed to update ref",
     "incorrect old value",
+)
+
+
+# git's credential channel for a token the tool holds (a GitHub App's installation token):
+# the helper reads it from the environment of the git process that asks, so it appears in
+# no argv, URL or .git/config. `credential.helper=` first empties the helper list, so no
+# other helper (a credential store) is asked to save it.
+TOKEN_ENV = "CEKURA_GITOPS_GIT_TOKEN"
+CREDENTIAL_HELPER = (
+    f'!f() {{ test "$1" = get && printf \'username=x-access-token\\npassword=%s\\n\' "${TOKEN_ENV}"; }}; f'
+)
+RULESET_HINT = (
+    "a repository ruleset rejected the push (e.g. 'Require signed commits'): set "
+    "`git: {commit_via: api}` in cekura-gitops.yaml so GitHub creates and signs the bot's "
+    "commits, or add the bot to the ruleset's bypass list"
 )
 
 
@@ -82,6 +97,24 @@ class GitRepo:
         self.root = Path(done.stdout.decode().strip())
         self._lock = threading.Lock()
         self._gitpython: Any = None
+        self._credentials: tuple[Callable[[], str], str | None] | None = None
+
+    def use_credentials(self, token: Callable[[], str] | None, server_url: str | None = None) -> None:
+        """Authenticate fetches and pushes with `token()` (asked per command: it may be
+        renewed) through the credential channel only. `server_url`: also drop the
+        Authorization header actions/checkout persists for that server, which git would
+        otherwise send instead of asking the helper."""
+        self._credentials = None if token is None else (token, server_url)
+
+    def _net(self, *args: str) -> tuple[list[str], dict[str, str]]:
+        """argv (after `git`) and extra environment for a command that talks to a remote."""
+        if self._credentials is None:
+            return list(args), {}
+        token, server_url = self._credentials
+        config = ["-c", "credential.helper=", "-c", f"credential.helper={CREDENTIAL_HELPER}"]
+        if server_url:
+            config += ["-c", f"http.{server_url.rstrip('/')}/.extraheader="]
+        return [*config, *args], {TOKEN_ENV: token()}
 
     def _gp(self) -> Any:
         """The GitPython repository (imported on first use)."""
@@ -331,7 +364,10 @@ class GitRepo:
     # --- remotes -------------------------------------------------------------------------
 
     def fetch(self, remote: str, *refspecs: str, prune: bool = False) -> None:
-        self.run("fetch", "--quiet", "--no-tags", *(["--prune"] if prune else []), remote, *refspecs)
+        args, env = self._net(
+            "fetch", "--quiet", "--no-tags", *(["--prune"] if prune else []), remote, *refspecs
+        )
+        self.run(*args, env=env)
 
     def refs(self, prefix: str) -> dict[str, str]:
         """Local refs under prefix -> sha."""
@@ -343,11 +379,12 @@ class GitRepo:
         if self.ls_remote(remote, src) is None:
             self.try_run("update-ref", "-d", dst)
             return None
-        self.run("fetch", "--quiet", "--no-tags", remote, f"+{src}:{dst}")
+        self.fetch(remote, f"+{src}:{dst}")
         return self.rev_parse(dst)
 
     def ls_remote(self, remote: str, ref: str) -> str | None:
-        out = self.run("ls-remote", remote, ref)
+        args, env = self._net("ls-remote", remote, ref)
+        out = self.run(*args, env=env)
         for line in out.splitlines():
             sha, name = line.split("\t", 1)
             if name == ref:
@@ -363,10 +400,11 @@ class GitRepo:
         import subprocess
 
         lease = f"--force-with-lease={ref}:{expected or ''}"
+        args, extra = self._net("push", "--porcelain", "--quiet", lease, remote, f"{sha}:{ref}")
         done = subprocess.run(
-            ["git", "push", "--porcelain", "--quiet", lease, remote, f"{sha}:{ref}"],
+            ["git", *args],
             cwd=self.root,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **extra},
             capture_output=True,
         )
         if done.returncode == 0:
@@ -375,6 +413,7 @@ class GitRepo:
         # info)"), and only "failed to push some refs" on stderr: read both.
         out = done.stdout.decode("utf-8", "replace")
         err = done.stderr.decode("utf-8", "replace").strip()
+        _raise_if_ruleset(out + err)
         if any(reason in out or reason in err for reason in LEASE_FAILURES):
             return False
         raise GitError(f"git push failed: {_excerpt(err or out) or 'exit ' + str(done.returncode)}")
@@ -390,13 +429,15 @@ class GitRepo:
             return {ref: self.push_cas(remote, sha, ref, expected)}
         leases = [f"--force-with-lease={ref}:{expected or ''}" for _sha, ref, expected in updates]
         specs = [f"{sha}:{ref}" for sha, ref, _expected in updates]
+        args, extra = self._net("push", "--porcelain", *leases, remote, *specs)
         done = subprocess.run(
-            ["git", "push", "--porcelain", *leases, remote, *specs],
+            ["git", *args],
             cwd=self.root,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **extra},
             capture_output=True,
         )
         out = done.stdout.decode("utf-8", "replace")
+        _raise_if_ruleset(out + done.stderr.decode("utf-8", "replace"))
         results: dict[str, bool] = {}
         for line in out.splitlines():
             parts = line.split("\t")
@@ -409,10 +450,17 @@ class GitRepo:
         return results
 
     def delete_remote_ref(self, remote: str, ref: str, expected: str) -> bool:
-        return (
-            self.try_run("push", "--quiet", f"--force-with-lease={ref}:{expected}", remote, f":{ref}")
-            is not None
-        )
+        args, env = self._net("push", "--quiet", f"--force-with-lease={ref}:{expected}", remote, f":{ref}")
+        return self.try_run(*args, env=env) is not None
+
+
+def _raise_if_ruleset(output: str) -> None:
+    # GitHub: "! [remote rejected] b -> b (push declined due to repository rule violations)",
+    # with "GH013: Repository rule violations found for refs/heads/b" and the rule's name.
+    if "rule violation" in output.lower():
+        rules = [line.strip(" -") for line in output.splitlines() if line.strip().startswith("remote: -")]
+        detail = f" ({'; '.join(r.removeprefix('remote:').strip(' -') for r in rules)})" if rules else ""
+        raise GitError(f"git push refused{detail}: {RULESET_HINT}")
 
 
 def _excerpt(text: str, limit: int = 400) -> str:

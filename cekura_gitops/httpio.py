@@ -123,6 +123,7 @@ def receive(
     deadline: float,
     params: Mapping[str, str] | None = None,
     json_body: Any = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Reply:
     """Send one request and read its whole reply within `deadline` seconds.
 
@@ -133,7 +134,7 @@ def receive(
     token = _deadline.set(until)
     status: int | None = None
     try:
-        with client.stream(method, url, params=params, json=json_body) as response:
+        with client.stream(method, url, params=params, json=json_body, headers=headers) as response:
             status = response.status_code
             limit = MAX_BODY if status < 400 else MAX_ERROR_BODY
             content = _read(response.iter_bytes(), until, deadline, limit, status)

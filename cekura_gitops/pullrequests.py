@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,36 +19,15 @@ from typing import TYPE_CHECKING, Any
 from cekura_gitops import evidence_body, prbody
 from cekura_gitops.branches import BranchResult
 from cekura_gitops.console import Console
-from cekura_gitops.errors import ConfigError, GitHubAPIError
+from cekura_gitops.errors import GitHubAPIError
 from cekura_gitops.github import GitHubClient, PullRequest, PullRequestExists
+from cekura_gitops.githubaccess import client_for
 from cekura_gitops.settings import PullRequestSettings, Settings
 
 if TYPE_CHECKING:
     from cekura_gitops.commands.sync import DriftContext, ProposalContext, Published
 
 ACTIONS_BOT = "github-actions[bot]"
-
-
-def client_for(settings: Settings, *, sleep: Callable[[float], None] | None = None) -> GitHubClient:
-    """The GitHub client every command uses, configured from settings.
-
-    `sleep` replaces its waits before retries (sync: a wait that a stop request ends)."""
-    if not settings.github_token or not settings.github_repository:
-        raise ConfigError("set GITHUB_TOKEN and GITHUB_REPOSITORY (owner/name) to talk to GitHub")
-    return GitHubClient(
-        settings.github_api_url,
-        settings.github_token,
-        settings.github_repository,
-        graphql_url=settings.github_graphql_url,
-        min_write_interval=settings.github_write_interval,
-        timeout=settings.http_timeout,
-        deadline=settings.http_deadline,
-        # Same knob as Cekura's client; at the default 0.5 s these are GitHub's own
-        # defaults (1, 2, 4 s after a 5xx; 60 s and up after a secondary rate limit).
-        backoff_base=2 * settings.http_backoff,
-        secondary_wait=120 * settings.http_backoff,
-        sleep=sleep or time.sleep,
-    )
 
 
 @dataclass
@@ -60,6 +38,7 @@ class GitHubPublisher:
     branch_prefix: str
     dashboard_url: str
     auto_apply_default: bool = False
+    api_commits: bool = False
     _default_branch: str | None = None
     _open_bot_prs: int | None = None
     _new_this_run: int = 0
@@ -77,6 +56,7 @@ class GitHubPublisher:
             settings.branch_prefix,
             settings.dashboard_url,
             auto_apply_default=settings.optimiser.auto_apply,
+            api_commits=settings.commit_via == "api",
         )
 
     def close(self) -> None:
@@ -131,6 +111,22 @@ class GitHubPublisher:
             self._new_this_run += 1
             self._open_bot_prs += 1
             return True
+
+    def reserve_writes(self) -> bool:
+        """Book one metric's GitHub writes against the run's hourly budget (pacer.py)."""
+        return self.client.pacer.reserve(self._writes_per_metric())
+
+    def release_writes(self) -> None:
+        self.client.pacer.release()
+
+    def _writes_per_metric(self) -> int:
+        # Create or update the PR, plus labels, reviewers and auto-merge when configured, and
+        # the four Git Data requests of a commit made through the API.
+        config = self.config
+        extra = (
+            bool(config.labels) + bool(config.reviewers or config.team_reviewers) + self.auto_apply_default
+        )
+        return 1 + int(extra) + (4 if self.api_commits else 0)
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -337,4 +333,4 @@ def pull_number_from_event(event: dict[str, Any]) -> int | None:
     return number if isinstance(number, int) else None
 
 
-__all__: Sequence[str] = ["GitHubPublisher", "upsert_sticky_comment", "pull_number_from_event"]
+__all__: Sequence[str] = ["GitHubPublisher", "client_for", "upsert_sticky_comment", "pull_number_from_event"]

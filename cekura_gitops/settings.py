@@ -42,6 +42,9 @@ class PullRequestSettings:
     max_new_per_run: int = 10
     max_open: int = 30
     merge: str = "auto"
+    # One run's GitHub writes per hour (GitHub allows about 500 content-creating requests
+    # an hour per identity, shared by every shard that uses it).
+    writes_per_hour: int = 400
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class Settings:
     github_token: str | None = field(default=None, repr=False)
     # The Actions GITHUB_TOKEN as the action passes it, to tell it apart from an App token.
     actions_token: str | None = field(default=None, repr=False)
+    # A GitHub App the tool authenticates as itself (mints and renews installation tokens).
+    github_app_id: str | None = None
+    github_app_private_key: str | None = field(default=None, repr=False)  # PEM text or a path
     github_api_url: str = DEFAULT_GITHUB_URL
     github_graphql_url: str | None = None
     github_repository: str | None = None
@@ -79,6 +85,7 @@ class Settings:
     remote: str = "origin"
     # The default branch when neither the event nor the remote names it (defaultbranch.py).
     default_branch: str | None = None
+    commit_via: str = "push"  # "api": bot commits through the Git Data API (signed by GitHub)
     rescore_after_apply: bool = False
     notify_on: str = "failure"
     notify_mention: str = ""
@@ -101,7 +108,16 @@ class Settings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.cekura_api_key, self.github_token) if s)
+        return tuple(s for s in (self.cekura_api_key, self.github_token, self.github_app_private_key) if s)
+
+    @property
+    def uses_app(self) -> bool:
+        return self.github_app_id is not None
+
+    @property
+    def github_configured(self) -> bool:
+        """A repository and a way to authenticate to it (App or token)."""
+        return bool(self.github_repository and (self.github_token or self.uses_app))
 
 
 def parse_duration(value: Any) -> float:
@@ -189,7 +205,9 @@ def resolve(
         max_new_per_run=int(pr_cfg.get("max_new_per_run", 10)),
         max_open=int(pr_cfg.get("max_open", 30)),
         merge=str(pr_cfg.get("merge", "auto")),
+        writes_per_hour=int(pr_cfg.get("writes_per_hour", 400)),
     )
+    app_id, app_key = _app(env)
     author_name, author_email = _author(git_cfg.get("author", DEFAULT_AUTHOR))
     api_url = _api_url(env.get("GITHUB_API_URL") or DEFAULT_GITHUB_URL, "GITHUB_API_URL", DEFAULT_GITHUB_URL)
     cekura_url = _api_url(
@@ -209,6 +227,8 @@ def resolve(
         cekura_project=int(project) if project else None,
         github_token=_secret(env, "GITHUB_TOKEN") or _secret(env, "GH_TOKEN"),
         actions_token=_secret(env, "CEKURA_GITOPS_ACTIONS_TOKEN"),
+        github_app_id=app_id,
+        github_app_private_key=app_key,
         github_api_url=api_url,
         github_graphql_url=_optional_url(env, "GITHUB_GRAPHQL_URL", "https://api.github.com/graphql"),
         github_repository=env.get("GITHUB_REPOSITORY") or None,
@@ -228,6 +248,7 @@ def resolve(
         author_email=author_email,
         remote=str(git_cfg.get("remote", "origin")),
         default_branch=_branch_name(env.get("CEKURA_GITOPS_DEFAULT_BRANCH") or git_cfg.get("default_branch")),
+        commit_via=str(git_cfg.get("commit_via", "push")),
         rescore_after_apply=bool(config.get("apply", {}).get("rescore", False)),
         notify_on=str(notify_cfg.get("on", "failure")),
         notify_mention=str(notify_cfg.get("mention", "")),
@@ -297,14 +318,42 @@ def _env_int(env: Mapping[str, str], name: str) -> int | None:
         raise ConfigError(f"{name}={value!r} is not a whole number") from None
 
 
-SECRET_VARIABLES = ("CEKURA_API_KEY", "GITHUB_TOKEN", "GH_TOKEN", "CEKURA_GITOPS_ACTIONS_TOKEN")
+def _app(env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The GitHub App's id and private key (PEM text or a path): both or neither."""
+    app_id = (env.get("CEKURA_GITOPS_APP_ID") or "").strip() or None
+    key = (env.get("CEKURA_GITOPS_APP_PRIVATE_KEY") or "").strip() or None
+    if bool(app_id) != bool(key):
+        missing = "CEKURA_GITOPS_APP_PRIVATE_KEY" if app_id else "CEKURA_GITOPS_APP_ID"
+        raise ConfigError(
+            f"{missing} is not set: a GitHub App needs both its id and its private key "
+            "(or set neither to use GITHUB_TOKEN)"
+        )
+    if app_id is not None and not (app_id.isascii() and app_id.isprintable() and " " not in app_id):
+        raise ConfigError("CEKURA_GITOPS_APP_ID must be the App's numeric id (or client id)")
+    return app_id, key
+
+
+SECRET_VARIABLES = (
+    "CEKURA_API_KEY",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+    "CEKURA_GITOPS_ACTIONS_TOKEN",
+    "CEKURA_GITOPS_APP_PRIVATE_KEY",
+)
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """The secrets present in the environment, for masking and redaction (raw and stripped)."""
     env = os.environ if environ is None else environ
     raw = [env.get(k, "") for k in SECRET_VARIABLES]
-    return tuple(dict.fromkeys(v for r in raw for v in (r, r.strip()) if len(v) >= 4))
+    # A PEM key is masked line by line too (the Actions log masks single lines); its
+    # BEGIN/END lines are public boilerplate.
+    lines = [
+        line.strip()
+        for line in env.get("CEKURA_GITOPS_APP_PRIVATE_KEY", "").replace("\\n", "\n").splitlines()
+        if not line.startswith("-----")
+    ]
+    return tuple(dict.fromkeys(v for r in [*raw, *lines] for v in (r, r.strip()) if len(v) >= 4))
 
 
 def _secret(env: Mapping[str, str], name: str) -> str | None:

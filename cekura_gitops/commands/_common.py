@@ -32,6 +32,17 @@ def cekura_client(settings: Settings, *, sleep: Callable[[float], None] | None =
     )
 
 
+def git_repo(settings: Settings) -> GitRepo:
+    """The repository at settings.root; with a GitHub App, git fetches and pushes with the
+    App's renewing installation token (through git's credential channel only)."""
+    repo = GitRepo(settings.root)
+    if settings.uses_app and settings.github_configured:
+        from cekura_gitops.githubaccess import access_for
+
+        repo.use_credentials(access_for(settings).git_token(), settings.github_server_url)
+    return repo
+
+
 def metrics_folder(settings: Settings, repo: GitRepo) -> str:
     """The metrics folder relative to the repository root; outside it is a usage error."""
     try:

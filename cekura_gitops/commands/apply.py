@@ -11,7 +11,7 @@ from typing import Any
 from cekura_gitops import actions, changes, crashpoints, dashboard, diffs, githistory, metric_files, yamltext
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import GuardResult
-from cekura_gitops.commands._common import cekura_client, metrics_folder, run_all
+from cekura_gitops.commands._common import cekura_client, git_repo, metrics_folder, run_all
 from cekura_gitops.console import Console
 from cekura_gitops.defaultbranch import default_branch
 from cekura_gitops.errors import CekuraAPIError, ConfigError, GitError, GitOpsError, MetricValidationError
@@ -75,7 +75,7 @@ def apply(
     dry_run: bool = False,
 ) -> int:
     """Apply what changed in the metrics folder between base and head."""
-    repo = GitRepo(settings.root)
+    repo = git_repo(settings)
     remote = settings.remote if repo.has_remote(settings.remote) else None
     store = StateStore(repo, remote, Identity(settings.author_name, settings.author_email))
     records = not dry_run and not selectors

@@ -42,6 +42,12 @@ class TerminalPublisher:
     def may_open(self, branch: str) -> bool:
         return True
 
+    def reserve_writes(self) -> bool:
+        return True  # nothing is written to GitHub
+
+    def release_writes(self) -> None:
+        pass
+
     def publish_proposal(self, ctx: ProposalContext, result: BranchResult) -> Published:
         title, body = proposal_pr(ctx, self.dashboard_url)
         self.console.say(f"\n┌─ pull request: {ctx.branch} → {ctx.base_branch} (rendered, not sent)")

@@ -298,7 +298,7 @@ def _cron_jobs(client: CekuraClient, files: Sequence[MetricFile], checks: list[C
 
 
 def _github(settings: Settings, checks: list[Check]) -> None:
-    if not settings.github_token or not settings.github_repository:
+    if not settings.github_configured:
         checks.append(
             Check(
                 "github",

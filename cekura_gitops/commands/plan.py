@@ -95,7 +95,7 @@ def _comment(settings: Settings, console: Console, text: str) -> None:
 
     event = _event(settings)
     number = pull_number_from_event(event) if event else None
-    if number is None or not settings.github_token or not settings.github_repository:
+    if number is None or not settings.github_configured:
         console.warn(
             "--comment needs a pull_request event, GITHUB_TOKEN and GITHUB_REPOSITORY; not commenting"
         )

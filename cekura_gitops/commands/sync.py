@@ -18,6 +18,7 @@ from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import field_changes
 from cekura_gitops.commands._common import (
     cekura_client,
+    git_repo,
     in_shard,
     load_files,
     metrics_folder,
@@ -162,6 +163,8 @@ class Publisher(Protocol):
     def default_branch(self) -> str: ...
     def is_rejected(self, branches: Sequence[str], metric_id: int, content_hash: str) -> bool: ...
     def may_open(self, branch: str) -> bool: ...
+    def reserve_writes(self) -> bool: ...
+    def release_writes(self) -> None: ...
     def publish_proposal(self, ctx: ProposalContext, result: BranchResult) -> Published: ...
     def publish_drift(self, ctx: DriftContext, result: BranchResult) -> Published: ...
     def human_edited(self, branch: str, result: BranchResult) -> Published: ...
@@ -205,7 +208,7 @@ def sync(
     every = load_files(settings)
     files = [f for f in select(every, selectors) if in_shard(f.metric.slug, shard)]
     files = [f for f in files if _enabled(f, settings) or selectors]
-    repo = GitRepo(settings.root)
+    repo = git_repo(settings)
     remote = settings.remote if repo.has_remote(settings.remote) else None
     if push and remote is None:
         raise ConfigError(f"no git remote {settings.remote!r} to push to: add one, or run with --no-push")
@@ -286,7 +289,7 @@ def _run(
     identity = Identity(settings.author_name, settings.author_email)
     store = StateStore(repo, remote, identity, aliases=aliases)
     metrics_rel = metrics_folder(settings, repo)
-    writer = BranchWriter(repo, identity, remote if push else None)
+    writer = _branch_writer(settings, repo, identity, remote if push else None)
     writer.prime(settings.branch_prefix)
     with cekura_client(settings, sleep=stop.sleep) as client, ProgressBoard(console) as board:
         optimiser = Optimiser(
@@ -313,6 +316,34 @@ def _run(
         return run_all(lambda f: _guarded(run, f), files, workers)
 
 
+def _branch_writer(settings: Settings, repo: GitRepo, identity: Identity, remote: str | None) -> BranchWriter:
+    """Bot branches by git push, or (`git: {commit_via: api}`) made by GitHub and signed."""
+    if not settings.github_configured:
+        if settings.commit_via == "api" and remote is not None:
+            raise ConfigError(
+                "git.commit_via: api creates commits through GitHub's API: set GITHUB_REPOSITORY "
+                "and a GitHub App (CEKURA_GITOPS_APP_ID, CEKURA_GITOPS_APP_PRIVATE_KEY) or GITHUB_TOKEN"
+            )
+        return BranchWriter(repo, identity, remote)
+    from cekura_gitops.githubaccess import access_for
+
+    access = access_for(settings)
+    login = access.bot_login()
+    if settings.commit_via != "api" or remote is None:
+        return BranchWriter(repo, identity, remote, bot_login=login)
+    if login is None:
+        raise ConfigError(
+            "git.commit_via: api needs a GitHub App (CEKURA_GITOPS_APP_ID, "
+            "CEKURA_GITOPS_APP_PRIVATE_KEY) or the Actions GITHUB_TOKEN: GitHub authors those "
+            "commits, and sync must recognise them as its own"
+        )
+    from cekura_gitops.apicommits import ApiCommitter
+
+    return BranchWriter(
+        repo, identity, remote, committer=ApiCommitter(access.client(), repo), bot_login=login
+    )
+
+
 def _enabled(f: MetricFile, settings: Settings) -> bool:
     value = f.metric.optimiser.enabled
     return settings.optimiser.enabled if value is None else value
@@ -322,7 +353,7 @@ def _github_publisher(settings: Settings, console: Console, push: bool, stop: St
     if not push:
         console.warn("--no-push: pull requests need pushed branches; not opening any")
         return None
-    if not settings.github_token or not settings.github_repository:
+    if not settings.github_configured:
         console.warn(
             "GITHUB_TOKEN or GITHUB_REPOSITORY is not set: branches are pushed but no pull "
             "requests are opened (pass --no-pr to silence this)"
@@ -359,6 +390,9 @@ def _guarded(run: Run, f: MetricFile) -> SyncResult:
         # A git child shares the terminal's process group: Ctrl-C kills it too.
         status = SyncStatus.INTERRUPTED if run.stop.stopped else SyncStatus.ERROR
         result = SyncResult(f.metric.slug, f.metric.id, status, str(err))
+    finally:
+        if run.publisher is not None:
+            run.publisher.release_writes()  # what this metric booked and did not write
     run.board.done(f.metric.slug)
     run.console.say(_line(result))
     return result
@@ -572,6 +606,8 @@ def _publish(
             branch=branch,
             detail="pull request caps reached (pull_requests.max_new_per_run / max_open)",
         )
+    if run.publisher and not run.publisher.reserve_writes():
+        return result(status=SyncStatus.SKIPPED_CAP, branch=branch, detail=_budget_detail(run))
     new_text = metric_files.edit_fields(f.text, f.display, changes)
     message = _commit_message(slug, proposal, changes, progress_id, digest, checked.held)
     written = run.writer.write(branch, run.base, f.display, new_text.encode("utf-8"), message)
@@ -726,12 +762,12 @@ def _drift(run: Run, f: MetricFile, live: Mapping[str, Any], live_values: dict[s
             "the live metric in Cekura, or `apply --force` to restore git's version",
             fields=tuple(live_values),
         )
-    if not run.publisher.may_open(branch):
+    if not run.publisher.may_open(branch) or not run.publisher.reserve_writes():
         return SyncResult(
             slug,
             f.metric.id,
             SyncStatus.DRIFT,
-            detail + "; drift PR skipped by caps",
+            detail + "; drift PR skipped by caps or the GitHub write budget",
             branch=branch,
             fields=tuple(live_values),
         )
@@ -750,6 +786,14 @@ def _drift(run: Run, f: MetricFile, live: Mapping[str, Any], live_values: dict[s
         branch=branch,
         pull_request=url,
         fields=tuple(live_values),
+    )
+
+
+def _budget_detail(run: Run) -> str:
+    budget = run.settings.pull_requests.writes_per_hour
+    return (
+        f"GitHub write budget spent (pull_requests.writes_per_hour: {budget}, GitHub's secondary "
+        "limit for one identity); the next run continues"
     )
 
 
