@@ -486,7 +486,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 secrets,
             )
         return EXIT_INTERNAL
+    finally:
+        _close_connections()
     return int(result or 0)
+
+
+def _close_connections() -> None:
+    # GitHub clients live for the whole command (one identity, one write pacer per run).
+    module = sys.modules.get("cekura_gitops.githubaccess")
+    if module is not None:
+        module.close_all()
 
 
 def _under_actions() -> bool:

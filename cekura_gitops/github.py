@@ -74,6 +74,7 @@ ACTIONS_PR_HINT = (
     "enable Settings → Actions → General → 'Allow GitHub Actions to create and approve "
     "pull requests' (repository or organisation), or use a GitHub App token"
 )
+UNAUTHORIZED_HINT = "the token is invalid or expired: check GITHUB_TOKEN; an App token lasts an hour"
 ALREADY_EXISTS_PREFIX = "a pull request already exists"
 AMBIGUOUS_HINT = "; it may have taken effect on GitHub, so it was not resent: look before retrying"
 
@@ -871,7 +872,7 @@ def _hint(status: int, detail: str) -> str:
     if status == 403:
         return f"{detail} ({PERMISSION_HINT})"
     if status == 401:
-        return f"{detail} (the token is invalid or expired: check GITHUB_TOKEN; an App token lasts an hour)"
+        return f"{detail} ({UNAUTHORIZED_HINT})"
     if status == 404:
         return f"{detail} (not found, or the token cannot see this repository)"
     return detail

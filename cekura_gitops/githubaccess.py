@@ -23,7 +23,7 @@ from cekura_gitops.settings import Settings
 if TYPE_CHECKING:  # PyJWT loads only when an App is configured
     from cekura_gitops.githubapp import AppTokens
 
-__all__ = ["ACTIONS_BOT", "GitHubAccess", "access_for", "client_for"]
+__all__ = ["ACTIONS_BOT", "GitHubAccess", "access_for", "client_for", "close_all"]
 
 ACTIONS_BOT = "github-actions[bot]"
 
@@ -34,6 +34,7 @@ class GitHubAccess:
     pacer: WritePacer
     app: AppTokens | None = None
     _token: Callable[[], str] = field(default=lambda: "", repr=False)
+    _clients: list[GitHubClient] = field(default_factory=list, repr=False)
 
     @property
     def uses_app(self) -> bool:
@@ -47,7 +48,7 @@ class GitHubAccess:
         """A client on this identity and pacer; `sleep` replaces its waits before retries."""
         s = self.settings
         assert s.github_repository is not None
-        return GitHubClient(
+        client = GitHubClient(
             s.github_api_url,
             self._token if self.app is not None else (s.github_token or ""),
             s.github_repository,
@@ -60,6 +61,8 @@ class GitHubAccess:
             backoff_base=2 * s.http_backoff,
             secondary_wait=120 * s.http_backoff,
         )
+        self._clients.append(client)
+        return client
 
     def git_token(self) -> Callable[[], str] | None:
         """What git's credential helper hands out: the App's token; None leaves git's own
@@ -90,6 +93,10 @@ class GitHubAccess:
         return "GITHUB_TOKEN (a token given to the tool; it is not renewed)", {}
 
     def close(self) -> None:
+        """Close every client built here (closing one twice is harmless)."""
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
         if self.app is not None:
             self.app.close()
 
@@ -114,6 +121,15 @@ def access_for(settings: Settings) -> GitHubAccess:
         access = _build(settings)
         _ACCESS[id(settings)] = (weakref.ref(settings), access)
         return access
+
+
+def close_all() -> None:
+    """End of a command: close every access (and its connections) this process opened."""
+    with _LOCK:
+        accesses = [access for _, access in _ACCESS.values()]
+        _ACCESS.clear()
+    for access in accesses:
+        access.close()
 
 
 def client_for(settings: Settings, *, sleep: Callable[[float], None] | None = None) -> GitHubClient:

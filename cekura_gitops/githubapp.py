@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from cekura_gitops.errors import GitHubAPIError, GitHubAppError
-from cekura_gitops.github import GitHubClient, Installation
+from cekura_gitops.github import UNAUTHORIZED_HINT, GitHubClient, Installation
 from cekura_gitops.pacer import WritePacer
 
 __all__ = ["AppCredentials", "AppTokens", "InstallationToken", "load_private_key"]
@@ -134,9 +134,6 @@ class AppTokens:
                 token = self._current = self._mint()
             return token
 
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self._current.token if self._current else None,) if s)
-
     # -- the App's own requests ---------------------------------------------------------
 
     def _app_jwt(self) -> str:
@@ -188,7 +185,7 @@ def _epoch(iso: str) -> float:
 
 def _app_error(err: GitHubAPIError, app_id: str, repository: str) -> GitHubAppError:
     """One line that says what to fix, from what GitHub answered the App."""
-    status, detail = err.status, err.detail
+    status, detail = err.status, err.detail.removesuffix(f" ({UNAUTHORIZED_HINT})")
     if status == 401:
         return GitHubAppError(
             f"GitHub refused the App's credentials ({detail}): check that CEKURA_GITOPS_APP_ID "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.settings import CONFIG_FILE, Settings
 
 WORKFLOWS = ("optimise.yml", "plan.yml", "apply.yml")
+APP_PERMISSIONS = ("contents", "pull_requests")  # push bot branches, open pull requests
 
 
 class Level(enum.Enum):
@@ -169,6 +171,12 @@ def _git(settings: Settings, checks: list[Check]) -> None:
         from cekura_gitops.gitrepo import GitRepo
 
         repo = GitRepo(settings.root)
+        if settings.uses_app and settings.github_configured:
+            from cekura_gitops.githubaccess import access_for
+
+            # Fetch as sync will: with the App's token (a broken App is its own check).
+            with contextlib.suppress(GitOpsError):
+                repo.use_credentials(access_for(settings).git_token(), settings.github_server_url)
         if not repo.has_remote(settings.remote):
             checks.append(
                 Check(
@@ -183,6 +191,8 @@ def _git(settings: Settings, checks: list[Check]) -> None:
         checks.append(Check("git", Level.OK, f"remote {settings.remote!r} reachable"))
     except GitError as err:
         checks.append(Check("git", Level.FAIL, str(err), "run inside a clone of your metrics repository"))
+    except GitOpsError as err:  # the App could not mint git's token: see "github identity"
+        checks.append(Check("git", Level.FAIL, str(err)))
 
 
 def _cekura(settings: Settings, files: Sequence[MetricFile] | None, checks: list[Check]) -> None:
@@ -297,18 +307,50 @@ def _cron_jobs(client: CekuraClient, files: Sequence[MetricFile], checks: list[C
         )
 
 
+def _identity(settings: Settings, checks: list[Check]) -> bool:
+    """Which identity GitHub will see, and (for an App) its permissions; False if unusable."""
+    from cekura_gitops.githubaccess import access_for
+
+    try:
+        who, permissions = access_for(settings).describe()
+    except GitOpsError as err:
+        checks.append(Check("github identity", Level.FAIL, str(err)))
+        return False
+    if not permissions:
+        checks.append(Check("github identity", Level.OK, who))
+        return True
+    listed = ", ".join(f"{k}: {v}" for k, v in sorted(permissions.items()))
+    lacking = [p for p in APP_PERMISSIONS if permissions.get(p) != "write"]
+    if lacking:
+        checks.append(
+            Check(
+                "github identity",
+                Level.FAIL,
+                f"{who}; permissions {listed}",
+                f"give the App {' and '.join(f'{p}: write' for p in lacking)} (App settings → "
+                "Permissions), then accept the change on the installation",
+            )
+        )
+        return True
+    checks.append(Check("github identity", Level.OK, f"{who}; permissions {listed}"))
+    return True
+
+
 def _github(settings: Settings, checks: list[Check]) -> None:
     if not settings.github_configured:
         checks.append(
             Check(
                 "github",
                 Level.WARN,
-                "GITHUB_TOKEN or GITHUB_REPOSITORY not set",
-                "set both to let sync open pull requests (Actions sets GITHUB_REPOSITORY)",
+                "GITHUB_REPOSITORY and GITHUB_TOKEN (or a GitHub App) not set",
+                "set them to let sync open pull requests (Actions sets GITHUB_REPOSITORY; README: "
+                "GitHub App)",
             )
         )
         return
-    from cekura_gitops.pullrequests import client_for
+    if not _identity(settings, checks):
+        return
+    from cekura_gitops.githubaccess import client_for
 
     try:
         with client_for(settings) as client:
@@ -332,7 +374,7 @@ def _github(settings: Settings, checks: list[Check]) -> None:
         checks.append(
             Check("github", Level.OK, f"{repo.full_name} reachable (default branch {repo.default_branch})")
         )
-    if settings.github_actions and settings.github_token == settings.actions_token:
+    if settings.github_actions and settings.github_token == settings.actions_token and not settings.uses_app:
         checks.append(
             Check(
                 "github token",

@@ -443,6 +443,10 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
         gate = _gate(run, f, reviews, fingerprint)
         if gate is not None:
             return gate
+    if run.publisher is not None and not run.publisher.reserve_writes():
+        # Checked before the optimiser runs: no credits are spent on a proposal this run
+        # could not publish, and nothing is recorded, so the next run takes the metric up.
+        return SyncResult(slug, metric_id, SyncStatus.SKIPPED_CAP, _budget_detail(run))
     run.board.update(slug, "starting" if record is None else "resuming")
     guard = _holdout_plan(run, f, reviews)
     train_ids = guard.split.training if guard.split else f.metric.optimiser.test_set_ids
@@ -606,8 +610,6 @@ def _publish(
             branch=branch,
             detail="pull request caps reached (pull_requests.max_new_per_run / max_open)",
         )
-    if run.publisher and not run.publisher.reserve_writes():
-        return result(status=SyncStatus.SKIPPED_CAP, branch=branch, detail=_budget_detail(run))
     new_text = metric_files.edit_fields(f.text, f.display, changes)
     message = _commit_message(slug, proposal, changes, progress_id, digest, checked.held)
     written = run.writer.write(branch, run.base, f.display, new_text.encode("utf-8"), message)

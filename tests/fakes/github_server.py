@@ -43,6 +43,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
+from .github_app import FakeApp, FakeClock, TokenBook
+from .github_gitdata import GitDataRoutes
 from .openapi_adapter import (
     OARequest,
     OAResponse,
@@ -74,6 +76,8 @@ class RecordedRequest:
     body: Any
     status: int
     raw_path: str = ""
+    at: float = 0.0  # the fake's clock when it answered
+    actor: str = ""  # who the credentials named ("" when refused)
 
 
 @dataclass
@@ -345,8 +349,12 @@ def _templates() -> dict[str, Any]:
     }
 
 
-class FakeGitHub:
+class FakeGitHub(GitDataRoutes):
     """A fake github.com for one repository; see the module docstring.
+
+    With `app` (a `FakeApp`), the App endpoints answer JWTs signed with its key, and the
+    installation tokens they mint are accepted until they expire on `clock` (a `FakeClock`
+    the test moves); the static `token` keeps working as the Actions token.
 
     Inspect state through the read-only properties (`pulls`, `issues`, `comments`,
     `labels_added`, `reviewers_requested`, `auto_merge_enabled`, `requests`); change it like
@@ -365,8 +373,16 @@ class FakeGitHub:
         path_prefix: str = "",
         allow_auto_merge: bool = True,
         can_push: bool = True,
+        app: FakeApp | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.can_push = can_push
+        self.app = app
+        self.clock: Callable[[], float] = clock or FakeClock()
+        self.tokens = TokenBook()
+        self.signed_commits_required = False
+        self._verification: dict[str, dict[str, Any]] = {}
+        self._local = threading.local()
         self.owner = owner
         self.repo = repo
         self.full_name = f"{owner}/{repo}"
@@ -623,7 +639,11 @@ class FakeGitHub:
             h, method, path, query_string, query, headers, raw_body, body
         )
         with self._lock:
-            self._requests.append(RecordedRequest(method, path or raw_path, query, body, status, raw_path))
+            self._requests.append(
+                RecordedRequest(
+                    method, path or raw_path, query, body, status, raw_path, self.clock(), self._acting()
+                )
+            )
         if drop:
             h.close_connection = True
             return
@@ -658,7 +678,8 @@ class FakeGitHub:
     ) -> tuple[int, dict[str, str], Any, bool]:
         if path is None:
             return 404, {}, _error("Not Found", status="404"), False
-        gate = self._gate(h)
+        self._local.actor = ""
+        gate = self._gate(h, path)
         if gate is not None:
             return gate.status, gate.headers, gate.body, False
         graphql = path == "/graphql"
@@ -691,10 +712,11 @@ class FakeGitHub:
             return fault.status, fault.headers, self._fault_body(fault), fault.drop
         return status, out_headers, payload, False
 
-    def _gate(self, h: _Handler) -> _Reply | None:
+    def _gate(self, h: _Handler, path: str) -> _Reply | None:
         """GitHub's checks before any routing: credentials, User-Agent, media type, version."""
-        if h.headers.get("Authorization") != f"Bearer {self.token}":
-            return _Reply(401, _error("Bad credentials", status="401"))
+        refused = self._authenticate(h.headers.get("Authorization") or "", path)
+        if refused is not None:
+            return refused
         if not h.headers.get("User-Agent"):
             # GitHub: "Requests with no User-Agent header will be rejected."
             return _Reply(
@@ -714,6 +736,36 @@ class FakeGitHub:
         if version != API_VERSION:
             return _Reply(400, _error(f"API version {version!r} is not supported by this fake."))
         return None
+
+    def _authenticate(self, authorization: str, path: str) -> _Reply | None:
+        """Who is asking: the App (a JWT, on the App endpoints only), one of its installation
+        tokens (until it expires), or the static token (the Actions token)."""
+        scheme, _, credential = authorization.partition(" ")
+        if scheme != "Bearer" or not credential:
+            return _Reply(401, _error("Requires authentication", status="401"))
+        app_endpoint = path.startswith("/app/") or path == f"/repos/{self.full_name}/installation"
+        if app_endpoint:
+            if self.app is None or credential.count(".") != 2:
+                return _Reply(401, _error("A JSON web token could not be decoded", status="401"))
+            problem = self.app.check_jwt(credential, self.clock())
+            if problem is not None:
+                return _Reply(401, _error(problem, status="401"))
+            self._local.actor = f"app:{self.app.slug}"
+            return None
+        if credential == self.token:
+            self._local.actor = self.actor_login
+            return None
+        if self.app is not None and self.tokens.valid(credential, self.clock()):
+            self._local.actor = self.app.login
+            return None
+        return _Reply(401, _error("Bad credentials", status="401"))
+
+    def _acting(self) -> str:
+        """The login the current request acts as (set by the gate, per handler thread)."""
+        return str(getattr(self._local, "actor", "") or "")
+
+    def _fail(self, status: int, message: str, doc: str) -> _Reply:
+        return _Reply(status, _error(message, doc, status=str(status)))
 
     def _fault_body(self, fault: Fault) -> Any:
         if fault.body is not None:
@@ -739,6 +791,9 @@ class FakeGitHub:
         data = None if payload is None else json.dumps(payload).encode()
         header_list = [("Content-Type", JSON_TYPE), *headers.items()] if data else []
         problems = response_errors(oa_request, OAResponse(status, header_list, data))
+        if status == 422 and oa_request.method == "post" and oa_request.path.endswith("/git/blobs"):
+            # create-blob's 422 is oneOf two schemas every body matches (github-notes §7 quirk 1).
+            problems = []
         if status == 404:
             # GitHub answers 404 for a missing resource on every endpoint, including those
             # whose description omits it (e.g. request-reviewers).
@@ -778,6 +833,12 @@ class FakeGitHub:
     def _dispatch(
         self, method: str, path: str, query: dict[str, str], body: Any
     ) -> tuple[int, dict[str, str], Any]:
+        app_token = re.fullmatch(r"/app/installations/(\d+)/access_tokens", path)
+        if app_token and method == "POST":
+            result: tuple[int, dict[str, str], Any] = self._r_create_installation_token(
+                query, body, app_token[1]
+            )
+            return result
         prefix = f"/repos/{self.full_name}"
         if path != prefix and not path.startswith(prefix + "/"):
             raise _not_found()
@@ -786,8 +847,8 @@ class FakeGitHub:
             match = re.fullmatch(pattern, tail)
             if match and route_method == method:
                 handler = getattr(self, name)
-                result: tuple[int, dict[str, str], Any] = handler(query, body, *match.groups())
-                return result
+                routed: tuple[int, dict[str, str], Any] = handler(query, body, *match.groups())
+                return routed
         raise _not_found()
 
     # -- repository ---------------------------------------------------------------------
@@ -862,7 +923,7 @@ class FakeGitHub:
             body=str(body.get("body") or ""),
             head_ref=branch,
             base_ref=base,
-            user_login=self.actor_login,
+            user_login=self._acting() or self.actor_login,
             created_at=now,
             updated_at=now,
             draft=bool(body.get("draft", False)),
@@ -950,7 +1011,7 @@ class FakeGitHub:
                 ),
             )
         method = str(body.get("merge_method", "merge"))
-        sha = self._merge(pull, method, merged_by=self.actor_login)
+        sha = self._merge(pull, method, merged_by=self._acting() or self.actor_login)
         return 200, {}, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
 
     def _r_check_merged(
@@ -1016,7 +1077,7 @@ class FakeGitHub:
             number=self._take_number(),
             title=str(body["title"]),
             body=str(body.get("body") or ""),
-            user_login=self.actor_login,
+            user_login=self._acting() or self.actor_login,
             created_at=now,
             updated_at=now,
             labels=_label_names(body.get("labels") or []),
@@ -1070,7 +1131,7 @@ class FakeGitHub:
                     {"resource": "IssueComment", "field": "body", "code": "missing_field"},
                 ),
             )
-        comment = self._new_comment(item.number, str(body["body"]), self.actor_login)
+        comment = self._new_comment(item.number, str(body["body"]), self._acting() or self.actor_login)
         rendered = self._render_comment(comment)
         return 201, {"Location": rendered["url"]}, rendered
 
@@ -1118,6 +1179,7 @@ class FakeGitHub:
         if self.origin_path is not None:
             if self._git_ok("cat-file", "-e", f"{sha}^{{commit}}") is False:
                 raise _Reply(422, _error("Object does not exist", doc))
+            self._check_ruleset(ref, sha)
             self._git("update-ref", full, sha, "")
         else:
             self._refs[ref] = sha
@@ -1136,6 +1198,7 @@ class FakeGitHub:
             fast_forward = self._git_ok("merge-base", "--is-ancestor", old, sha)
             if not fast_forward and not body.get("force"):
                 raise _Reply(422, _error("Update is not a fast forward", doc))
+            self._check_ruleset(ref, sha)
             self._git("update-ref", f"refs/{ref}", sha, old)
         else:
             self._refs[ref] = sha
@@ -1219,7 +1282,7 @@ class FakeGitHub:
                 "errors": [{"type": "UNPROCESSABLE", "path": path, "message": message}],
             }
         pull.auto_merge = {
-            "enabled_by": self._user(self.actor_login),
+            "enabled_by": self._user(self._acting() or self.actor_login),
             "merge_method": str(merge_method).lower(),
             "commit_title": f"{pull.title} (#{pull.number})",
             "commit_message": "",
@@ -1785,6 +1848,12 @@ _ROUTES: list[tuple[str, str, str]] = [
     ("POST", r"/git/refs", "_r_create_ref"),
     ("PATCH", r"/git/refs/(.+)", "_r_update_ref"),
     ("DELETE", r"/git/refs/(.+)", "_r_delete_ref"),
+    ("GET", r"/installation", "_r_get_installation"),
+    ("POST", r"/git/blobs", "_r_create_blob"),
+    ("POST", r"/git/trees", "_r_create_tree"),
+    ("GET", r"/git/trees/(.+)", "_r_get_tree"),
+    ("POST", r"/git/commits", "_r_create_commit"),
+    ("GET", r"/git/commits/([0-9a-f]{40})", "_r_get_git_commit"),
 ]
 
 
@@ -1817,4 +1886,4 @@ def _label_names(raw: Any) -> list[str]:
     return names
 
 
-__all__ = ["Fault", "FaultPlan", "FakeGitHub", "RecordedRequest"]
+__all__ = ["FakeApp", "FakeClock", "Fault", "FaultPlan", "FakeGitHub", "RecordedRequest"]

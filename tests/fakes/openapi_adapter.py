@@ -33,7 +33,8 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 
 GITHUB_HOST_URL = "https://api.github.com"
 GITHUB_SPEC_PATH = Path(__file__).with_name("github-openapi-subset.json")
-MULTI_SEGMENT_REF = re.compile(r"^(/repos/[^/]+/[^/]+/git/refs?/)(.+)$")
+# `{ref}` and `{tree_sha}` (a sha or a ref name) are both multi-segment (github-notes §7).
+MULTI_SEGMENT_REF = re.compile(r"^(/repos/[^/]+/[^/]+/git/(?:refs?|trees)/)(.+)$")
 
 
 @functools.cache

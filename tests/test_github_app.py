@@ -1,0 +1,177 @@
+"""GitHub App authentication in-process, against the fake GitHub's App (JWT checked against
+the App's public key; installation tokens that expire on a clock the test moves)."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from cekura_gitops import githubapp
+from cekura_gitops.errors import GitHubAppError
+from cekura_gitops.githubapp import AppCredentials, AppTokens, load_private_key
+from tests.conftest import GH_TOKEN, Repo
+from tests.fakes.github_app import TOKEN_LIFETIME, FakeApp, FakeClock
+
+GREETING = "caller_greeted_by_name_1562"
+BRANCH = f"cekura-gitops/optimise/{GREETING}"
+
+
+@pytest.fixture
+def app() -> FakeApp:
+    return FakeApp()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The fake GitHub's clock, which the tool's token renewal also reads."""
+    fake_clock = FakeClock()
+    monkeypatch.setattr(githubapp, "CLOCK", fake_clock)
+    return fake_clock
+
+
+@pytest.fixture
+def gh(pulled: Repo, make_fake_github, app: FakeApp, clock: FakeClock):  # type: ignore[no-untyped-def]
+    return make_fake_github(
+        origin_path=pulled.origin, owner="acme", repo="metrics", token=GH_TOKEN, app=app, clock=clock
+    )
+
+
+@pytest.fixture
+def env(cekura_env, gh, app: FakeApp) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The App instead of GITHUB_TOKEN: id and PEM key, as the Action inputs pass them."""
+    return {
+        **cekura_env,
+        "CEKURA_GITOPS_APP_ID": str(app.app_id),
+        "CEKURA_GITOPS_APP_PRIVATE_KEY": app.private_key,
+        "GITHUB_REPOSITORY": "acme/metrics",
+        "GITHUB_API_URL": gh.url,
+        "CEKURA_GITOPS_GITHUB_WRITE_INTERVAL": "0",
+    }
+
+
+def sync(cli, repo: Repo, env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
+    return cli("--json", "sync", "--metric", GREETING, *args, cwd=repo.work, env=env)
+
+
+def only(result) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    [m] = result.json()["metrics"]
+    return m  # type: ignore[no-any-return]
+
+
+def test_the_jwt_is_rs256_backdated_60_s_and_lives_10_minutes(gh, app: FakeApp, clock: FakeClock) -> None:  # type: ignore[no-untyped-def]
+    tokens = AppTokens(AppCredentials(str(app.app_id), app.private_key), gh.url, "acme/metrics")
+    try:
+        signed = tokens._app_jwt()
+        now = int(clock())
+        public = serialization.load_pem_private_key(app.private_key.encode(), None).public_key()
+        claims = jwt.decode(signed, public, algorithms=["RS256"], options={"verify_exp": False})  # type: ignore[arg-type]
+        assert claims["iss"] == str(app.app_id)
+        assert now - 61 <= claims["iat"] <= now - 59
+        assert claims["exp"] - claims["iat"] == 600
+        token = tokens.current()
+        assert token.token.startswith("ghs_") and token.app_slug == app.slug
+        assert gh.tokens.issued[0].repositories == ("metrics",)  # limited to this repository
+        assert tokens.token() == token.token  # reused while it has more than 5 minutes left
+        clock.advance(TOKEN_LIFETIME - 299)
+        assert tokens.token() != token.token and tokens.minted == 2
+    finally:
+        tokens.close()
+
+
+def test_a_sync_that_outlives_its_first_token_still_opens_its_pr(
+    pulled: Repo, cli, env, gh, app: FakeApp, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from cekura_gitops.optimiser import Optimiser
+
+    original = Optimiser.run
+
+    def slow_run(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        outcome = original(self, *args, **kwargs)
+        clock.advance(TOKEN_LIFETIME + 60)  # the optimiser took longer than a token lives
+        return outcome
+
+    monkeypatch.setattr(Optimiser, "run", slow_run)
+    result = sync(cli, pulled, env)
+    assert result.code == 0, result.err
+    assert only(result)["status"] == "proposed"
+    first, second = gh.tokens.issued[:2]
+    [create] = [r for r in gh.requests if r.method == "POST" and r.path.endswith("/pulls")]
+    assert create.at > first.expires_at  # the first token was dead by then
+    assert create.actor == app.login and create.status == 201
+    [pr] = [p for p in gh.pulls if p["head"]["ref"] == BRANCH]
+    assert pr["user"]["login"] == app.login  # opened as the App: its PRs trigger workflows
+    assert second.expires_at > create.at
+    for token in (t.token for t in gh.tokens.issued):
+        assert token not in result.out + result.err
+    assert app.private_key.splitlines()[1] not in result.out + result.err
+    config = (pulled.work / ".git" / "config").read_text()
+    assert not any(t.token in config for t in gh.tokens.issued)
+
+
+@pytest.mark.parametrize(
+    ("setup", "words"),
+    [
+        ("revoked", "CEKURA_GITOPS_APP_PRIVATE_KEY"),
+        ("not-installed", "not installed on acme/metrics"),
+        ("suspended", "suspended"),
+        ("not-a-key", "CEKURA_GITOPS_APP_PRIVATE_KEY must be the App's private key"),
+    ],
+)
+def test_app_failures_are_one_clear_line_and_exit_1(
+    pulled: Repo, cli, env, gh, app: FakeApp, sandbox, setup: str, words: str
+) -> None:  # type: ignore[no-untyped-def]
+    if setup == "revoked":
+        app.revoke_key()  # env still holds the old key
+    elif setup == "not-installed":
+        app.installed = False
+    elif setup == "suspended":
+        app.suspended = True
+    else:
+        env = {**env, "CEKURA_GITOPS_APP_PRIVATE_KEY": "/no/such/key.pem"}
+    result = sync(cli, pulled, env)
+    assert result.code == 1
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], result.err
+    assert "Traceback" not in result.err
+    assert sandbox.state.optimisations_started == {}  # failed before spending optimiser credits
+    assert gh.tokens.issued == []
+
+
+def test_github_token_still_works_without_an_app(pulled: Repo, cli, github_env, make_fake_github) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--json", "sync", "--metric", GREETING, cwd=pulled.work, env=github_env)
+    assert result.code == 0, result.err
+    assert only(result)["status"] == "proposed"
+
+
+def test_the_key_may_be_a_file_or_escaped_one_line(tmp_path, app: FakeApp) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "app.pem"
+    path.write_text(app.private_key)
+    assert load_private_key(str(path)) == app.private_key.strip()
+    assert load_private_key(app.private_key.strip().replace("\n", "\\n")) == app.private_key.strip()
+    with pytest.raises(GitHubAppError) as info:
+        load_private_key("-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----")
+    assert "not a key" not in str(info.value)
+
+
+def test_app_id_without_key_is_a_config_error(pulled: Repo, cli, cekura_env) -> None:  # type: ignore[no-untyped-def]
+    result = cli("sync", cwd=pulled.work, env={**cekura_env, "CEKURA_GITOPS_APP_ID": "1"})
+    assert result.code == 1 and "CEKURA_GITOPS_APP_PRIVATE_KEY is not set" in result.err
+
+
+def test_doctor_names_the_app_and_its_permissions(pulled: Repo, cli, env, app: FakeApp) -> None:  # type: ignore[no-untyped-def]
+    result = cli("--json", "doctor", cwd=pulled.work, env=env)
+    checks = {c["name"]: c for c in result.json()["checks"]}  # type: ignore[union-attr]
+    identity = checks["github identity"]
+    assert identity["status"] == "ok"
+    assert app.slug in identity["message"] and str(app.installation_id) in identity["message"]
+    assert "contents: write" in identity["message"] and "pull_requests: write" in identity["message"]
+
+
+def test_doctor_fails_on_a_revoked_key(pulled: Repo, cli, env, app: FakeApp) -> None:  # type: ignore[no-untyped-def]
+    app.revoke_key()
+    result = cli("--json", "doctor", cwd=pulled.work, env=env)
+    assert result.code == 1
+    checks = {c["name"]: c for c in result.json()["checks"]}  # type: ignore[union-attr]
+    assert checks["github identity"]["status"] == "fail"
+    assert "CEKURA_GITOPS_APP_ID" in checks["github identity"]["message"]
