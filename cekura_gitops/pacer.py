@@ -99,6 +99,16 @@ class WritePacer:
     def _booked(self) -> int:
         return int(getattr(self._mine, "booked", 0))
 
+    def share(self, parts: int) -> None:
+        """This run is one of `parts` running at once as the same identity (`--shard K/N`):
+        take 1/N of the budget and space writes N times wider, so that together they keep
+        to one write a second and `per_hour` writes an hour."""
+        if parts < 1:
+            raise ValueError("parts must be at least 1")
+        self.interval *= parts
+        if self.per_hour is not None:
+            self.per_hour = max(1, self.per_hour // parts)
+
     @property
     def sent_last_hour(self) -> int:
         with self._books:

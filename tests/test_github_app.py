@@ -175,3 +175,48 @@ def test_doctor_fails_on_a_revoked_key(pulled: Repo, cli, env, app: FakeApp) -> 
     checks = {c["name"]: c for c in result.json()["checks"]}  # type: ignore[union-attr]
     assert checks["github identity"]["status"] == "fail"
     assert "CEKURA_GITOPS_APP_ID" in checks["github identity"]["message"]
+
+
+def test_git_uses_the_apps_current_token_through_its_credential_helper_only(
+    pulled: Repo, cli, env, gh, app: FakeApp, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """Fetches and pushes over HTTP authenticate with the App's token of the moment, handed
+    to git by the credential helper: never in argv, the remote URL or .git/config."""
+    import os
+    import shutil
+
+    from cekura_gitops.optimiser import Optimiser
+    from tests.fakes.git_http import GitHTTPServer
+
+    shim, log = tmp_path / "shim", tmp_path / "git-argv.log"
+    shim.mkdir()
+    (shim / "git").write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\nexec "{shutil.which("git")}" "$@"\n'
+    )
+    (shim / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
+    original = Optimiser.run
+
+    def slow_run(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        outcome = original(self, *args, **kwargs)
+        clock.advance(TOKEN_LIFETIME + 60)
+        return outcome
+
+    monkeypatch.setattr(Optimiser, "run", slow_run)
+    with GitHTTPServer(pulled.origin.parent, accept=lambda p: gh.tokens.valid(p, clock())) as server:
+        url = server.url(pulled.origin.name)
+        pulled.git("remote", "set-url", "origin", url)
+        result = sync(cli, pulled, env)
+    assert result.code == 0, result.err
+    assert only(result)["status"] == "proposed"
+    assert pulled.origin_ref(f"refs/heads/{BRANCH}") is not None
+    first, second = gh.tokens.issued[:2]
+    assert first.token in server.passwords  # fetched before the optimiser ran
+    assert second.token in server.passwords  # pushed after it, with a renewed token
+    assert None in server.passwords  # git asked only after GitHub's challenge
+    argv = log.read_text()
+    assert "credential.helper" in argv
+    config = (pulled.work / ".git" / "config").read_text()
+    for token in (t.token for t in gh.tokens.issued):
+        assert token not in argv and token not in config
+    assert pulled.git("remote", "get-url", "origin") == url

@@ -92,3 +92,25 @@ def test_a_spent_budget_skips_metrics_before_optimising_and_the_next_run_continu
     again = cli("--json", "sync", cwd=pulled.work, env=github_env)
     statuses = {m["slug"]: m["status"] for m in again.json()["metrics"]}
     assert statuses[skipped["slug"]] == "proposed"
+
+
+def test_shards_split_the_budget_and_the_spacing() -> None:
+    pacer = WritePacer(interval=1.0, per_hour=400)
+    pacer.share(4)
+    assert (pacer.interval, pacer.per_hour) == (4.0, 100)
+
+
+def test_a_shard_takes_its_share_of_the_budget(pulled: Repo, cli, github_env, gh, sandbox) -> None:  # type: ignore[no-untyped-def]
+    from cekura_gitops.commands._common import in_shard
+    from tests._hardening import SLUGS
+
+    pulled.write("cekura-gitops.yaml", "optimiser: {min_feedback: 0}\npull_requests: {writes_per_hour: 2}\n")
+    pulled.commit_all("budget")
+    pulled.push()
+    k = next(k for k in (1, 2) if sum(in_shard(s, (k, 2)) for s in SLUGS) >= 2)
+    result = cli("--json", "sync", "--shard", f"{k}/2", cwd=pulled.work, env=github_env)
+    assert result.code == 0, result.err
+    statuses = sorted(m["status"] for m in result.json()["metrics"])
+    assert statuses.count("proposed") == 1 and "skipped-cap" in statuses  # 2 // 2 = 1 each
+    [skipped, *_] = [m for m in result.json()["metrics"] if m["status"] == "skipped-cap"]
+    assert "this shard's share" in skipped["detail"]

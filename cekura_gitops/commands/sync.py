@@ -191,6 +191,7 @@ class Run:
     # work before and after a run overlaps other metrics' runs.
     slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(8))
     stop: StopSignal = field(default_factory=StopSignal)
+    shard: tuple[int, int] | None = None
 
 
 def sync(
@@ -220,9 +221,16 @@ def sync(
             on_github = publisher is not None
             if publisher is not None:
                 stack.callback(publisher.close)
+        if on_github and shard is not None:
+            from cekura_gitops.githubaccess import access_for
+
+            # Shards run at once as one identity: each takes its share of the write budget.
+            access_for(settings).pacer.share(shard[1])
         aliases = {f.metric.slug: f.metric.id for f in every if f.metric.id is not None}
         try:
-            results = _run(settings, console, files, repo, remote, publisher, push, force, aliases, stop)
+            results = _run(
+                settings, console, files, repo, remote, publisher, push, force, aliases, stop, shard
+            )
         except GitOpsError as err:
             if stop.stopped and not isinstance(err, Interrupted):
                 raise Interrupted(f"interrupted ({err})") from None  # e.g. git killed by Ctrl-C
@@ -283,6 +291,7 @@ def _run(
     force: bool,
     aliases: Mapping[str, int],
     stop: StopSignal,
+    shard: tuple[int, int] | None = None,
 ) -> list[SyncResult]:
     base_branch = default_branch(settings, repo, remote, api=publisher.default_branch if publisher else None)
     base = _base_commit(repo, remote, base_branch)
@@ -310,6 +319,7 @@ def _run(
             board,
             threading.Semaphore(settings.concurrency),
             stop,
+            shard,
         )
         console.say(f"sync: {len(files)} metric(s) on {base_branch} @ {base[:8]}")
         workers = min(64, 2 * settings.concurrency)
@@ -793,9 +803,10 @@ def _drift(run: Run, f: MetricFile, live: Mapping[str, Any], live_values: dict[s
 
 def _budget_detail(run: Run) -> str:
     budget = run.settings.pull_requests.writes_per_hour
+    share = " (this shard's share of it)" if run.shard else ""
     return (
-        f"GitHub write budget spent (pull_requests.writes_per_hour: {budget}, GitHub's secondary "
-        "limit for one identity); the next run continues"
+        f"GitHub write budget spent (pull_requests.writes_per_hour: {budget}{share}, within "
+        "GitHub's secondary limit for one identity); the next run continues"
     )
 
 
