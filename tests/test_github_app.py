@@ -206,7 +206,11 @@ def test_git_uses_the_apps_current_token_through_its_credential_helper_only(
     with GitHTTPServer(pulled.origin.parent, accept=lambda p: gh.tokens.valid(p, clock())) as server:
         url = server.url(pulled.origin.name)
         pulled.git("remote", "set-url", "origin", url)
-        result = sync(cli, pulled, env)
+        # What actions/checkout persists: a header git would send instead of asking.
+        server_url = url.rsplit("/", 1)[0]
+        bogus = "AUTHORIZATION: basic eC1hY2Nlc3MtdG9rZW46Z2hzX2JvZ3Vz"  # x-access-token:ghs_bogus
+        pulled.git("config", f"http.{server_url}/.extraheader", bogus)
+        result = sync(cli, pulled, {**env, "GITHUB_SERVER_URL": server_url})
     assert result.code == 0, result.err
     assert only(result)["status"] == "proposed"
     assert pulled.origin_ref(f"refs/heads/{BRANCH}") is not None
@@ -214,6 +218,7 @@ def test_git_uses_the_apps_current_token_through_its_credential_helper_only(
     assert first.token in server.passwords  # fetched before the optimiser ran
     assert second.token in server.passwords  # pushed after it, with a renewed token
     assert None in server.passwords  # git asked only after GitHub's challenge
+    assert "ghs_bogus" not in server.passwords  # the persisted header was dropped
     argv = log.read_text()
     assert "credential.helper" in argv
     config = (pulled.work / ".git" / "config").read_text()
