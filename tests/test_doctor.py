@@ -34,6 +34,7 @@ def test_healthy_setup_passes(pulled: Repo, cli, cekura_env, make_fake_github) -
         "cekura key": "ok",
         "live metrics": "ok",
         "cekura schedules": "ok",
+        "github identity": "ok",
         "github": "ok",
     }
     assert "1376 Support bot" in got["cekura key"]["message"]
