@@ -207,7 +207,7 @@ class GitHubPublisher:
             self._warned_token = True
             self.console.warn(
                 "pull requests opened with the Actions GITHUB_TOKEN trigger no workflows (no CI on "
-                "them); use a GitHub App token (see README: 'GitHub App token')"
+                "them); use a GitHub App token (see README: 'GitHub App')"
             )
         try:
             if self.config.labels:

@@ -380,6 +380,6 @@ def _github(settings: Settings, checks: list[Check]) -> None:
                 "github token",
                 Level.WARN,
                 "this is the Actions GITHUB_TOKEN: PRs it opens run no workflows",
-                "use a GitHub App token (README: GitHub App token)",
+                "use a GitHub App token (README: GitHub App)",
             )
         )
