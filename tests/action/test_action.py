@@ -57,6 +57,8 @@ def test_action_declares_the_documented_interface() -> None:
     assert inputs["github-token"]["default"] == "${{ github.token }}"
     assert {k: v.get("default") for k, v in inputs.items() if k not in ("command", "github-token")} == {
         "cekura-api-key": "",
+        "github-app-id": "",
+        "github-app-private-key": "",
         "cekura-api-url": "https://api.cekura.ai",
         "metrics-dir": "",
         "metrics": "",
@@ -71,6 +73,8 @@ def test_action_declares_the_documented_interface() -> None:
     assert steps[0]["uses"].startswith("actions/setup-python@")
     run_step = next(s for s in steps if s.get("id") == "run")
     assert run_step["env"]["GITHUB_TOKEN"] == "${{ inputs.github-token }}"
+    assert run_step["env"]["CEKURA_GITOPS_APP_ID"] == "${{ inputs.github-app-id }}"
+    assert run_step["env"]["CEKURA_GITOPS_APP_PRIVATE_KEY"] == "${{ inputs.github-app-private-key }}"
     assert run_step["run"].rstrip().splitlines()[-1].strip() == 'exec "$CG_CLI" "${args[@]}"'
     assert run_step["env"]["CG_CLI"] == "${{ steps.venv.outputs.dir }}/bin/cekura-gitops"
     mapped = [s for s in steps if "GITHUB_TOKEN" in (s.get("env") or {})]
