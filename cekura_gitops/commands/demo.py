@@ -212,6 +212,6 @@ def _run(console: Console, tmp: Path, sandbox: Sandbox, base: Settings) -> None:
         "the drift pull request that `sync` opens, or by `apply --force` to restore git's version."
     )
     console.say(
-        "\nNext: `cekura-gitops pull --project <ID>` in your own repository, then copy\n"
-        ".github/workflows/{optimise,plan,apply}.yml (see README)."
+        "\nNext, in your own metrics repository: `cekura-gitops init --pull --project <ID>`\n"
+        "(workflows and metric files), then the secrets it lists (see README)."
     )
