@@ -19,6 +19,10 @@ from typing import Any
 from cekura_gitops.errors import GitError
 
 ZERO_SHA = "0" * 40
+# Every git the tool starts: no automatic gc or maintenance. A sync makes many small
+# commits and fetches, and each could start `gc --auto` (or `maintenance run --auto`)
+# behind our back, on the runner's time; a clone on a CI runner lives for one job anyway.
+GIT = ("git", "-c", "gc.auto=0", "-c", "maintenance.auto=false")
 # How `git push --force-with-lease` says the ref moved under us (locally, or in a race
 # with another push on the remote's side): the compare-and-swap lost, nothing broke.
 LEASE_FAILURES = (
@@ -87,7 +91,7 @@ class GitRepo:
 
         # The git CLI finds the repository; GitPython (slow to import) loads only for diffs.
         done = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
+            [*GIT, "rev-parse", "--show-toplevel"],
             cwd=path if path.is_dir() else path.parent,
             capture_output=True,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
@@ -139,7 +143,7 @@ class GitRepo:
 
         full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})}
         done = subprocess.run(
-            ["git", *args],
+            [*GIT, *args],
             cwd=self.root,
             env=full_env,
             input=input_bytes,
@@ -178,7 +182,7 @@ class GitRepo:
         import subprocess
 
         done = subprocess.run(
-            ["git", "cat-file", "blob", f"{rev}:{path}"],
+            [*GIT, "cat-file", "blob", f"{rev}:{path}"],
             cwd=self.root,
             capture_output=True,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
@@ -206,7 +210,7 @@ class GitRepo:
 
         wanted = [s for s in specs if "\n" not in s]
         done = subprocess.run(
-            ["git", "cat-file", "--batch"],
+            [*GIT, "cat-file", "--batch"],
             cwd=self.root,
             input="".join(f"{s}\n" for s in wanted).encode(),
             capture_output=True,
@@ -375,11 +379,18 @@ class GitRepo:
         return dict(line.split(" ", 1) for line in out.splitlines() if line)
 
     def fetch_optional(self, remote: str, src: str, dst: str) -> str | None:
-        """Fetch one ref if the remote has it; returns its sha or None (and drops dst)."""
-        if self.ls_remote(remote, src) is None:
+        """Fetch one ref if the remote has it; returns its sha or None (and drops dst).
+
+        One round trip: the fetch itself says when the remote has no such ref. (git in
+        another language says it in other words: then ls-remote decides.)
+        """
+        try:
+            self.fetch(remote, f"+{src}:{dst}")
+        except GitError as err:
+            if "couldn't find remote ref" not in str(err).lower() and self.ls_remote(remote, src) is not None:
+                raise
             self.try_run("update-ref", "-d", dst)
             return None
-        self.fetch(remote, f"+{src}:{dst}")
         return self.rev_parse(dst)
 
     def ls_remote(self, remote: str, ref: str) -> str | None:
@@ -402,7 +413,7 @@ class GitRepo:
         lease = f"--force-with-lease={ref}:{expected or ''}"
         args, extra = self._net("push", "--porcelain", "--quiet", lease, remote, f"{sha}:{ref}")
         done = subprocess.run(
-            ["git", *args],
+            [*GIT, *args],
             cwd=self.root,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **extra},
             capture_output=True,
@@ -431,7 +442,7 @@ class GitRepo:
         specs = [f"{sha}:{ref}" for sha, ref, _expected in updates]
         args, extra = self._net("push", "--porcelain", *leases, remote, *specs)
         done = subprocess.run(
-            ["git", *args],
+            [*GIT, *args],
             cwd=self.root,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **extra},
             capture_output=True,

@@ -1,0 +1,39 @@
+"""The tool's own git processes: what they start behind its back, and how many round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Repo
+
+
+def test_sync_starts_no_gc_or_maintenance(
+    pulled: Repo, cli, cekura_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    # git runs `maintenance run --auto` (or `gc --auto`) after fetches and commits unless
+    # told not to: on a sync's many small plumbing steps that is runner time for nothing.
+    (pulled.work / "cekura-gitops.yaml").write_text("optimiser:\n  min_feedback: 0\n")
+    pulled.commit_all("config")
+    pulled.push()
+    # The origin's own `gc --auto` after a push is the server's business (GitHub's runs
+    # apart from the push): keep it out of what this test looks at.
+    pulled.origin_git("config", "receive.autogc", "false")
+    trace = tmp_path / "git-trace.log"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    result = cli("--json", "sync", "--no-pr", cwd=pulled.work, env=cekura_env)
+    assert result.code == 0, result.err
+    lines = trace.read_text().splitlines()
+    assert any("fetch" in line for line in lines)  # the trace did see the tool's git
+    started = [line for line in lines if "run_command:" in line or "exec:" in line]
+    assert not [line for line in started if " gc" in line or "maintenance" in line], started
+
+
+def test_reading_a_missing_ref_is_one_round_trip(pulled: Repo) -> None:
+    from cekura_gitops.gitrepo import GitRepo
+
+    repo = GitRepo(pulled.work)
+    assert repo.fetch_optional("origin", "refs/cekura-gitops/none", "refs/cekura-gitops/x") is None
+    main = repo.fetch_optional("origin", "refs/heads/main", "refs/cekura-gitops/y")
+    assert main is not None and main == repo.rev_parse("refs/heads/main")
