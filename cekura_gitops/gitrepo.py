@@ -101,6 +101,7 @@ class GitRepo:
         self.root = Path(done.stdout.decode().strip())
         self._lock = threading.Lock()
         self._gitpython: Any = None
+        self._objects: Any = None  # gitobjects.ObjectStore, or False: plumbing only
         self._credentials: tuple[Callable[[], str], str | None] | None = None
 
     def use_credentials(self, token: Callable[[], str] | None, server_url: str | None = None) -> None:
@@ -119,6 +120,19 @@ class GitRepo:
         if server_url:
             config += ["-c", f"http.{server_url.rstrip('/')}/.extraheader="]
         return [*config, *args], {TOKEN_ENV: token()}
+
+    def _object_store(self) -> Any:
+        """Where commit_files writes objects itself (None: a non-SHA-1 repository)."""
+        with self._lock:
+            if self._objects is None:
+                from cekura_gitops.gitobjects import ObjectStore
+
+                lines = self.run("rev-parse", "--show-object-format", "--git-path", "objects").splitlines()
+                if len(lines) == 2 and lines[0] == "sha1":
+                    self._objects = ObjectStore(self.root, self.root / lines[1], GIT)
+                else:
+                    self._objects = False
+            return self._objects or None
 
     def _gp(self) -> Any:
         """The GitPython repository (imported on first use)."""
@@ -337,6 +351,12 @@ class GitRepo:
         identity: Identity,
     ) -> str:
         """A new commit: parent's tree with `files` replaced; returns its sha. No checkout."""
+        store = self._object_store() if _plain(identity.name, identity.email) else None
+        if store is not None:
+            if parent:
+                store.prepare(parent, list(files))
+            tree = store.with_files(store.commit_tree(parent) if parent else None, files)
+            return str(store.commit(tree, parent, message, identity.name, identity.email))
         with tempfile.TemporaryDirectory(prefix="cekura-gitops-index-") as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             if parent:
@@ -472,6 +492,11 @@ def _raise_if_ruleset(output: str) -> None:
         rules = [line.strip(" -") for line in output.splitlines() if line.strip().startswith("remote: -")]
         detail = f" ({'; '.join(r.removeprefix('remote:').strip(' -') for r in rules)})" if rules else ""
         raise GitError(f"git push refused{detail}: {RULESET_HINT}")
+
+
+def _plain(*parts: str) -> bool:
+    """Identity text git would write verbatim (commit-tree strips these characters)."""
+    return not any(c in part for part in parts for c in "<>\n\r\0")
 
 
 def _excerpt(text: str, limit: int = 400) -> str:

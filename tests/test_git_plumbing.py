@@ -37,3 +37,32 @@ def test_reading_a_missing_ref_is_one_round_trip(pulled: Repo) -> None:
     assert repo.fetch_optional("origin", "refs/cekura-gitops/none", "refs/cekura-gitops/x") is None
     main = repo.fetch_optional("origin", "refs/heads/main", "refs/cekura-gitops/y")
     assert main is not None and main == repo.rev_parse("refs/heads/main")
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"metrics/caller_greeted_by_name_1562.yaml": b"slug: changed\n"},  # replace, nested
+        {"metrics/zz_new.yaml": b"new\n", "metrics/a-b.yaml": b"dash sorts before the dir\n"},
+        {"metrics.yaml": b"a file named like the folder\n", "deep/er/path.txt": b"x"},
+        {"state.json": b"{}\n"},
+    ],
+)
+def test_commits_written_in_process_match_gits_own(pulled: Repo, files: dict[str, bytes]) -> None:
+    # sync commits without a git process per step; the trees must be exactly git's.
+    from cekura_gitops.gitrepo import GitRepo, Identity
+
+    fast, plumbing = GitRepo(pulled.work), GitRepo(pulled.work)
+    plumbing._objects = False  # the read-tree / update-index / write-tree / commit-tree path
+    who = Identity("cekura-gitops", "cekura-gitops@users.noreply.github.com")
+    head = pulled.git("rev-parse", "HEAD")
+    for parent in (head, None):
+        mine = fast.commit_files(parent, files, "optimise(x): 5/7 → 7/7\n\nbody", who)
+        theirs = plumbing.commit_files(parent, files, "optimise(x): 5/7 → 7/7\n\nbody", who)
+        assert pulled.git("rev-parse", f"{mine}^{{tree}}") == pulled.git("rev-parse", f"{theirs}^{{tree}}")
+        assert pulled.git("log", "-1", "--format=%P|%an|%ae|%cn|%ce|%B", mine) == pulled.git(
+            "log", "-1", "--format=%P|%an|%ae|%cn|%ce|%B", theirs
+        )
+        for path, data in files.items():
+            assert pulled.git("show", f"{mine}:{path}") == data.decode().rstrip("\n")
+    pulled.git("fsck", "--strict", "--no-dangling")
