@@ -40,7 +40,9 @@ def earlier_version(
 ) -> Restored | None:
     """The newest earlier version of the file (in rev's history) that already had `proposed`."""
     entries = repo.log(rev, [rel_path], limit=MAX_VERSIONS)
-    blobs = repo.read_blobs([f"{e.sha}:{rel_path}" for e in entries])
+    if len(entries) < 2:
+        return None  # only the current version: nothing earlier to read (no git process)
+    blobs = repo.read_blobs([f"{e.sha}:{rel_path}" for e in entries[1:]])
     wanted = {k: normalise(v) for k, v in proposed.items()}
     for entry in entries[1:]:  # the newest one is the current version
         raw = blobs.get(f"{entry.sha}:{rel_path}")
