@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from cekura_gitops import markdown, prbody
+from cekura_gitops.clients import github_client
 from cekura_gitops.console import Console
 from cekura_gitops.errors import GitHubAPIError
 from cekura_gitops.githistory import ScorePoint
 from cekura_gitops.github import GitHubClient, Issue
-from cekura_gitops.pullrequests import client_for
 from cekura_gitops.settings import Settings
 
 TITLE = "Cekura metrics dashboard"
@@ -59,7 +59,7 @@ def publish(
     if not settings.github_configured:
         return None
     try:
-        with client_for(settings) as client:
+        with github_client(settings) as client:
             return _publish(settings, client, command, rows, managed, failed, history or {})
     except GitHubAPIError as err:
         console.warn(f"could not update the dashboard issue: {err}")

@@ -23,7 +23,7 @@ from cekura_gitops.settings import Settings
 if TYPE_CHECKING:  # PyJWT loads only when an App is configured
     from cekura_gitops.githubapp import AppTokens
 
-__all__ = ["ACTIONS_BOT", "GitHubAccess", "access_for", "client_for", "close_all"]
+__all__ = ["ACTIONS_BOT", "GitHubAccess", "access_for", "close_all"]
 
 ACTIONS_BOT = "github-actions[bot]"
 
@@ -130,13 +130,6 @@ def close_all() -> None:
         _ACCESS.clear()
     for access in accesses:
         access.close()
-
-
-def client_for(settings: Settings, *, sleep: Callable[[float], None] | None = None) -> GitHubClient:
-    """The GitHub client every command uses, configured from settings.
-
-    `sleep` replaces its waits before retries (sync: a wait that a stop request ends)."""
-    return access_for(settings).client(sleep=sleep)
 
 
 def _build(settings: Settings) -> GitHubAccess:

@@ -14,18 +14,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cekura_gitops import evidence_body, prbody
 from cekura_gitops.branches import BranchResult
+from cekura_gitops.clients import github_client
 from cekura_gitops.console import Console
 from cekura_gitops.errors import GitHubAPIError
 from cekura_gitops.github import GitHubClient, PullRequest, PullRequestExists
-from cekura_gitops.githubaccess import client_for
+from cekura_gitops.publishing import DriftContext, ProposalContext, Published
 from cekura_gitops.settings import PullRequestSettings, Settings
-
-if TYPE_CHECKING:
-    from cekura_gitops.commands.sync import DriftContext, ProposalContext, Published
 
 ACTIONS_BOT = "github-actions[bot]"
 
@@ -50,7 +48,7 @@ class GitHubPublisher:
         cls, settings: Settings, console: Console, *, sleep: Callable[[float], None] | None = None
     ) -> GitHubPublisher:
         return cls(
-            client_for(settings, sleep=sleep),
+            github_client(settings, sleep=sleep),
             console,
             settings.pull_requests,
             settings.branch_prefix,
@@ -131,8 +129,6 @@ class GitHubPublisher:
     # -- writes ----------------------------------------------------------------------------
 
     def publish_proposal(self, ctx: ProposalContext, result: BranchResult) -> Published:
-        from cekura_gitops.commands.sync import Published
-
         auto = self._auto_apply(ctx)
         note = ""
         if auto == "auto":
@@ -148,8 +144,6 @@ class GitHubPublisher:
         return Published(pr.html_url, created=created)
 
     def publish_drift(self, ctx: DriftContext, result: BranchResult) -> Published:
-        from cekura_gitops.commands.sync import Published
-
         m = ctx.file.metric
         fields = [prbody.FieldDiff(k, m.fields.get(k), v) for k, v in ctx.changes.items()]
         machine = {"version": 1, "kind": "drift", "slug": m.slug, "metric_id": m.id}
@@ -168,8 +162,6 @@ class GitHubPublisher:
 
     def human_edited(self, branch: str, result: BranchResult) -> Published:
         """Say once, on the PR, why the bot stopped updating this branch."""
-        from cekura_gitops.commands.sync import Published
-
         pr = self.open_pull(branch)
         if pr is None:
             return Published(None, detail="no open pull request for the edited branch")
@@ -333,4 +325,4 @@ def pull_number_from_event(event: dict[str, Any]) -> int | None:
     return number if isinstance(number, int) else None
 
 
-__all__: Sequence[str] = ["GitHubPublisher", "client_for", "upsert_sticky_comment", "pull_number_from_event"]
+__all__: Sequence[str] = ["GitHubPublisher", "upsert_sticky_comment", "pull_number_from_event"]

@@ -95,10 +95,10 @@ def _from_github(repo: GitRepo, settings: Settings) -> str | None:
     repository = settings.github_repository or _repository_from_remote(repo, settings.remote)
     if not settings.github_token or not repository:
         return None
-    from cekura_gitops.pullrequests import client_for
+    from cekura_gitops.clients import github_client
 
     try:
-        with client_for(replace(settings, github_repository=repository)) as client:
+        with github_client(replace(settings, github_repository=repository)) as client:
             return client.get_repo().default_branch
     except (GitHubAPIError, ConfigError):
         return None

@@ -19,6 +19,7 @@ from cekura_gitops.changes import MetricPlan, PlanStatus
 from cekura_gitops.console import Console
 from cekura_gitops.errors import CekuraAPIError
 from cekura_gitops.metric_files import MetricFile
+from cekura_gitops.pool import parallel_map
 from cekura_gitops.proposal import DONE, FAILED, Score
 
 # Fields run_reviews accepts as overrides (RunReviewsRequest).
@@ -81,8 +82,6 @@ def score_changes(
     client: CekuraClient, files: Sequence[MetricFile], plans: Sequence[MetricPlan], console: Console
 ) -> dict[str, PlanScore]:
     """Scores for changed metrics whose scored fields differ; the rest are not run."""
-    from cekura_gitops.commands._common import run_all
-
     by_slug = {f.metric.slug: f for f in files}
     targets = [
         p
@@ -99,7 +98,7 @@ def score_changes(
             k: (list(v) if isinstance(v, tuple) else v) for k, v in metric.fields.items() if k in OVERRIDABLE
         }
         try:
-            live, repo = run_all(lambda o: _run(client, p.id or 0, o), [{}, overrides], 2)
+            live, repo = parallel_map(lambda o: _run(client, p.id or 0, o), [{}, overrides], 2)
         except CekuraAPIError as err:
             live = repo = f"error: {err}"
         return p.slug, PlanScore(live, repo)
@@ -108,4 +107,4 @@ def score_changes(
         console.say(
             f"scoring {len(targets)} changed metric(s) on the Lab's labelled reviews (billed by Cekura)..."
         )
-    return dict(run_all(one, targets, 4))
+    return dict(parallel_map(one, targets, 4))

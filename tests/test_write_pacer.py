@@ -101,7 +101,7 @@ def test_shards_split_the_budget_and_the_spacing() -> None:
 
 
 def test_a_shard_takes_its_share_of_the_budget(pulled: Repo, cli, github_env, gh, sandbox) -> None:  # type: ignore[no-untyped-def]
-    from cekura_gitops.commands._common import in_shard
+    from cekura_gitops.selection import in_shard
     from tests._hardening import SLUGS
 
     pulled.write("cekura-gitops.yaml", "optimiser: {min_feedback: 0}\npull_requests: {writes_per_hour: 2}\n")

@@ -11,13 +11,15 @@ from typing import Any
 from cekura_gitops import actions, changes, crashpoints, dashboard, diffs, githistory, metric_files, yamltext
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import GuardResult
-from cekura_gitops.commands._common import cekura_client, git_repo, metrics_folder, run_all
+from cekura_gitops.clients import cekura_client, git_repo
 from cekura_gitops.console import Console
 from cekura_gitops.defaultbranch import default_branch
 from cekura_gitops.errors import CekuraAPIError, ConfigError, GitError, GitOpsError, MetricValidationError
 from cekura_gitops.gitrepo import FileChange, GitRepo, Identity
 from cekura_gitops.metric import Metric, live_value, normalise
 from cekura_gitops.metric_files import MetricFile
+from cekura_gitops.metricsdir import metrics_folder
+from cekura_gitops.pool import parallel_map
 from cekura_gitops.settings import Settings
 from cekura_gitops.statestore import StateStore
 
@@ -95,7 +97,7 @@ def apply(
     results = [ApplyResult(p[0], None, p[0], "error", detail=p[1]) for p in problems]
     if jobs:
         with cekura_client(settings) as client:
-            results += run_all(
+            results += parallel_map(
                 lambda j: _guarded(client, settings, j, force=force, dry_run=dry_run),
                 jobs,
                 settings.concurrency,

@@ -14,10 +14,11 @@ from cekura_gitops.branches import BranchResult
 from cekura_gitops.commands.apply import apply
 from cekura_gitops.commands.plan import plan
 from cekura_gitops.commands.pull import pull
-from cekura_gitops.commands.sync import DriftContext, ProposalContext, Published, sync
+from cekura_gitops.commands.sync import sync
 from cekura_gitops.commands.validate import validate
 from cekura_gitops.console import Console
 from cekura_gitops.gitrepo import init_repo, run_git
+from cekura_gitops.publishing import DriftContext, ProposalContext, Published
 from cekura_gitops.pullrequests import proposal_pr
 from cekura_gitops.sandbox import OptimiserOutcome, Sandbox
 from cekura_gitops.settings import Settings

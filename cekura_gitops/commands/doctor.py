@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cekura_gitops import metric_files
 from cekura_gitops.cekura import CekuraClient
-from cekura_gitops.commands._common import cekura_client
+from cekura_gitops.clients import cekura_client
 from cekura_gitops.console import Console
 from cekura_gitops.errors import CekuraAPIError, GitError, GitHubAPIError, GitOpsError, MetricValidationError
 from cekura_gitops.metric_files import MetricFile
@@ -142,8 +142,8 @@ def _workflows(settings: Settings, checks: list[Check]) -> None:
 def _init_workflows(settings: Settings, checks: list[Check]) -> bool:
     """The workflows `cekura-gitops init` wrote, checked against this repository; False if absent."""
     from cekura_gitops import scaffold
-    from cekura_gitops.commands._common import metrics_folder
     from cekura_gitops.gitrepo import GitRepo
+    from cekura_gitops.metricsdir import metrics_folder
 
     try:
         repo = GitRepo(settings.root)
@@ -350,10 +350,10 @@ def _github(settings: Settings, checks: list[Check]) -> None:
         return
     if not _identity(settings, checks):
         return
-    from cekura_gitops.githubaccess import client_for
+    from cekura_gitops.clients import github_client
 
     try:
-        with client_for(settings) as client:
+        with github_client(settings) as client:
             repo = client.get_repo()
     except GitHubAPIError as err:
         checks.append(Check("github", Level.FAIL, str(err), "check the token's repository access"))

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cekura_gitops import metric_files, release, scaffold
-from cekura_gitops.commands._common import metrics_folder
 from cekura_gitops.console import Console
 from cekura_gitops.errors import ConfigError, UsageError
 from cekura_gitops.gitrepo import GitRepo
+from cekura_gitops.metricsdir import metrics_folder
 from cekura_gitops.release import ActionRef
 from cekura_gitops.settings import Settings
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from cekura_gitops.commands._common import in_shard, load_files
 from cekura_gitops.console import Console
+from cekura_gitops.metricsdir import load_files
+from cekura_gitops.selection import in_shard
 from cekura_gitops.settings import Settings
 
 

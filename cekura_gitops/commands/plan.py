@@ -9,9 +9,12 @@ from typing import TYPE_CHECKING
 
 from cekura_gitops import changes, diffs, markdown
 from cekura_gitops.changes import MetricPlan, PlanStatus
-from cekura_gitops.commands._common import cekura_client, fetch_live, load_files, select
+from cekura_gitops.clients import cekura_client
 from cekura_gitops.console import Console
 from cekura_gitops.errors import EXIT_CHANGES
+from cekura_gitops.live import fetch_live
+from cekura_gitops.metricsdir import load_files
+from cekura_gitops.selection import select
 from cekura_gitops.settings import Settings
 
 if TYPE_CHECKING:
@@ -90,8 +93,9 @@ def _actions_report(settings: Settings, plans: Sequence[MetricPlan], text: str) 
 
 def _comment(settings: Settings, console: Console, text: str) -> None:
     """Post or update the one sticky plan comment on the pull request of this event."""
+    from cekura_gitops.clients import github_client
     from cekura_gitops.errors import GitHubAPIError
-    from cekura_gitops.pullrequests import client_for, pull_number_from_event, upsert_sticky_comment
+    from cekura_gitops.pullrequests import pull_number_from_event, upsert_sticky_comment
 
     event = _event(settings)
     number = pull_number_from_event(event) if event else None
@@ -101,7 +105,7 @@ def _comment(settings: Settings, console: Console, text: str) -> None:
         )
         return
     try:
-        with client_for(settings) as client:
+        with github_client(settings) as client:
             url = upsert_sticky_comment(client, number, text)
         console.say(f"plan comment: {url}")
     except GitHubAPIError as err:

@@ -9,11 +9,12 @@ from typing import Any
 
 from cekura_gitops import metric_files, release
 from cekura_gitops.cekura import CekuraClient
-from cekura_gitops.commands._common import cekura_client, run_all
+from cekura_gitops.clients import cekura_client
 from cekura_gitops.console import Console
 from cekura_gitops.errors import CekuraAPIError, ConfigError, GitError, MetricValidationError
 from cekura_gitops.metric import MANAGED_FIELDS, normalise
 from cekura_gitops.metric_files import MetricFile
+from cekura_gitops.pool import parallel_map
 from cekura_gitops.settings import Settings
 
 
@@ -135,7 +136,7 @@ def _by_selector(
             raise
 
     wanted, missing = [], []
-    for selector, live in zip(selectors, run_all(fetch, selectors, concurrency), strict=True):
+    for selector, live in zip(selectors, parallel_map(fetch, selectors, concurrency), strict=True):
         if live is not None:
             wanted.append(live)
             continue
@@ -162,7 +163,7 @@ def _by_project(
     need = [i for i, m in enumerate(wanted) if m.get("type") == "custom_code"]
     for i, detail in zip(
         need,
-        run_all(lambda i: client.get_metric(int(wanted[i]["id"])), need, settings.concurrency),
+        parallel_map(lambda i: client.get_metric(int(wanted[i]["id"])), need, settings.concurrency),
         strict=True,
     ):
         wanted[i] = detail

@@ -10,21 +10,23 @@ import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
-from cekura_gitops import crashpoints, evidence, feedback, githistory, holdout, metric_files, yamltext
-from cekura_gitops.branches import BranchResult, BranchStatus, BranchWriter
+from cekura_gitops import (
+    crashpoints,
+    dashboard,
+    evidence,
+    feedback,
+    githistory,
+    holdout,
+    metric_files,
+    yamltext,
+)
+from cekura_gitops.apicommits import ApiCommitter
+from cekura_gitops.branches import BranchStatus, BranchWriter
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import field_changes
-from cekura_gitops.commands._common import (
-    cekura_client,
-    git_repo,
-    in_shard,
-    load_files,
-    metrics_folder,
-    run_all,
-    select,
-)
+from cekura_gitops.clients import cekura_client, git_repo
 from cekura_gitops.console import Console
 from cekura_gitops.defaultbranch import default_branch
 from cekura_gitops.errors import (
@@ -38,13 +40,19 @@ from cekura_gitops.errors import (
     RescoreError,
 )
 from cekura_gitops.evidence import Evidence
+from cekura_gitops.githubaccess import access_for
 from cekura_gitops.gitrepo import GitRepo, Identity
 from cekura_gitops.interrupts import StopSignal
 from cekura_gitops.metric_files import MetricFile
+from cekura_gitops.metricsdir import load_files, metrics_folder
 from cekura_gitops.optimiser import Optimiser, Outcome
+from cekura_gitops.pool import parallel_map
 from cekura_gitops.prbody import HoldoutScores
 from cekura_gitops.progress import ProgressBoard
 from cekura_gitops.proposal import Proposal, RunState, Verdict, changes_for, judge
+from cekura_gitops.publishing import DriftContext, ProposalContext, Publisher
+from cekura_gitops.pullrequests import GitHubPublisher
+from cekura_gitops.selection import in_shard, select
 from cekura_gitops.settings import Settings
 from cekura_gitops.statestore import StateStore
 
@@ -122,55 +130,6 @@ class SyncResult:
         return doc
 
 
-@dataclass(frozen=True)
-class ProposalContext:
-    """Everything a pull request about one proposal needs."""
-
-    file: MetricFile
-    branch: str
-    base_branch: str
-    proposal: Proposal
-    changes: Mapping[str, Any]
-    before: Mapping[str, Any]
-    content_hash: str
-    progress_id: str
-    new_text: str
-    evidence: Evidence | None = None
-    holdout: HoldoutScores | None = None
-    holdout_note: str = ""
-
-
-@dataclass(frozen=True)
-class DriftContext:
-    file: MetricFile
-    branch: str
-    base_branch: str
-    live: Mapping[str, Any]
-    changes: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Published:
-    url: str | None
-    created: bool = False
-    skipped_cap: bool = False
-    detail: str = ""
-
-
-class Publisher(Protocol):
-    """Pull requests for sync's branches (GitHub); absent with --no-pr."""
-
-    def default_branch(self) -> str: ...
-    def is_rejected(self, branches: Sequence[str], metric_id: int, content_hash: str) -> bool: ...
-    def may_open(self, branch: str) -> bool: ...
-    def reserve_writes(self) -> bool: ...
-    def release_writes(self) -> None: ...
-    def publish_proposal(self, ctx: ProposalContext, result: BranchResult) -> Published: ...
-    def publish_drift(self, ctx: DriftContext, result: BranchResult) -> Published: ...
-    def human_edited(self, branch: str, result: BranchResult) -> Published: ...
-    def close(self) -> None: ...
-
-
 @dataclass
 class Run:
     """One sync invocation's shared parts."""
@@ -222,8 +181,6 @@ def sync(
             if publisher is not None:
                 stack.callback(publisher.close)
         if on_github and shard is not None:
-            from cekura_gitops.githubaccess import access_for
-
             # Shards run at once as one identity: each takes its share of the write budget.
             access_for(settings).pacer.share(shard[1])
         aliases = {f.metric.slug: f.metric.id for f in every if f.metric.id is not None}
@@ -244,8 +201,6 @@ def sync(
         )
         return EXIT_INTERRUPTED
     if on_github:
-        from cekura_gitops import dashboard  # GitHub's client: only imported when used
-
         dashboard.publish(
             settings,
             console,
@@ -273,9 +228,7 @@ def _score_history(
     return githistory.score_history(repo, rev, metrics_folder(settings, repo))
 
 
-def _dashboard_row(r: SyncResult) -> Any:
-    from cekura_gitops import dashboard
-
+def _dashboard_row(r: SyncResult) -> dashboard.Row:
     scores = f"{r.old_score} → {r.new_score}" if r.old_score or r.new_score else ""
     return dashboard.Row(r.slug, r.status.value, scores, r.pull_request or "", r.detail)
 
@@ -323,7 +276,7 @@ def _run(
         )
         console.say(f"sync: {len(files)} metric(s) on {base_branch} @ {base[:8]}")
         workers = min(64, 2 * settings.concurrency)
-        return run_all(lambda f: _guarded(run, f), files, workers)
+        return parallel_map(lambda f: _guarded(run, f), files, workers)
 
 
 def _branch_writer(settings: Settings, repo: GitRepo, identity: Identity, remote: str | None) -> BranchWriter:
@@ -335,8 +288,6 @@ def _branch_writer(settings: Settings, repo: GitRepo, identity: Identity, remote
                 "and a GitHub App (CEKURA_GITOPS_APP_ID, CEKURA_GITOPS_APP_PRIVATE_KEY) or GITHUB_TOKEN"
             )
         return BranchWriter(repo, identity, remote)
-    from cekura_gitops.githubaccess import access_for
-
     access = access_for(settings)
     login = access.bot_login()
     if settings.commit_via != "api" or remote is None:
@@ -347,8 +298,6 @@ def _branch_writer(settings: Settings, repo: GitRepo, identity: Identity, remote
             "CEKURA_GITOPS_APP_PRIVATE_KEY) or the Actions GITHUB_TOKEN: GitHub authors those "
             "commits, and sync must recognise them as its own"
         )
-    from cekura_gitops.apicommits import ApiCommitter
-
     return BranchWriter(
         repo, identity, remote, committer=ApiCommitter(access.client(), repo), bot_login=login
     )
@@ -369,8 +318,6 @@ def _github_publisher(settings: Settings, console: Console, push: bool, stop: St
             "requests are opened (pass --no-pr to silence this)"
         )
         return None
-    from cekura_gitops.pullrequests import GitHubPublisher
-
     return GitHubPublisher.from_settings(settings, console, sleep=stop.sleep)
 
 
