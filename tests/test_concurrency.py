@@ -72,7 +72,9 @@ def test_two_syncs_at_once_start_one_optimisation_per_metric(
 ) -> None:  # type: ignore[no-untyped-def]
     repo = fresh_repo(template_origin, tmp_path / "r")
     gh = make_fake_github(origin_path=repo.origin, owner="acme", repo="metrics", token=TOKEN)
-    with Sandbox(optimiser_seconds=1.0) as sandbox:
+    # Runs long enough that both processes are up and claiming while the first one's runs go
+    # on, even when a loaded machine starts the second process seconds late.
+    with Sandbox(optimiser_seconds=5.0) as sandbox:
         env = {**cekura_env(sandbox), **github_env(gh)}
         a, b = clone(repo.origin, tmp_path / "a"), clone(repo.origin, tmp_path / "b")
         results = _both(["sync"], a, b, env)

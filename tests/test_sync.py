@@ -85,7 +85,8 @@ def test_new_labels_rewrite_the_branch(pulled: Repo, cli, cekura_env, sandbox) -
 @pytest.mark.parametrize("shape", ["flat", "envelope"])
 def test_both_progress_shapes(pulled: Repo, cli, cekura_env, sandbox, shape: str) -> None:  # type: ignore[no-untyped-def]
     sandbox.state.set_progress_shape(1562, shape)
-    sandbox.state.set_optimiser_seconds(1562, 0.6)
+    # Long enough that the first poll (0.4 s in) lands before the end even on a loaded machine.
+    sandbox.state.set_optimiser_seconds(1562, 3.0)
     result = sync(cli, pulled, cekura_env, "--metric", GREETING)
     assert statuses(result) == {GREETING: "proposed"}
     assert sandbox.count("GET", r"process_feedbacks_progress") >= 2  # saw pending first
