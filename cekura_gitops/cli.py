@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,16 +21,29 @@ from cekura_gitops.errors import (
     MetricValidationError,
 )
 
+if TYPE_CHECKING:  # imported inside the commands at run time: `--help` stays fast
+    from cekura_gitops.console import Console
+    from cekura_gitops.settings import Settings
+
 F = TypeVar("F", bound=Callable[..., Any])
 _KEY = "cekura_gitops_globals"
 
 
-def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+# A global option's value as click gives it: a path, the --json/-v flags, --concurrency.
+OptionValue = str | bool | int | None
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: OptionValue) -> OptionValue:
     # Global options are accepted before and after the command name; the last one wins.
-    store = ctx.find_root().meta.setdefault(_KEY, {})
-    if value not in (None, False, ()):
+    store: dict[str, OptionValue] = ctx.find_root().meta.setdefault(_KEY, {})
+    if value not in (None, False, ()) and param.name is not None:
         store[param.name] = value
     return value
+
+
+def _globals(ctx: click.Context) -> dict[str, OptionValue]:
+    store: dict[str, OptionValue] = ctx.find_root().meta.get(_KEY, {})
+    return store
 
 
 def global_options(func: F) -> F:
@@ -73,17 +86,18 @@ def global_options(func: F) -> F:
     return func
 
 
-def _settings_and_console(ctx: click.Context, *, config_file: bool = True) -> tuple[Any, Any]:
+def _settings_and_console(ctx: click.Context, *, config_file: bool = True) -> tuple[Settings, Console]:
     from cekura_gitops import crashpoints
     from cekura_gitops import settings as settings_mod
     from cekura_gitops.console import Console
 
-    store = ctx.find_root().meta.get(_KEY, {})
+    store = _globals(ctx)
+    metrics_dir, concurrency = store.get("metrics_dir"), store.get("concurrency")
     settings = settings_mod.resolve(
-        metrics_dir=store.get("metrics_dir"),
+        metrics_dir=metrics_dir if isinstance(metrics_dir, str) else None,
         json_output=bool(store.get("json_output")),
         verbose=bool(store.get("verbose")),
-        concurrency=store.get("concurrency"),
+        concurrency=concurrency if type(concurrency) is int else None,
         config_file=config_file,
     )
     crashpoints.configure(settings.crash_at)
