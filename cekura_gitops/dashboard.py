@@ -21,6 +21,7 @@ from cekura_gitops.errors import GitHubAPIError
 from cekura_gitops.githistory import ScorePoint
 from cekura_gitops.github import GitHubClient, Issue
 from cekura_gitops.settings import Settings
+from cekura_gitops.statuses import ApplyStatus, SyncStatus
 
 TITLE = "Cekura metrics dashboard"
 LABEL = "cekura-gitops-dashboard"
@@ -31,7 +32,7 @@ class Row:
     """What one command said about one metric."""
 
     slug: str
-    status: str
+    status: SyncStatus | ApplyStatus
     scores: str = ""
     pull_request: str = ""
     detail: str = ""
@@ -83,7 +84,7 @@ def _publish(
     now = _now()
     for row in rows:
         entry = table.setdefault(row.slug, {})
-        entry[command] = {"status": row.status, "at": now, "detail": row.detail[:300]}
+        entry[command] = {"status": row.status.value, "at": now, "detail": row.detail[:300]}
         if row.scores:
             entry["scores"] = row.scores
         if command == "sync":
@@ -101,10 +102,10 @@ def _publish(
         outcome = "failed" if failed else "succeeded"
         lines = [f"`cekura-gitops {command}` {outcome} ({trigger}, {now}).{mention}"]
         lines += [
-            f"- {markdown.inline_code(r.slug)}: {r.status}"
+            f"- {markdown.inline_code(r.slug)}: {r.status.value}"
             + (f" — {markdown.one_line(r.detail[:200])}" if r.detail else "")
             for r in rows
-            if r.status in ("error", "conflict", "proposed", "updated", "drift", "applied")
+            if r.status in NOTIFY
         ][:50]
         if run["url"]:
             lines.append(f"\n[Run log]({run['url']})")
@@ -150,7 +151,35 @@ def _without_details(entry: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-QUIET = frozenset({"no-change", "not-improved", "no-new-feedback", "not-enough-feedback", "in-sync", "—"})
+# Rows a shrunk body leaves out: nothing to act on. The table holds the statuses as stored
+# in the issue (JSON strings, "—" for a command that never ran on the metric).
+QUIET = frozenset(
+    {
+        *(
+            s.value
+            for s in (
+                SyncStatus.NO_CHANGE,
+                SyncStatus.NOT_IMPROVED,
+                SyncStatus.NO_NEW_FEEDBACK,
+                SyncStatus.NOT_ENOUGH_FEEDBACK,
+                ApplyStatus.IN_SYNC,
+            )
+        ),
+        "—",
+    }
+)
+# Rows a run comment lists: what someone may want to look at.
+NOTIFY = frozenset(
+    {
+        SyncStatus.ERROR,
+        SyncStatus.PROPOSED,
+        SyncStatus.UPDATED,
+        SyncStatus.DRIFT,
+        ApplyStatus.ERROR,
+        ApplyStatus.CONFLICT,
+        ApplyStatus.APPLIED,
+    }
+)
 
 
 def _find(client: GitHubClient) -> Issue | None:
@@ -206,7 +235,7 @@ def _render(
         )
     if omitted:
         lines += ["", f"_{omitted} metric(s) with nothing to act on are not listed (body size limit)._"]
-    capped = [r.slug for r in rows if r.status == "skipped-cap"]
+    capped = [r.slug for r in rows if r.status is SyncStatus.SKIPPED_CAP]
     if capped:
         lines += [
             "",

@@ -22,9 +22,7 @@ from cekura_gitops.metricsdir import metrics_folder
 from cekura_gitops.pool import parallel_map
 from cekura_gitops.settings import Settings
 from cekura_gitops.statestore import StateStore
-
-# --dry-run reports would-apply / would-create instead of applied / created: nothing was.
-STATUSES = ("applied", "in-sync", "conflict", "created", "deleted", "error", "would-apply", "would-create")
+from cekura_gitops.statuses import ApplyStatus
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class ApplyResult:
     slug: str
     id: int | None
     path: str
-    status: str
+    status: ApplyStatus
     fields: tuple[str, ...] = ()
     detail: str = ""
     diff: str = ""
@@ -43,7 +41,7 @@ class ApplyResult:
             "slug": self.slug,
             "id": self.id,
             "path": self.path,
-            "status": self.status,
+            "status": self.status.value,
         }
         if self.fields:
             doc["fields"] = list(self.fields)
@@ -94,7 +92,7 @@ def apply(
         f"apply: {len(jobs)} changed metric file(s) in {base[:12]}..{head[:12]} ({why})"
         f"{' (dry run)' if dry_run else ''}"
     )
-    results = [ApplyResult(p[0], None, p[0], "error", detail=p[1]) for p in problems]
+    results = [ApplyResult(p[0], None, p[0], ApplyStatus.ERROR, detail=p[1]) for p in problems]
     if jobs:
         with cekura_client(settings) as client:
             results += parallel_map(
@@ -102,7 +100,7 @@ def apply(
                 jobs,
                 settings.concurrency,
             )
-    if records and all(r.status not in ("conflict", "error") for r in results):
+    if records and not any(r.status.failed for r in results):
         _record_applied(console, repo, store, remote, branch, head_sha)
     code = report(settings, console, results, dry_run=dry_run)
     if not dry_run and results:
@@ -339,7 +337,9 @@ def _guarded(
     except GitOpsError as err:
         if err.stops_run:  # a refused key: one line for the run, not one per metric
             raise
-        return ApplyResult(f.metric.slug, f.metric.id, f.display, "error", detail=str(err), dry_run=dry_run)
+        return ApplyResult(
+            f.metric.slug, f.metric.id, f.display, ApplyStatus.ERROR, detail=str(err), dry_run=dry_run
+        )
 
 
 def _apply_one(
@@ -352,7 +352,7 @@ def _apply_one(
             m.slug,
             m.id,
             job.base.display,
-            "deleted",
+            ApplyStatus.DELETED,
             detail="file deleted; the live metric is left as it is (delete it in Cekura if intended)",
             dry_run=dry_run,
         )
@@ -365,7 +365,7 @@ def _apply_one(
         return _create(client, job.head, dry_run=dry_run)
     assert live is not None
     if guard is GuardResult.IN_SYNC:
-        return ApplyResult(head.slug, head.id, display, "in-sync", dry_run=dry_run)
+        return ApplyResult(head.slug, head.id, display, ApplyStatus.IN_SYNC, dry_run=dry_run)
     body = changes.patch_body(head, live)
     three = _three_way_diff(base, head, live)
     if guard is GuardResult.CONFLICT and not force:
@@ -373,7 +373,7 @@ def _apply_one(
             head.slug,
             head.id,
             display,
-            "conflict",
+            ApplyStatus.CONFLICT,
             tuple(body),
             diff=three,
             dry_run=dry_run,
@@ -385,7 +385,7 @@ def _apply_one(
             head.slug,
             head.id,
             display,
-            "would-apply",
+            ApplyStatus.WOULD_APPLY,
             tuple(body),
             diff=three,
             dry_run=True,
@@ -410,7 +410,7 @@ def _apply_one(
             head.slug,
             head.id,
             display,
-            "error",
+            ApplyStatus.ERROR,
             tuple(body),
             dry_run=False,
             detail=f"verify failed: after PATCH, live still differs in {', '.join(left)}",
@@ -423,7 +423,7 @@ def _apply_one(
     if settings.rescore_after_apply:
         notes.append(_rescore(client, metric_id))
     return ApplyResult(
-        head.slug, head.id, display, "applied", tuple(body), diff=three, detail="; ".join(notes)
+        head.slug, head.id, display, ApplyStatus.APPLIED, tuple(body), diff=three, detail="; ".join(notes)
     )
 
 
@@ -466,7 +466,7 @@ def _create(client: CekuraClient, f: MetricFile, *, dry_run: bool) -> ApplyResul
             m.slug,
             m.id,
             f.display,
-            "error",
+            ApplyStatus.ERROR,
             dry_run=dry_run,
             detail=f"metric {m.id} does not exist in Cekura: remove `id` to create it anew",
         )
@@ -474,7 +474,7 @@ def _create(client: CekuraClient, f: MetricFile, *, dry_run: bool) -> ApplyResul
     body["project"] = m.project
     body["slug"] = m.slug
     if dry_run:
-        return ApplyResult(m.slug, None, f.display, "would-create", tuple(body), dry_run=True)
+        return ApplyResult(m.slug, None, f.display, ApplyStatus.WOULD_CREATE, tuple(body), dry_run=True)
     created = client.create_metric(body)
     new_id, new_slug = created.get("id"), created.get("slug")
     hint = f"add `id: {new_id}` to {f.display}"
@@ -484,7 +484,7 @@ def _create(client: CekuraClient, f: MetricFile, *, dry_run: bool) -> ApplyResul
         m.slug,
         int(new_id) if new_id is not None else None,
         f.display,
-        "created",
+        ApplyStatus.CREATED,
         tuple(body),
         detail=f"created as #{new_id}: {hint}, so later applies find it",
     )
@@ -518,7 +518,7 @@ def _name_version(client: CekuraClient, metric_id: int, version: dict[str, Any] 
 def report(settings: Settings, console: Console, results: Sequence[ApplyResult], *, dry_run: bool) -> int:
     counts: dict[str, int] = {}
     for r in results:
-        counts[r.status] = counts.get(r.status, 0) + 1
+        counts[r.status.value] = counts.get(r.status.value, 0) + 1
     if settings.json_output:
         console.emit_json(
             {
@@ -530,14 +530,13 @@ def report(settings: Settings, console: Console, results: Sequence[ApplyResult],
         )
     else:
         for r in results:
-            verb = r.status.replace("-", " ", 1) if r.status.startswith("would-") else r.status
             fields = f" ({', '.join(r.fields)})" if r.fields else ""
-            console.say(f"{r.slug}: {verb}{fields}{' — ' + r.detail if r.detail else ''}")
-            if r.diff and r.status in ("conflict", "applied", "would-apply"):
+            console.say(f"{r.slug}: {r.status.verb}{fields}{' — ' + r.detail if r.detail else ''}")
+            if r.diff and r.status in (ApplyStatus.CONFLICT, ApplyStatus.APPLIED, ApplyStatus.WOULD_APPLY):
                 console.untrusted(r.diff.rstrip("\n"))
         console.say(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no metric files changed")
     _actions_report(settings, results, dry_run)
-    return 1 if any(r.status in ("conflict", "error") for r in results) else 0
+    return 1 if any(r.status.failed for r in results) else 0
 
 
 def _actions_report(settings: Settings, results: Sequence[ApplyResult], dry_run: bool) -> None:
@@ -547,15 +546,15 @@ def _actions_report(settings: Settings, results: Sequence[ApplyResult], dry_run:
         actions.write_outputs(
             settings.github_output,
             {
-                "applied": str(sum(r.status == "applied" for r in results)),
-                "conflicts": json.dumps([r.slug for r in results if r.status == "conflict"]),
-                "errors": str(sum(r.status == "error" for r in results)),
+                "applied": str(sum(r.status is ApplyStatus.APPLIED for r in results)),
+                "conflicts": json.dumps([r.slug for r in results if r.status is ApplyStatus.CONFLICT]),
+                "errors": str(sum(r.status is ApplyStatus.ERROR for r in results)),
                 "result": json.dumps([r.to_json() for r in results]),
             },
         )
     if settings.github_step_summary:
         rows = "\n".join(
-            f"| {markdown.code_cell(r.slug)} | {r.status} | {', '.join(r.fields)} "
+            f"| {markdown.code_cell(r.slug)} | {r.status.value} | {', '.join(r.fields)} "
             f"| {markdown.cell(r.detail)} |"
             for r in results
         )

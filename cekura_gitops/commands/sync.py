@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import enum
 import functools
 import hashlib
 import json
@@ -55,29 +54,7 @@ from cekura_gitops.pullrequests import GitHubPublisher
 from cekura_gitops.selection import in_shard, select
 from cekura_gitops.settings import Settings
 from cekura_gitops.statestore import StateStore
-
-
-class SyncStatus(enum.Enum):
-    PROPOSED = "proposed"
-    UPDATED = "updated"
-    NO_CHANGE = "no-change"
-    NOT_IMPROVED = "not-improved"
-    NO_NEW_FEEDBACK = "no-new-feedback"
-    NOT_ENOUGH_FEEDBACK = "not-enough-feedback"
-    DRIFT = "drift"
-    IN_FLIGHT = "in-flight"
-    SKIPPED_EDITED = "skipped-edited"
-    SKIPPED_CAP = "skipped-cap"
-    OSCILLATION = "oscillation"
-    REJECTED = "rejected"
-    # The proposal would make a file validate/plan/apply refuse (over 1 MiB, a field over
-    # its limit): handled like a regression, since a rerun on the same labels proposes the
-    # same text; the detail names the problem.
-    INVALID_PROPOSAL = "invalid-proposal"
-    MISSING_LIVE = "missing-live"
-    INTERRUPTED = "interrupted"
-    ERROR = "error"
-
+from cekura_gitops.statuses import SyncStatus
 
 FAILED_STATUSES = frozenset({SyncStatus.ERROR})
 
@@ -230,7 +207,7 @@ def _score_history(
 
 def _dashboard_row(r: SyncResult) -> dashboard.Row:
     scores = f"{r.old_score} → {r.new_score}" if r.old_score or r.new_score else ""
-    return dashboard.Row(r.slug, r.status.value, scores, r.pull_request or "", r.detail)
+    return dashboard.Row(r.slug, r.status, scores, r.pull_request or "", r.detail)
 
 
 def _run(
