@@ -1,4 +1,4 @@
-"""The per-metric status vocabularies of `sync` and `apply` (their `--json` "status" values).
+"""The per-metric status vocabularies of `sync`, `apply` and `pull` (their `--json` "status" values).
 
 Here, below the commands, because the dashboard reports both commands' statuses; `plan`'s
 own vocabulary is `changes.PlanStatus`. Each value is a JSON and PR-body string: never
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ApplyStatus", "SyncStatus"]
+__all__ = ["ApplyStatus", "PullStatus", "SyncStatus"]
 
 
 class SyncStatus(enum.Enum):
@@ -32,6 +32,19 @@ class SyncStatus(enum.Enum):
     MISSING_LIVE = "missing-live"
     INTERRUPTED = "interrupted"
     ERROR = "error"
+
+
+class PullStatus(enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    SKIPPED_DIRTY = "skipped-dirty"
+    ERROR = "error"
+
+    @property
+    def failed(self) -> bool:
+        """A result that makes pull exit 1."""
+        return self in (PullStatus.SKIPPED_DIRTY, PullStatus.ERROR)
 
 
 class ApplyStatus(enum.Enum):

@@ -16,6 +16,7 @@ from cekura_gitops.metric import MANAGED_FIELDS, normalise
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.pool import parallel_map
 from cekura_gitops.settings import Settings
+from cekura_gitops.statuses import PullStatus
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class PullResult:
     slug: str
     id: int | None
     path: str  # "" when no file is involved (a metric that does not exist live)
-    status: str  # created | updated | unchanged | skipped-dirty | error
+    status: PullStatus
     fields: tuple[str, ...] = ()
     detail: str = ""
 
@@ -145,7 +146,7 @@ def _by_selector(
             f"no live metric with {kind} {selector!r} in Cekura: check the {kind} "
             "(Cekura's dashboard shows both)"
         )
-        missing.append(PullResult(selector, None, "", "error", detail=detail))
+        missing.append(PullResult(selector, None, "", PullStatus.ERROR, detail=detail))
     return wanted, missing
 
 
@@ -216,7 +217,7 @@ def _pull_one(settings: Settings, live: dict[str, Any], index: _Index, force: bo
             slug,
             metric_id,
             display,
-            "skipped-dirty",
+            PullStatus.SKIPPED_DIRTY,
             detail="has uncommitted changes: commit or stash them, or use --force",
         )
     fields = file_fields(live)
@@ -226,36 +227,36 @@ def _pull_one(settings: Settings, live: dict[str, Any], index: _Index, force: bo
                 slug,
                 metric_id,
                 display,
-                "error",
+                PullStatus.ERROR,
                 detail="exists but is not a valid file for this metric; use --force to replace it",
             )
         # A file we create points editors at its schema; a human's file is never touched.
         text = metric_files.render_new(fields, schema_url=release.schema_url("metric"))
         refused = _write_valid(path, text, display, slug)
         if refused:
-            return PullResult(slug, metric_id, display, "error", detail=refused)
-        return PullResult(slug, metric_id, display, "created", tuple(fields))
+            return PullResult(slug, metric_id, display, PullStatus.ERROR, detail=refused)
+        return PullResult(slug, metric_id, display, PullStatus.CREATED, tuple(fields))
     # Refresh: only fields the file manages (plus identity) are brought up to date.
     changes = {
         k: v for k, v in fields.items() if k in match.doc.data and k in (*MANAGED_FIELDS, "slug", "project")
     }
     changes = {k: v for k, v in changes.items() if normalise(match.doc.data[k]) != normalise(v)}
     if not changes:
-        return PullResult(slug, metric_id, display, "unchanged")
+        return PullResult(slug, metric_id, display, PullStatus.UNCHANGED)
     if index.dirty is None and not force:
         # Outside git nothing tells a local edit from an older pull: never overwrite either.
         return PullResult(
             slug,
             metric_id,
             display,
-            "skipped-dirty",
+            PullStatus.SKIPPED_DIRTY,
             detail="not in a git repository, so local edits cannot be told apart: run pull in "
             "your metrics repository, or use --force to overwrite",
         )
     refused = _write_valid(path, metric_files.edit_fields(match.text, display, changes), display, None)
     if refused:
-        return PullResult(slug, metric_id, display, "error", detail=refused)
-    return PullResult(slug, metric_id, display, "updated", tuple(changes))
+        return PullResult(slug, metric_id, display, PullStatus.ERROR, detail=refused)
+    return PullResult(slug, metric_id, display, PullStatus.UPDATED, tuple(changes))
 
 
 def json_rows(results: Sequence[PullResult]) -> list[dict[str, Any]]:
@@ -264,7 +265,7 @@ def json_rows(results: Sequence[PullResult]) -> list[dict[str, Any]]:
             "slug": r.slug,
             "id": r.id,
             "path": r.path or None,
-            "status": r.status,
+            "status": r.status.value,
             "fields": list(r.fields),
             **({"detail": r.detail} if r.detail else {}),
         }
@@ -273,7 +274,7 @@ def json_rows(results: Sequence[PullResult]) -> list[dict[str, Any]]:
 
 
 def failed(results: Sequence[PullResult]) -> bool:
-    return any(r.status in ("skipped-dirty", "error") for r in results)
+    return any(r.status.failed for r in results)
 
 
 def _write_valid(path: Path, text: str, display: str, file_stem: str | None) -> str:
@@ -292,11 +293,11 @@ def _report(settings: Settings, console: Console, results: Sequence[PullResult])
         console.emit_json({"metrics": json_rows(results)})
     else:
         for r in results:
-            extra = f" ({', '.join(r.fields)})" if r.status == "updated" else ""
+            extra = f" ({', '.join(r.fields)})" if r.status is PullStatus.UPDATED else ""
             detail = f": {r.detail}" if r.detail else ""
-            console.say(f"{r.status:<14} {r.path or r.slug}{extra}{detail}")
-        created = sum(r.status == "created" for r in results)
-        updated = sum(r.status == "updated" for r in results)
+            console.say(f"{r.status.value:<14} {r.path or r.slug}{extra}{detail}")
+        created = sum(r.status is PullStatus.CREATED for r in results)
+        updated = sum(r.status is PullStatus.UPDATED for r in results)
         console.say(f"\n{created} created, {updated} updated, {len(results) - created - updated} other.")
         if created or updated:
             console.say("Review with `git diff`, then commit: the files are now the source of truth.")
