@@ -20,6 +20,7 @@ from cekura_gitops.console import Console
 from cekura_gitops.errors import GitHubAPIError
 from cekura_gitops.githistory import ScorePoint
 from cekura_gitops.github import GitHubClient, Issue
+from cekura_gitops.scores import Score, pair
 from cekura_gitops.settings import Settings
 from cekura_gitops.statuses import ApplyStatus, SyncStatus
 
@@ -33,9 +34,16 @@ class Row:
 
     slug: str
     status: SyncStatus | ApplyStatus
-    scores: str = ""
+    old_score: Score | None = None
+    new_score: Score | None = None
     pull_request: str = ""
     detail: str = ""
+
+    @property
+    def scores(self) -> str:
+        if self.old_score is None and self.new_score is None:
+            return ""
+        return pair(self.old_score, self.new_score)
 
 
 def _now() -> str:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cekura_gitops import metric_files, prbody, yamltext
+from cekura_gitops import metric_files, prbody, scores, yamltext
 from cekura_gitops.errors import GitOpsError
 from cekura_gitops.gitrepo import GitRepo, LogEntry
 from cekura_gitops.metric import normalise
@@ -59,17 +59,23 @@ def earlier_version(
     return None
 
 
-def trailers(slug: str, old: str | None, new: str | None, holdout: tuple[str, str] | None = None) -> str:
+def trailers(
+    slug: str,
+    old: scores.Score | None,
+    new: scores.Score | None,
+    holdout: tuple[scores.Score, scores.Score] | None = None,
+) -> str:
     """The commit trailers `score_history` reads back."""
-    lines = [f"Cekura-Metric: {slug}", f"Cekura-Score: {old or '?'} -> {new or '?'}"]
+    lines = [f"Cekura-Metric: {slug}", f"Cekura-Score: {scores.text(old)} -> {scores.text(new)}"]
     if holdout is not None:
-        lines.append(f"Cekura-Holdout-Score: {holdout[0]} -> {holdout[1]}")
+        lines.append(f"Cekura-Holdout-Score: {scores.text(holdout[0])} -> {scores.text(holdout[1])}")
     return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
 class ScorePoint:
-    """One merged proposal: when, which commit, and its scores (`c/t`)."""
+    """One merged proposal: when, which commit, and its scores as the commit wrote them
+    (`c/t`, or `?`): the history's text is its record, read back with `parse_text`."""
 
     slug: str
     sha: str
@@ -81,10 +87,8 @@ class ScorePoint:
 
     @staticmethod
     def fraction(score: str) -> float | None:
-        match = re.fullmatch(r"(\d+)/(\d+)", score)
-        if not match or int(match[2]) == 0:
-            return None
-        return int(match[1]) / int(match[2])
+        parsed = scores.parse_text(score)
+        return parsed.value if parsed is not None else None
 
 
 _LINE = r"(?m)^[ \t]*(?:\*[ \t]+)?"
@@ -130,7 +134,7 @@ _SLUG = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
 def _score(value: Any) -> str | None:
-    return value if isinstance(value, str) and re.fullmatch(r"\d+/\d+", value) else None
+    return value if isinstance(value, str) and scores.parse_text(value) is not None else None
 
 
 def score_history(repo: GitRepo, rev: str, under: str) -> dict[str, list[ScorePoint]]:

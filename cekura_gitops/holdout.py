@@ -32,6 +32,7 @@ from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.errors import RescoreError
 from cekura_gitops.evidence import LabReview, ReviewResult, labelled, parse_review_results, same_value
 from cekura_gitops.proposal import DONE, FAILED, Proposal, proposed_values
+from cekura_gitops.scores import Score
 from cekura_gitops.scoring import OVERRIDABLE
 
 __all__ = ["HeldOutScore", "Plan", "Split", "plan", "rescore", "score", "side", "split"]
@@ -64,12 +65,12 @@ class HeldOutScore:
     rescored: int  # reviews the re-score evaluated (what Cekura bills)
 
     @property
-    def old(self) -> str:
-        return f"{self.old_correct}/{self.total}"
+    def old(self) -> Score:
+        return Score.of(self.old_correct, self.total)
 
     @property
-    def new(self) -> str:
-        return f"{self.new_correct}/{self.total}"
+    def new(self) -> Score:
+        return Score.of(self.new_correct, self.total)
 
     def improved(self, min_improvement: float) -> bool:
         """Strictly better than the baseline by more than min_improvement (as a fraction)."""

@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cekura_gitops import diffs, evidence_body, markdown
+from cekura_gitops import diffs, evidence_body, markdown, scores
 from cekura_gitops.evidence import Evidence, LabelChange, UnresolvedSample
+from cekura_gitops.scores import Score
 
 BEGIN = "<!-- cekura-gitops:begin -->"
 END = "<!-- cekura-gitops:end -->"
@@ -155,10 +156,10 @@ def proposal_section(
 
 @dataclass(frozen=True)
 class HoldoutScores:
-    """The held-out guard's two scores, as `c/t`, and what the proposal did to those reviews."""
+    """The held-out guard's two scores and what the proposal did to those reviews."""
 
-    old: str
-    new: str
+    old: Score
+    new: Score
     evidence: Evidence | None = None
 
 
@@ -172,7 +173,8 @@ def _scores_table(old: str | None, new: str | None, holdout: HoldoutScores | Non
     else:
         rows += [
             f"| training reviews (the optimiser's score) | {old or '?'} | {new or '?'} |",
-            f"| held-out reviews (never shown to the optimiser; the guard) | {holdout.old} | {holdout.new} |",
+            f"| held-out reviews (never shown to the optimiser; the guard) | {scores.text(holdout.old)} "
+            f"| {scores.text(holdout.new)} |",
         ]
     return rows
 

@@ -24,6 +24,7 @@ from cekura_gitops.evidence import (
     parse_unresolved,
 )
 from cekura_gitops.metric import Metric, normalise
+from cekura_gitops.scores import Score
 
 DONE = frozenset({"success", "succeeded", "completed", "complete", "done"})
 FAILED = frozenset({"error", "failed", "failure", "cancelled", "canceled"})
@@ -33,55 +34,6 @@ class RunState(enum.Enum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class Score:
-    num_correct: int | None
-    num_total: int | None
-    score: float | None
-
-    @classmethod
-    def parse(cls, data: Any) -> Score | None:
-        if not isinstance(data, Mapping):
-            return None
-        correct, total = _int(data.get("num_correct")), _int(data.get("num_total"))
-        score = _float(data.get("score"))
-        if correct is None and score is None:
-            return None
-        return cls(correct, total, score)
-
-    @property
-    def value(self) -> float | None:
-        if self.num_correct is not None and self.num_total:
-            return self.num_correct / self.num_total
-        return self.score
-
-    def __str__(self) -> str:
-        if self.num_correct is not None and self.num_total is not None:
-            return f"{self.num_correct}/{self.num_total}"
-        return f"{self.score:.3f}" if self.score is not None else "?"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"num_correct": self.num_correct, "num_total": self.num_total, "score": self.value}
-
-
-def _int(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return None
-    try:
-        return int(v) if v is not None and v != "" else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _float(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return None
-    try:
-        return float(v) if v is not None and v != "" else None
-    except (TypeError, ValueError):
-        return None
 
 
 @dataclass(frozen=True)

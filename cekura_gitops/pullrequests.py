@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cekura_gitops import evidence_body, prbody
+from cekura_gitops import evidence_body, prbody, scores
 from cekura_gitops.branches import BranchResult
 from cekura_gitops.clients import github_client
 from cekura_gitops.console import Console
@@ -255,8 +255,8 @@ class GitHubPublisher:
 def proposal_pr(ctx: ProposalContext, dashboard_url: str, auto_merge_note: str = "") -> tuple[str, str]:
     """(title, the tool's body section) of the pull request for one proposal."""
     m, p = ctx.file.metric, ctx.proposal
-    old = str(p.old_score) if p.old_score else None
-    new = str(p.new_score) if p.new_score else None
+    old = scores.text(p.old_score) if p.old_score else None
+    new = scores.text(p.new_score) if p.new_score else None
     machine: dict[str, Any] = {
         "version": 1,
         "kind": "optimise",
@@ -271,7 +271,8 @@ def proposal_pr(ctx: ProposalContext, dashboard_url: str, auto_merge_note: str =
     if ctx.evidence is not None:
         machine["evidence"] = ctx.evidence.to_json()
     if ctx.holdout is not None:
-        machine["holdout_old_score"], machine["holdout_new_score"] = ctx.holdout.old, ctx.holdout.new
+        machine["holdout_old_score"] = scores.text(ctx.holdout.old)
+        machine["holdout_new_score"] = scores.text(ctx.holdout.new)
     section = prbody.proposal_section(
         slug=m.slug,
         name=str(m.fields.get("name", m.slug)),
@@ -289,9 +290,9 @@ def proposal_pr(ctx: ProposalContext, dashboard_url: str, auto_merge_note: str =
         holdout=ctx.holdout,
         holdout_note=ctx.holdout_note,
     )
-    title = f"Optimise {m.slug}: {old} → {new}"
+    title = f"Optimise {m.slug}: {scores.pair(p.old_score, p.new_score)}"
     if ctx.holdout is not None:
-        title += f" (held-out {ctx.holdout.old} → {ctx.holdout.new})"
+        title += f" (held-out {scores.pair(ctx.holdout.old, ctx.holdout.new)})"
     if ctx.evidence is not None and ctx.evidence.broken:
         title += f" — breaks {ctx.evidence.broken}"
     if p.label_changes:

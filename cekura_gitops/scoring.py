@@ -20,7 +20,8 @@ from cekura_gitops.console import Console
 from cekura_gitops.errors import CekuraAPIError
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.pool import parallel_map
-from cekura_gitops.proposal import DONE, FAILED, Score
+from cekura_gitops.proposal import DONE, FAILED
+from cekura_gitops.scores import Score, text
 
 # Fields run_reviews accepts as overrides (RunReviewsRequest).
 OVERRIDABLE = (
@@ -38,11 +39,25 @@ TIMEOUT = 15 * 60.0
 
 @dataclass(frozen=True)
 class PlanScore:
-    live: str
-    repo: str
+    """Each version's score, or why it has none (a failed or unreadable re-score)."""
+
+    live: Score | str
+    repo: Score | str
 
     def __str__(self) -> str:
-        return f"live {self.live} → repo {self.repo}"
+        return f"live {self.live_text} → repo {self.repo_text}"
+
+    @property
+    def live_text(self) -> str:
+        return _text(self.live)
+
+    @property
+    def repo_text(self) -> str:
+        return _text(self.repo)
+
+
+def _text(outcome: Score | str) -> str:
+    return text(outcome) if isinstance(outcome, Score) else outcome
 
 
 def parse_score(body: Mapping[str, Any]) -> tuple[str, Score | None]:
@@ -58,7 +73,7 @@ def parse_score(body: Mapping[str, Any]) -> tuple[str, Score | None]:
     return status, None
 
 
-def _run(client: CekuraClient, metric_id: int, overrides: Mapping[str, Any]) -> str:
+def _run(client: CekuraClient, metric_id: int, overrides: Mapping[str, Any]) -> Score | str:
     progress_id = client.run_reviews(metric_id, overrides, skip_save=True)
     deadline = time.monotonic() + TIMEOUT
     delay = 0.5
@@ -71,7 +86,7 @@ def _run(client: CekuraClient, metric_id: int, overrides: Mapping[str, Any]) -> 
         if status in FAILED:
             return f"failed ({body.get('error') or status})"
         if status in DONE and score is not None:
-            return str(score)
+            return score
         if time.monotonic() > deadline:
             return "timed out"
         time.sleep(delay)

@@ -160,7 +160,7 @@ def _plan_json(p: MetricPlan, score: PlanScore | None) -> dict[str, object]:
             for c in p.changes
         ]
     if score is not None:
-        doc["score"] = {"live": score.live, "repo": score.repo}
+        doc["score"] = {"live": score.live_text, "repo": score.repo_text}
     return doc
 
 

@@ -19,6 +19,7 @@ from cekura_gitops import (
     githistory,
     holdout,
     metric_files,
+    scores,
     yamltext,
 )
 from cekura_gitops.apicommits import ApiCommitter
@@ -51,6 +52,7 @@ from cekura_gitops.progress import ProgressBoard
 from cekura_gitops.proposal import Proposal, RunState, Verdict, changes_for, judge
 from cekura_gitops.publishing import DriftContext, ProposalContext, Publisher
 from cekura_gitops.pullrequests import GitHubPublisher
+from cekura_gitops.scores import Score
 from cekura_gitops.selection import in_shard, select
 from cekura_gitops.settings import Settings
 from cekura_gitops.statestore import StateStore
@@ -65,16 +67,16 @@ class SyncResult:
     id: int | None
     status: SyncStatus
     detail: str = ""
-    old_score: str | None = None
-    new_score: str | None = None
+    old_score: Score | None = None
+    new_score: Score | None = None
     branch: str | None = None
     pull_request: str | None = None
     progress_id: str | None = None
     fields: tuple[str, ...] = ()
     evidence: Mapping[str, int] | None = None
     label_changes: int | None = None
-    holdout_old_score: str | None = None
-    holdout_new_score: str | None = None
+    holdout_old_score: Score | None = None
+    holdout_new_score: Score | None = None
     holdout_note: str = ""
     rescored: int = 0
     restores: str | None = None  # oscillation: the commit whose version the proposal restores
@@ -95,7 +97,7 @@ class SyncResult:
         ):
             value = getattr(self, key)
             if value:
-                doc[key] = value
+                doc[key] = scores.text(value) if isinstance(value, Score) else value
         if self.fields:
             doc["fields"] = list(self.fields)
         if self.evidence is not None:
@@ -206,8 +208,7 @@ def _score_history(
 
 
 def _dashboard_row(r: SyncResult) -> dashboard.Row:
-    scores = f"{r.old_score} → {r.new_score}" if r.old_score or r.new_score else ""
-    return dashboard.Row(r.slug, r.status, scores, r.pull_request or "", r.detail)
+    return dashboard.Row(r.slug, r.status, r.old_score, r.new_score, r.pull_request or "", r.detail)
 
 
 def _run(
@@ -454,15 +455,13 @@ def _propose(
     guard: holdout.Plan = holdout.OFF,
 ) -> SyncResult:
     slug, metric_id = f.metric.slug, f.metric.id
-    old = str(proposal.old_score) if proposal.old_score else None
-    new = str(proposal.new_score) if proposal.new_score else None
     proof = _evidence(live, proposal)
     result = functools.partial(
         SyncResult,
         slug,
         metric_id,
-        old_score=old,
-        new_score=new,
+        old_score=proposal.old_score,
+        new_score=proposal.new_score,
         progress_id=progress_id,
         evidence=proof.to_json() if proof is not None else None,
         label_changes=len(proposal.label_changes),
@@ -631,16 +630,18 @@ def _guard(
             return None
         return result(
             status=SyncStatus.NOT_IMPROVED,
-            detail=f"not better on held-out reviews ({held.score.old} → {held.score.new}; "
-            f"training {old} → {new}); not proposed",
+            detail=f"not better on held-out reviews ({scores.pair(held.score.old, held.score.new)}; "
+            f"training {scores.pair(old, new)}); not proposed",
         )
     verdict = judge(proposal, min_improvement)
     if verdict is Verdict.REGRESSED:
-        return result(status=SyncStatus.NOT_IMPROVED, detail=f"regressed: {old} → {new}; not proposed")
+        return result(
+            status=SyncStatus.NOT_IMPROVED, detail=f"regressed: {scores.pair(old, new)}; not proposed"
+        )
     if verdict is Verdict.TIED:
         return result(
             status=SyncStatus.NOT_IMPROVED,
-            detail=f"no better than the baseline ({old} → {new})",
+            detail=f"no better than the baseline ({scores.pair(old, new)})",
         )
     if verdict is Verdict.UNSCORED:
         return result(
@@ -742,16 +743,12 @@ def _commit_message(
     digest: str,
     held: _HeldOut | None = None,
 ) -> str:
-    scores = f"{proposal.old_score} → {proposal.new_score}"
     # The trailers are the score history's record (githistory.score_history).
     trailers = githistory.trailers(
-        slug,
-        str(proposal.old_score) if proposal.old_score else None,
-        str(proposal.new_score) if proposal.new_score else None,
-        (held.score.old, held.score.new) if held else None,
+        slug, proposal.old_score, proposal.new_score, (held.score.old, held.score.new) if held else None
     )
     return (
-        f"optimise({slug}): {scores}\n\n"
+        f"optimise({slug}): {scores.pair(proposal.old_score, proposal.new_score)}\n\n"
         f"Cekura's optimiser proposes new {', '.join(changes)}.\n\n"
         f"{trailers}"
         f"Cekura-Progress-Id: {progress_id}\n"
@@ -760,7 +757,7 @@ def _commit_message(
 
 
 def _line(r: SyncResult) -> str:
-    score = f" {r.old_score} → {r.new_score}" if r.old_score or r.new_score else ""
+    score = f" {scores.pair(r.old_score, r.new_score)}" if r.old_score or r.new_score else ""
     where = f" {r.pull_request or r.branch}" if (r.pull_request or r.branch) else ""
     detail = f" — {r.detail}" if r.detail else ""
     notes = f" ({'; '.join(_notes(r))})" if _notes(r) else ""
@@ -775,10 +772,15 @@ def _notes(r: SyncResult) -> list[str]:
     if r.label_changes:
         notes.append(f"{r.label_changes} label change(s) nobody approved")
     if r.holdout_old_score and r.holdout_new_score:
-        notes.append(f"held-out {r.holdout_old_score} → {r.holdout_new_score}")
+        notes.append(f"held-out {scores.pair(r.holdout_old_score, r.holdout_new_score)}")
     if r.rescored:
         notes.append(f"{r.rescored} review(s) re-scored")
     return notes
+
+
+def _summary_scores(r: SyncResult) -> str:
+    old = scores.text(r.old_score) if r.old_score else ""
+    return old + (f" → {scores.text(r.new_score)}" if r.new_score else "")
 
 
 def report(settings: Settings, console: Console, results: Sequence[SyncResult]) -> int:
@@ -803,7 +805,7 @@ def report(settings: Settings, console: Console, results: Sequence[SyncResult]) 
                 (
                     r.slug,
                     r.status.value,
-                    f"{r.old_score or '?'} → {r.new_score or '?'}" if (r.old_score or r.new_score) else "",
+                    scores.pair(r.old_score, r.new_score) if (r.old_score or r.new_score) else "",
                     r.pull_request or r.branch or "",
                 )
                 for r in results
@@ -831,7 +833,7 @@ def _actions_report(settings: Settings, results: Sequence[SyncResult]) -> None:
     if settings.github_step_summary:
         rows = [
             f"| {markdown.code_cell(r.slug)} | {r.status.value} | "
-            f"{r.old_score or ''}{' → ' if r.new_score else ''}{r.new_score or ''} | "
+            f"{_summary_scores(r)} | "
             f"{r.pull_request or (markdown.code_cell(r.branch) if r.branch else '')} "
             f"| {markdown.cell('; '.join([*_notes(r), r.detail] if r.detail else _notes(r)))} |"
             for r in results
