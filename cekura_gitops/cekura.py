@@ -38,7 +38,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -46,10 +46,12 @@ import httpx
 
 from cekura_gitops import __version__, httpio
 from cekura_gitops.errors import CekuraAPIError, CekuraKeyRefused
+from cekura_gitops.proposal import Progress, parse_progress
 from cekura_gitops.redaction import Redactor, excerpt
+from cekura_gitops.replies import LiveMetric, RescoreReport
 from cekura_gitops.retryafter import parse_retry_after
 
-__all__ = ["CekuraClient", "ProgressReply"]
+__all__ = ["CekuraClient", "LiveMetric", "ProgressReply", "RescoreReport"]
 
 METRICS = "/test_framework/v2/metrics/"
 REVIEWS = "/test_framework/metric-reviews/"
@@ -82,10 +84,15 @@ METRIC_LISTS = ("enum_values", "agents", "reviews")
 
 @dataclass(frozen=True)
 class ProgressReply:
-    """One optimiser progress poll: the JSON body and the server's polling hint, if any."""
+    """One optimiser progress poll: the JSON body, the server's polling hint, if any, and
+    the body read as `Progress` (either documented shape), parsed once, here."""
 
     body: dict[str, Any]
     retry_after: float | None
+    progress: Progress = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "progress", parse_progress(self.body))
 
 
 @dataclass(frozen=True)
@@ -175,27 +182,25 @@ class CekuraClient:
 
     # -- metrics -------------------------------------------------------------------------
 
-    def list_metrics(self, project_id: int | None = None) -> list[dict[str, Any]]:
+    def list_metrics(self, project_id: int | None = None) -> list[LiveMetric]:
         """Every metric (list view: no `custom_code`, no `reviews`), optionally one project's."""
         params = {"project_id": str(project_id)} if project_id is not None else None
         reply = self._request("list metrics", "GET", METRICS, params=params, retry=True)
         items = _expect_list(reply, "list metrics", "GET", METRICS)
-        for item in items:
-            _expect_metric(item, reply, "list metrics", "GET", METRICS)
-        return items
+        return [_expect_metric(item, reply, "list metrics", "GET", METRICS) for item in items]
 
-    def get_metric(self, id_or_slug: int | str) -> dict[str, Any]:
+    def get_metric(self, id_or_slug: int | str) -> LiveMetric:
         """The metric detail (carries `custom_code` and the Lab's `reviews`)."""
         path = f"{METRICS}{quote(str(id_or_slug), safe='')}/"
         reply = self._request("get metric", "GET", path, retry=True)
         return _expect_metric(reply.body, reply, "get metric", "GET", path)
 
-    def create_metric(self, body: dict[str, Any]) -> dict[str, Any]:
+    def create_metric(self, body: dict[str, Any]) -> LiveMetric:
         """Create a metric; a failure after sending is ambiguous (it may exist now)."""
         reply = self._request("create metric", "POST", METRICS, json=body, retry=False)
         return _expect_metric(reply.body, reply, "create metric", "POST", METRICS)
 
-    def patch_metric(self, metric_id: int, body: dict[str, Any]) -> dict[str, Any]:
+    def patch_metric(self, metric_id: int, body: dict[str, Any]) -> LiveMetric:
         """PATCH fields; retried, since the body holds their full desired values."""
         path = f"{METRICS}{int(metric_id)}/"
         reply = self._request("patch metric", "PATCH", path, json=body, retry=True)
@@ -252,13 +257,13 @@ class CekuraClient:
         reply = self._request("run reviews", "POST", path, json=body, retry=False)
         return _expect_progress_id(reply, "run reviews", "POST", path)
 
-    def run_reviews_progress(self, progress_id: str) -> dict[str, Any]:
-        """One poll of a re-scoring run (undocumented shape: returned as is)."""
+    def run_reviews_progress(self, progress_id: str) -> RescoreReport:
+        """One poll of a re-scoring run (undocumented shape: read leniently, `RescoreReport`)."""
         path = f"{METRICS}run_reviews_progress/"
         reply = self._request(
             "run reviews progress", "GET", path, params={"progress_id": progress_id}, retry=True
         )
-        return _expect_dict(reply, "run reviews progress", "GET", path)
+        return RescoreReport.parse(_expect_dict(reply, "run reviews progress", "GET", path))
 
     # -- other ---------------------------------------------------------------------------
 
@@ -483,7 +488,7 @@ def _expect_list(reply: _Reply, operation: str, method: str, path: str) -> list[
     return body
 
 
-def _expect_metric(body: Any, reply: _Reply, operation: str, method: str, path: str) -> dict[str, Any]:
+def _expect_metric(body: Any, reply: _Reply, operation: str, method: str, path: str) -> LiveMetric:
     if not isinstance(body, dict) or not isinstance(body.get("id"), int) or isinstance(body["id"], bool):
         raise _unexpected(reply, operation, method, path, "expected a metric with an id", body)
     bad = [k for k in METRIC_STRINGS if body.get(k) is not None and not isinstance(body[k], str)]
@@ -494,7 +499,7 @@ def _expect_metric(body: Any, reply: _Reply, operation: str, method: str, path: 
         bad.append("project")
     if bad:
         raise _unexpected(reply, operation, method, path, f"wrong type for {', '.join(bad)}", body)
-    return body
+    return LiveMetric.parse(body)
 
 
 def _expect_progress_id(reply: _Reply, operation: str, method: str, path: str) -> str:

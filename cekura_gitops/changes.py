@@ -1,13 +1,18 @@
-"""Pure comparisons: repo vs live (plan) and the three-way guard (apply)."""
+"""Pure comparisons: repo vs live (plan) and the three-way guard (apply).
+
+Live is a metric's JSON as Cekura serves it (`replies.LiveMetric` is one): field values
+are compared as JSON values, never interpreted.
+"""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cekura_gitops.metric import Metric, live_value, normalise
+from cekura_gitops.replies import JSONObject, LiveMetric
 
 
 class PlanStatus(enum.Enum):
@@ -40,7 +45,7 @@ class MetricPlan:
     name: str | None = None
 
 
-def field_changes(metric: Metric, live: Mapping[str, Any]) -> tuple[FieldChange, ...]:
+def field_changes(metric: Metric, live: JSONObject) -> tuple[FieldChange, ...]:
     """Managed fields the file sets that differ from live, in file order."""
     return tuple(
         FieldChange(name, live.get(name), value)
@@ -49,7 +54,7 @@ def field_changes(metric: Metric, live: Mapping[str, Any]) -> tuple[FieldChange,
     )
 
 
-def plan_metric(metric: Metric, path: str, live: Mapping[str, Any] | None) -> MetricPlan:
+def plan_metric(metric: Metric, path: str, live: JSONObject | None) -> MetricPlan:
     if live is None:
         return MetricPlan(metric.slug, metric.id, path, PlanStatus.MISSING_LIVE)
     changes = field_changes(metric, live)
@@ -57,22 +62,12 @@ def plan_metric(metric: Metric, path: str, live: Mapping[str, Any] | None) -> Me
     return MetricPlan(metric.slug, metric.id, path, status, changes)
 
 
-def unmanaged(
-    live: Sequence[Mapping[str, Any]], managed_ids: set[int], managed_slugs: set[str]
-) -> list[MetricPlan]:
+def unmanaged(live: Sequence[LiveMetric], managed_ids: set[int], managed_slugs: set[str]) -> list[MetricPlan]:
     out = []
     for m in live:
-        if int(m["id"]) in managed_ids or str(m.get("slug")) in managed_slugs:
+        if m.id in managed_ids or str(m.slug) in managed_slugs:
             continue
-        out.append(
-            MetricPlan(
-                str(m.get("slug") or m["id"]),
-                int(m["id"]),
-                None,
-                PlanStatus.UNMANAGED,
-                name=m.get("name"),
-            )
-        )
+        out.append(MetricPlan(m.slug or str(m.id), m.id, None, PlanStatus.UNMANAGED, name=m.name))
     return out
 
 
@@ -83,7 +78,7 @@ class GuardResult(enum.Enum):
     CREATE = "create"  # no live metric yet
 
 
-def three_way(base: Metric | None, head: Metric, live: Mapping[str, Any] | None) -> GuardResult:
+def three_way(base: Metric | None, head: Metric, live: JSONObject | None) -> GuardResult:
     """Terraform-like guard: only move live from base to head, never from elsewhere."""
     if live is None:
         return GuardResult.CREATE
@@ -94,7 +89,7 @@ def three_way(base: Metric | None, head: Metric, live: Mapping[str, Any] | None)
     return GuardResult.CONFLICT
 
 
-def _equal_on(head: Metric, base: Metric, live: Mapping[str, Any]) -> bool:
+def _equal_on(head: Metric, base: Metric, live: JSONObject) -> bool:
     """Live equals the base file on every field head manages (a field new in head: absent
     from base means unmanaged then, so any live value was acceptable)."""
     for name in head.fields:
@@ -103,7 +98,7 @@ def _equal_on(head: Metric, base: Metric, live: Mapping[str, Any]) -> bool:
     return True
 
 
-def patch_body(head: Metric, live: Mapping[str, Any]) -> dict[str, Any]:
+def patch_body(head: Metric, live: JSONObject) -> dict[str, Any]:
     """Minimal PATCH: only the managed fields that differ between live and head."""
     return {c.name: _jsonable(c.desired) for c in field_changes(head, live)}
 

@@ -30,8 +30,8 @@ from typing import Any
 
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.errors import RescoreError
-from cekura_gitops.evidence import LabReview, ReviewResult, labelled, parse_review_results, same_value
-from cekura_gitops.proposal import DONE, FAILED, Proposal, proposed_values
+from cekura_gitops.evidence import LabReview, ReviewResult, labelled, same_value
+from cekura_gitops.proposal import Proposal, proposed_values
 from cekura_gitops.scores import Score
 from cekura_gitops.scoring import OVERRIDABLE
 
@@ -132,16 +132,6 @@ def overrides(proposal: Proposal) -> dict[str, Any]:
     }
 
 
-def results_of(body: Mapping[str, Any]) -> tuple[ReviewResult, ...] | None:
-    """`review_results` of a re-score reply, under `output` or at the top level."""
-    output = body.get("output")
-    for source in (output if isinstance(output, Mapping) else {}, body):
-        raw = source.get("review_results")
-        if isinstance(raw, list):
-            return parse_review_results(raw)
-    return None
-
-
 def rescore(
     client: CekuraClient,
     metric_id: int,
@@ -156,13 +146,12 @@ def rescore(
     deadline = clock() + timeout
     delay = 0.25
     while True:
-        body = client.run_reviews_progress(progress_id)
-        status = str(body.get("status") or "").lower()
-        if status in FAILED:
-            error = body.get("error") or body.get("message") or status
-            raise RescoreError(f"the held-out re-score failed: {str(error)[:300]}")
-        if status in DONE:
-            found = results_of(body)
+        report = client.run_reviews_progress(progress_id)
+        if report.failed:
+            error = report.error or report.message or report.status
+            raise RescoreError(f"the held-out re-score failed: {error[:300]}")
+        if report.done:
+            found = report.review_results
             if found is None:
                 raise RescoreError(
                     "the held-out re-score finished without per-review results (review_results); "

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.errors import CekuraAPIError
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.pool import parallel_map
+from cekura_gitops.replies import LiveMetric
 
 
 @dataclass(frozen=True)
 class LiveView:
     """Live metrics as one list call per project shows them, plus details where needed."""
 
-    by_id: Mapping[int, dict[str, Any]]
-    by_slug: Mapping[str, dict[str, Any]]
+    by_id: Mapping[int, LiveMetric]
+    by_slug: Mapping[str, LiveMetric]
     listed_projects: frozenset[int | None]
 
-    def find(self, f: MetricFile) -> dict[str, Any] | None:
+    def find(self, f: MetricFile) -> LiveMetric | None:
         if f.metric.id is not None:
             return self.by_id.get(f.metric.id)
         return self.by_slug.get(f.metric.slug)
@@ -42,12 +42,12 @@ def fetch_live(
         projects = {p if p is not None else default_project for p in projects} or {default_project}
     if not projects:
         projects = {default_project}
-    listed: list[dict[str, Any]] = []
+    listed: list[LiveMetric] = []
     for rows in parallel_map(
         lambda p: client.list_metrics(project_id=p), sorted(projects, key=str), concurrency
     ):
         listed.extend(rows)
-    by_id = {int(m["id"]): m for m in listed if "id" in m}
+    by_id = {m.id: m for m in listed}
     # Files whose metric the lists did not show (another project?) and files that manage
     # fields the list hides need the detail endpoint.
     want = [
@@ -56,7 +56,7 @@ def fetch_live(
         if f.metric.id is not None and (f.metric.id not in by_id or NEEDS_DETAIL & set(f.metric.fields))
     ]
 
-    def detail(metric_id: int) -> dict[str, Any] | None:
+    def detail(metric_id: int) -> LiveMetric | None:
         try:
             return client.get_metric(metric_id)
         except CekuraAPIError as err:
@@ -69,5 +69,5 @@ def fetch_live(
             by_id[metric_id] = found
         else:
             by_id.pop(metric_id, None)
-    by_slug = {str(m.get("slug")): m for m in by_id.values() if m.get("slug")}
+    by_slug = {m.slug: m for m in by_id.values() if m.slug}
     return LiveView(by_id, by_slug, frozenset(projects))

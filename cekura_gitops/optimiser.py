@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from cekura_gitops import crashpoints
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.errors import CekuraAPIError, GitError, Interrupted
-from cekura_gitops.proposal import Progress, RunState, parse_progress
+from cekura_gitops.proposal import Progress, RunState
 from cekura_gitops.statestore import Conflict, LastRun, RunRecord, State, StateStore
 
 # A claim without a recorded run (its sync died between the claim and the record, or the
@@ -339,7 +339,7 @@ class Optimiser:
                 return RunResult(Outcome.ERROR, progress_id, detail=str(err), resumed=resumed, polls=polls)
             polls += 1
             crashpoints.hit("polled", slug)
-            progress = parse_progress(reply.body)
+            progress = reply.progress
             elapsed = self.clock() - started
             self.on_poll(slug, progress.status, elapsed)
             if progress.state is not RunState.PENDING:

@@ -24,10 +24,8 @@ from cekura_gitops.evidence import (
     parse_unresolved,
 )
 from cekura_gitops.metric import Metric, normalise
+from cekura_gitops.replies import DONE, FAILED, JSONObject
 from cekura_gitops.scores import Score
-
-DONE = frozenset({"success", "succeeded", "completed", "complete", "done"})
-FAILED = frozenset({"error", "failed", "failure", "cancelled", "canceled"})
 
 
 class RunState(enum.Enum):
@@ -137,7 +135,7 @@ def proposed_values(proposal: Proposal) -> dict[str, Any]:
     return values
 
 
-def changes_for(metric: Metric, live: Mapping[str, Any], proposal: Proposal) -> dict[str, Any]:
+def changes_for(metric: Metric, live: JSONObject, proposal: Proposal) -> dict[str, Any]:
     """Fields whose proposed value differs from what the metric has now (file, else live)."""
     changes = {}
     for name, value in proposed_values(proposal).items():

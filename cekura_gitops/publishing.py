@@ -15,6 +15,7 @@ from cekura_gitops.evidence import Evidence
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.prbody import HoldoutScores
 from cekura_gitops.proposal import Proposal
+from cekura_gitops.replies import LiveMetric
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class DriftContext:
     file: MetricFile
     branch: str
     base_branch: str
-    live: Mapping[str, Any]
+    live: LiveMetric
     changes: Mapping[str, Any]
 
 

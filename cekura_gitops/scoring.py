@@ -20,7 +20,6 @@ from cekura_gitops.console import Console
 from cekura_gitops.errors import CekuraAPIError
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.pool import parallel_map
-from cekura_gitops.proposal import DONE, FAILED
 from cekura_gitops.scores import Score, text
 
 # Fields run_reviews accepts as overrides (RunReviewsRequest).
@@ -60,33 +59,18 @@ def _text(outcome: Score | str) -> str:
     return text(outcome) if isinstance(outcome, Score) else outcome
 
 
-def parse_score(body: Mapping[str, Any]) -> tuple[str, Score | None]:
-    """(status, score) from a run_reviews progress reply; raises ValueError when unreadable."""
-    status = str(body.get("status") or "").lower()
-    output = body.get("output")
-    for source in (output if isinstance(output, Mapping) else {}, body):
-        score = Score.parse(source)
-        if score is not None:
-            return status, score
-    if status in DONE:
-        raise ValueError(f"finished without a score: {sorted(body)}")
-    return status, None
-
-
 def _run(client: CekuraClient, metric_id: int, overrides: Mapping[str, Any]) -> Score | str:
     progress_id = client.run_reviews(metric_id, overrides, skip_save=True)
     deadline = time.monotonic() + TIMEOUT
     delay = 0.5
     while True:
-        body = client.run_reviews_progress(progress_id)
-        try:
-            status, score = parse_score(body)
-        except ValueError as err:
-            return f"unreadable ({err})"
-        if status in FAILED:
-            return f"failed ({body.get('error') or status})"
-        if status in DONE and score is not None:
-            return score
+        report = client.run_reviews_progress(progress_id)
+        if report.score is None and report.done:
+            return f"unreadable (finished without a score: {sorted(report)})"
+        if report.failed:
+            return f"failed ({report.error or report.status})"
+        if report.done and report.score is not None:
+            return report.score
         if time.monotonic() > deadline:
             return "timed out"
         time.sleep(delay)

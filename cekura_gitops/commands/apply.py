@@ -20,6 +20,7 @@ from cekura_gitops.metric import Metric, live_value, normalise
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.metricsdir import metrics_folder
 from cekura_gitops.pool import parallel_map
+from cekura_gitops.replies import LiveMetric
 from cekura_gitops.settings import Settings
 from cekura_gitops.statestore import StateStore
 from cekura_gitops.statuses import ApplyStatus
@@ -391,8 +392,7 @@ def _apply_one(
             dry_run=True,
             detail="forced over a conflict" if guard is GuardResult.CONFLICT else "",
         )
-    assert head.id is not None or live.get("id") is not None
-    metric_id = int(head.id if head.id is not None else live["id"])
+    metric_id = head.id if head.id is not None else live.id
     after = client.patch_metric(metric_id, body)
     crashpoints.hit("patched", head.slug)
     # Verify on the PATCH answer (live as it stood after the write) and on the newest
@@ -436,7 +436,7 @@ def _rescore(client: CekuraClient, metric_id: int) -> str:
     return f"re-scoring the Lab's reviews (progress {progress_id})"
 
 
-def _live(client: CekuraClient, head: Metric) -> dict[str, Any] | None:
+def _live(client: CekuraClient, head: Metric) -> LiveMetric | None:
     try:
         return client.get_metric(head.id if head.id is not None else head.slug)
     except CekuraAPIError as err:
@@ -445,10 +445,10 @@ def _live(client: CekuraClient, head: Metric) -> dict[str, Any] | None:
         raise
 
 
-def _three_way_diff(base: Metric | None, head: Metric, live: Mapping[str, Any]) -> str:
+def _three_way_diff(base: Metric | None, head: Metric, live: LiveMetric) -> str:
     parts = []
     for name, desired in head.fields.items():
-        current = live.get(name)
+        current = live.value(name)
         if normalise(desired) == normalise(current):
             continue
         if base is not None and name in base.fields and normalise(base.fields[name]) != normalise(current):
@@ -476,13 +476,13 @@ def _create(client: CekuraClient, f: MetricFile, *, dry_run: bool) -> ApplyResul
     if dry_run:
         return ApplyResult(m.slug, None, f.display, ApplyStatus.WOULD_CREATE, tuple(body), dry_run=True)
     created = client.create_metric(body)
-    new_id, new_slug = created.get("id"), created.get("slug")
+    new_id, new_slug = created.id, created.slug
     hint = f"add `id: {new_id}` to {f.display}"
     if new_slug and new_slug != m.slug:
         hint += f" and rename it to {new_slug}.yaml with `slug: {new_slug}`"
     return ApplyResult(
         m.slug,
-        int(new_id) if new_id is not None else None,
+        new_id,
         f.display,
         ApplyStatus.CREATED,
         tuple(body),

@@ -258,7 +258,7 @@ def _key_failure(settings: Settings, err: CekuraAPIError) -> Check:
 def _exists_live(client: CekuraClient, files: Sequence[MetricFile], checks: list[Check]) -> None:
     missing = []
     for project in sorted({f.metric.project for f in files}, key=str):
-        listed = {int(m["id"]) for m in client.list_metrics(project_id=project)}
+        listed = {m.id for m in client.list_metrics(project_id=project)}
         missing += [f.metric.slug for f in files if f.metric.project == project and f.metric.id not in listed]
     if missing:
         checks.append(

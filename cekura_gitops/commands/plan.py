@@ -45,7 +45,7 @@ def plan(
         )
         plans = [changes.plan_metric(f.metric, f.display, live.find(f)) for f in files]
         if not selectors:
-            listed = [m for m in live.by_id.values() if m.get("project") in live.listed_projects]
+            listed = [m for m in live.by_id.values() if m.project in live.listed_projects]
             plans += changes.unmanaged(
                 listed,
                 {f.metric.id for f in files if f.metric.id is not None},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from cekura_gitops.errors import CekuraAPIError, ConfigError, GitError, MetricVa
 from cekura_gitops.metric import MANAGED_FIELDS, normalise
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.pool import parallel_map
+from cekura_gitops.replies import LiveMetric
 from cekura_gitops.settings import Settings
 from cekura_gitops.statuses import PullStatus
 
@@ -29,9 +30,9 @@ class PullResult:
     detail: str = ""
 
 
-def file_fields(live: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields a freshly pulled file manages: every meaningful managed field."""
-    out: dict[str, Any] = {"id": live["id"], "slug": live["slug"]}
+def file_fields(live: LiveMetric) -> dict[str, Any]:
+    """The fields a freshly pulled file manages: every meaningful managed field, as served."""
+    out: dict[str, Any] = {"id": live.id, "slug": live["slug"]}
     if live.get("project") is not None:
         out["project"] = live["project"]
     kind = live.get("type")
@@ -125,10 +126,10 @@ class _Index:
 
 def _by_selector(
     client: CekuraClient, selectors: Sequence[str], concurrency: int
-) -> tuple[list[dict[str, Any]], list[PullResult]]:
+) -> tuple[list[LiveMetric], list[PullResult]]:
     """The live metrics named by id or slug, and an error result for each that does not exist."""
 
-    def fetch(selector: str) -> dict[str, Any] | None:
+    def fetch(selector: str) -> LiveMetric | None:
         try:
             return client.get_metric(int(selector) if selector.isdigit() else selector)
         except CekuraAPIError as err:
@@ -152,7 +153,7 @@ def _by_selector(
 
 def _by_project(
     client: CekuraClient, settings: Settings, project: int | None, existing: Sequence[MetricFile]
-) -> list[dict[str, Any]]:
+) -> list[LiveMetric]:
     if project is None and not existing:
         raise ConfigError("name the project to import: `cekura-gitops pull --project ID`")
     known = sorted({f.metric.project for f in existing if f.metric.project is not None})
@@ -164,7 +165,7 @@ def _by_project(
     need = [i for i, m in enumerate(wanted) if m.get("type") == "custom_code"]
     for i, detail in zip(
         need,
-        parallel_map(lambda i: client.get_metric(int(wanted[i]["id"])), need, settings.concurrency),
+        parallel_map(lambda i: client.get_metric(wanted[i].id), need, settings.concurrency),
         strict=True,
     ):
         wanted[i] = detail
@@ -207,8 +208,8 @@ def _dirty_paths(settings: Settings) -> set[Path] | None:
         return None  # not a git repository: nothing to protect beyond atomic writes
 
 
-def _pull_one(settings: Settings, live: dict[str, Any], index: _Index, force: bool) -> PullResult:
-    metric_id, slug = int(live["id"]), str(live.get("slug") or live["id"])
+def _pull_one(settings: Settings, live: LiveMetric, index: _Index, force: bool) -> PullResult:
+    metric_id, slug = live.id, live.slug or str(live.id)
     match = index.match(metric_id, slug)
     path = match.path if match else settings.metrics_dir / f"{slug}.yaml"
     display = index.namer(path)

@@ -52,6 +52,7 @@ from cekura_gitops.progress import ProgressBoard
 from cekura_gitops.proposal import Proposal, RunState, Verdict, changes_for, judge
 from cekura_gitops.publishing import DriftContext, ProposalContext, Publisher
 from cekura_gitops.pullrequests import GitHubPublisher
+from cekura_gitops.replies import LiveMetric
 from cekura_gitops.scores import Score
 from cekura_gitops.selection import in_shard, select
 from cekura_gitops.settings import Settings
@@ -369,7 +370,7 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
             return SyncResult(slug, metric_id, SyncStatus.MISSING_LIVE, "no live metric with this id")
         raise
     record = run.optimiser.existing(run.optimiser.store.load(), metric_id)
-    reviews = feedback.relevant(live.get("reviews") or [], f.metric.optimiser.test_set_ids)
+    reviews = feedback.relevant(live.review_items, f.metric.optimiser.test_set_ids)
     fingerprint = feedback.fingerprint(reviews)
     if record is None:
         drift = field_changes(f.metric, live)
@@ -449,7 +450,7 @@ def content_hash(changes: Mapping[str, Any]) -> str:
 def _propose(
     run: Run,
     f: MetricFile,
-    live: Mapping[str, Any],
+    live: LiveMetric,
     proposal: Proposal,
     progress_id: str,
     guard: holdout.Plan = holdout.OFF,
@@ -516,7 +517,7 @@ class _Checked:
 def _publish(
     run: Run,
     f: MetricFile,
-    live: Mapping[str, Any],
+    live: LiveMetric,
     proposal: Proposal,
     changes: Mapping[str, Any],
     progress_id: str,
@@ -566,7 +567,7 @@ def _publish(
     status = SyncStatus.PROPOSED if written.status is BranchStatus.CREATED else SyncStatus.UPDATED
     url = None
     if run.publisher:
-        before = {k: (f.metric.fields[k] if k in f.metric.fields else live.get(k)) for k in changes}
+        before = {k: (f.metric.fields[k] if k in f.metric.fields else live.value(k)) for k in changes}
         ctx = ProposalContext(
             f, branch, run.base_branch, proposal, changes, before, digest, progress_id, new_text
         )
@@ -607,16 +608,15 @@ def _holdout_plan(run: Run, f: MetricFile, reviews: Sequence[Any]) -> holdout.Pl
 
 
 def _held_out(
-    run: Run, f: MetricFile, live: Mapping[str, Any], proposal: Proposal, split: holdout.Split
+    run: Run, f: MetricFile, live: LiveMetric, proposal: Proposal, split: holdout.Split
 ) -> _HeldOut:
     """Re-score the proposal without saving; its score and evidence on the held-out reviews."""
     assert f.metric.id is not None
     run.board.update(f.metric.slug, "re-scoring held-out reviews")
     with run.slots:
         results = holdout.rescore(run.client, f.metric.id, holdout.overrides(proposal))
-    reviews = evidence.parse_reviews(live.get("reviews"))
-    held = [r for r in reviews if r.test_set_id in split.held_out]
-    return _HeldOut(holdout.score(reviews, split, results), evidence.classify(held, results))
+    held = [r for r in live.reviews if r.test_set_id in split.held_out]
+    return _HeldOut(holdout.score(live.reviews, split, results), evidence.classify(held, results))
 
 
 def _guard(
@@ -651,11 +651,11 @@ def _guard(
     return None
 
 
-def _evidence(live: Mapping[str, Any], proposal: Proposal) -> Evidence | None:
+def _evidence(live: LiveMetric, proposal: Proposal) -> Evidence | None:
     """Fixed/broken/still wrong/still right, when the optimiser reported per-review results."""
     if not proposal.review_results:
         return None
-    return evidence.classify(evidence.parse_reviews(live.get("reviews")), proposal.review_results)
+    return evidence.classify(live.reviews, proposal.review_results)
 
 
 def _unfit(new_text: str, f: MetricFile) -> str:
@@ -677,7 +677,7 @@ def _branches_of(run: Run, metric_id: int, slug: str) -> list[str]:
     return [f"{run.settings.branch_prefix}/optimise/{s}" for s in slugs]
 
 
-def _drift(run: Run, f: MetricFile, live: Mapping[str, Any], live_values: dict[str, Any]) -> SyncResult:
+def _drift(run: Run, f: MetricFile, live: LiveMetric, live_values: dict[str, Any]) -> SyncResult:
     slug = f.metric.slug
     detail = (
         f"live differs from {run.base_branch} in {', '.join(live_values)}; not optimised "
