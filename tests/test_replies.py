@@ -63,7 +63,7 @@ def test_a_rescore_report_reads_score_and_verdicts_under_output_or_at_the_top() 
     assert isinstance(report, RescoreReport)
     assert (report.status, report.done, report.failed) == ("completed", True, False)
     assert (report.score, report.review_results) == (Score(7, 9, None), ())
-    assert report["output"]["num_correct"] == 7  # type: ignore[index]
+    assert report["output"]["num_correct"] == 7
     top = RescoreReport.parse({"status": "error", "message": "quota", "score": 0.5})
     assert (top.failed, top.error, top.message, top.score) == (True, "", "quota", Score(None, None, 0.5))
     assert RescoreReport.parse({"status": "running"}).review_results is None

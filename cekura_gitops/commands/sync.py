@@ -399,7 +399,7 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
     assert progress is not None and outcome.progress_id is not None
     used_fingerprint = fingerprint if record is None else record.fingerprint
     if progress.state is RunState.FAILED or progress.proposal is None:
-        run.optimiser.finish(metric_id, slug, outcome.progress_id, used_fingerprint, "error")
+        run.optimiser.finish(metric_id, slug, outcome.progress_id, used_fingerprint, SyncStatus.ERROR.value)
         return SyncResult(
             slug,
             metric_id,
