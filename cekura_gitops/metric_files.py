@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,15 +208,34 @@ def load_metrics(
     files, problems = discover(paths, root)
     loaded: list[MetricFile] = []
     name = PathNamer(root)
-    for path in files:
-        try:
-            loaded.append(read_metric_file(path, name(path), identity_only=identity_only))
-        except MetricValidationError as err:
-            problems.extend(err.problems)
+    with _no_cycle_collection():
+        for path in files:
+            try:
+                loaded.append(read_metric_file(path, name(path), identity_only=identity_only))
+            except MetricValidationError as err:
+                problems.extend(err.problems)
     problems.extend(duplicate_problems(loaded))
     if problems:
         raise MetricValidationError(problems)
     return sorted(loaded, key=lambda f: f.metric.slug)
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while files load.
+
+    Loading keeps every parsed file, so each full collection walks all the files loaded
+    so far, and full collections come every time the heap grows by a quarter: at 10,000
+    files that is about a third of the loading time, for cycles that loading does not
+    make (its objects are freed by reference counting). The collector runs again after.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def duplicate_problems(files: Iterable[MetricFile]) -> list[Problem]:

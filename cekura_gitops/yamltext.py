@@ -122,11 +122,29 @@ def _line_col(text: str, index: int) -> tuple[int, int]:
 def parse(text: str, path: str) -> Document:
     """Parse one YAML document whose root is a block mapping; errors name path:line:col.
 
-    libyaml reads the text once, into events: the safety checks run on them, and the node
-    tree (with positions) and the data are built from them, so a file is parsed once.
+    libyaml reads the text once, into events: the safety checks run on them, and the data
+    and positions are built from them, so a file is parsed once. A metric file's usual
+    shape is built straight from the events; anything else takes the general path (node
+    tree, then PyYAML's safe constructor), which gives the same values and errors.
     """
+    events = _read_events(text, path)
+    built = _build(events, text, path)
+    if built is None:
+        return _parse_nodes(events, text, path)
+    data, positions, key_positions, spans, problems = built
+    if problems:
+        raise MetricValidationError(problems)
+    return Document(text, data, positions, key_positions, spans, _newline(text))
+
+
+def _newline(text: str) -> str:
+    return "\r\n" if "\r\n" in text else "\n"
+
+
+def _parse_nodes(events: list[yaml.Event], text: str, path: str) -> Document:
+    """parse's general path: a node tree, then PyYAML's safe constructor."""
     try:
-        root = _compose(_read_events(text, path))
+        root = _compose(events)
     except yaml.MarkedYAMLError as err:
         raise _invalid(err, path) from None
     if root is None:
@@ -162,8 +180,7 @@ def parse(text: str, path: str) -> Document:
         )
     if problems:
         raise MetricValidationError(problems)
-    newline = "\r\n" if "\r\n" in text else "\n"
-    return Document(text, data, positions, key_positions, spans, newline)
+    return Document(text, data, positions, key_positions, spans, _newline(text))
 
 
 def _mark(err: yaml.MarkedYAMLError) -> tuple[int, int]:
@@ -249,6 +266,144 @@ def _compose(events: list[yaml.Event]) -> yaml.Node | None:
         elif isinstance(event, yaml.DocumentEndEvent):
             break
     return root
+
+
+_FAST_TAGS = frozenset({_STR_TAG, *(f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float"))})
+_SCALARS = yaml.constructor.SafeConstructor()
+_Built = tuple[
+    dict[str, Any], dict[Path, tuple[int, int]], dict[str, tuple[int, int]], dict[str, Span], list[Problem]
+]
+
+
+class _Unusual(Exception):
+    """The document is not of the shape _build handles: parse takes the general path."""
+
+
+def _build(events: list[yaml.Event], text: str, file: str) -> _Built | None:
+    """What parse builds through nodes and PyYAML's constructor, straight from the events.
+
+    Handles the shape every metric file has (a block mapping of strings, numbers,
+    booleans, nulls, lists and mappings with scalar keys) in one pass; anything else
+    (an empty or non-mapping document, a flow-style top level, a merge key, a collection
+    as a key, a timestamp or another tag) returns None, and parse takes the general path,
+    so errors and values stay exactly what the general path gives.
+    """
+    builder = _Builder(text, file)
+    try:
+        for event in events:
+            if isinstance(event, yaml.ScalarEvent):
+                builder.node(event, _scalar_value(event), collection=False)
+            elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if event.tag is not None:
+                    raise _Unusual
+                empty: dict[Any, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
+                builder.node(event, empty, collection=True)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                builder.close(event)
+            elif isinstance(event, yaml.DocumentEndEvent):
+                break
+    except _Unusual:
+        return None
+    if builder.root is None:
+        return None
+    return builder.root, builder.positions, builder.key_positions, builder.spans, builder.problems
+
+
+def _scalar_value(event: yaml.ScalarEvent) -> Any:
+    tag = event.tag
+    if tag is None or tag == "!":
+        tag = _scalar_tag(event.value, event.implicit)
+    if tag == _STR_TAG:
+        return event.value
+    if tag not in _FAST_TAGS:
+        raise _Unusual
+    node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)  # type: ignore[arg-type]
+    return _SCALARS.yaml_constructors[tag](_SCALARS, node)
+
+
+@dataclass
+class _Open:
+    """A collection being built: its path, and for a mapping the keys seen and the key
+    waiting for its value (raw text, value, event)."""
+
+    value: dict[Any, Any] | list[Any]
+    path: Path
+    seen: set[str]
+    key: tuple[str, Any, yaml.Event] | None = None
+
+
+class _Builder:
+    def __init__(self, text: str, file: str) -> None:
+        self.text, self.file = text, file
+        self.root: dict[str, Any] | None = None
+        self.positions: dict[Path, tuple[int, int]] = {}
+        self.key_positions: dict[str, tuple[int, int]] = {}
+        self.spans: dict[str, Span] = {}
+        self.problems: list[Problem] = []
+        self._stack: list[_Open] = []
+        self._field: tuple[str, yaml.Event, yaml.Event] | None = None  # the open top-level field
+
+    def node(self, event: yaml.Event, value: Any, *, collection: bool) -> None:
+        where: Path
+        if not self._stack:
+            if not isinstance(value, dict) or event.flow_style:  # type: ignore[attr-defined]
+                raise _Unusual
+            self.root, where = value, ()
+        else:
+            parent = self._stack[-1]
+            if isinstance(parent.value, list):
+                where = (*parent.path, len(parent.value))
+                parent.value.append(value)
+            elif parent.key is None:
+                self._key(parent, event, value, collection)
+                return
+            else:
+                raw, key, key_event = parent.key
+                parent.key = None
+                parent.value[key] = value
+                where = (*parent.path, str(raw))
+                if len(self._stack) == 1:
+                    self._field = (str(raw), key_event, event)
+                    if not collection:
+                        self._span(event)
+        self.positions[where] = _at(event)
+        if collection:
+            self._stack.append(_Open(value, where, set()))
+
+    def _key(self, parent: _Open, event: yaml.Event, value: Any, collection: bool) -> None:
+        if collection:
+            raise _Unusual  # a collection as a key (a merge key << has no fast tag)
+        raw: str = event.value  # type: ignore[attr-defined]
+        if raw in parent.seen:
+            self.problems.append(Problem(self.file, *_at(event), f"duplicate key {raw!r}"))
+        parent.seen.add(raw)
+        parent.key = (raw, value, event)
+        if len(self._stack) == 1:
+            self.key_positions[str(raw)] = _at(event)
+
+    def close(self, event: yaml.Event) -> None:
+        self._stack.pop()
+        if len(self._stack) == 1:
+            self._span(event)
+
+    def _span(self, end: yaml.Event) -> None:
+        assert self._field is not None
+        key, key_event, start = self._field
+        stop, value_start = _index(end.end_mark), _index(start.start_mark)
+        block = stop > value_start and stop > 0 and self.text[stop - 1] in "\n\r"
+        self.spans[key] = Span(_index(key_event.start_mark), value_start, stop, block)
+
+
+def _at(event: yaml.Event) -> tuple[int, int]:
+    """The 1-based line and column where the event starts."""
+    mark = event.start_mark
+    assert mark is not None  # libyaml marks every event
+    return mark.line + 1, mark.column + 1
+
+
+def _index(mark: Any) -> int:
+    assert mark is not None  # libyaml marks every event
+    return int(mark.index)
 
 
 def _is_block(node: yaml.Node, text: str) -> bool:

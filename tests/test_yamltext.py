@@ -197,3 +197,82 @@ def test_yaml_1_1_boolean_words_are_quoted(word: str) -> None:
     rendered = yamltext.render_scalar(word)
     assert rendered == f'"{word}"'
     assert load_value(rendered) == word
+
+
+# Documents of every shape parse's two paths must agree on: the fast path (built from the
+# events) where it applies, the general path (node tree + safe constructor) elsewhere.
+SHAPES = [
+    DOC,
+    "a: 1\na: 2\n",
+    "a: {b: 1, b: 2}\nc: [ {d: 1}, {d: 1, d: 2} ]\n",
+    '1: x\n"1": y\n~: z\n',
+    "<<: {a: 1}\nb: 2\n",
+    "a: 2020-01-01\n",
+    "{a: 1}\n",
+    "",
+    "# only a comment\n",
+    "x\n",
+    "- a\n- b\n",
+    "a: ! foo\n",
+    "a:\n  - 1\n  - [2, {c: ~}]\nb: |\n  t\n\nc: >-\n  u\nd: 1.5\ne: .inf\nf: 0x1F\ng: true\nh: yes\n",
+    "a: 1\r\nb:\r\n  c: d\r\n",
+    "? [a]\n: b\n",
+    "a: =\n",
+    "a: 1:20\n",
+    "a: b\n...\n",
+    "a:\nb: null\n",
+    "a: [\n]\nb: {}\n",
+    "a: 0o17\nb: -0b11\nc: 1_000\nd: 12e3\n",
+    "? a\n: 1\n",
+]
+
+
+def _both_paths(text: str) -> tuple[object, object]:
+    def outcome(parse_with: object) -> object:
+        try:
+            doc = parse_with()  # type: ignore[operator]
+        except MetricValidationError as err:
+            return [str(p) for p in err.problems]
+        return (doc.data, dict(doc.positions), dict(doc.key_positions), dict(doc.spans), doc.newline)
+
+    try:
+        events = yamltext._read_events(text, "m.yaml")
+    except MetricValidationError as err:
+        refused = [str(p) for p in err.problems]
+        return refused, refused
+    return outcome(lambda: parse(text)), outcome(lambda: yamltext._parse_nodes(events, text, "m.yaml"))
+
+
+@pytest.mark.parametrize("text", SHAPES)
+def test_fast_parse_gives_what_the_general_path_gives(text: str) -> None:
+    fast, general = _both_paths(text)
+    assert fast == general
+
+
+def test_a_metric_file_takes_the_fast_path() -> None:
+    assert yamltext._build(yamltext._read_events(DOC, "m.yaml"), DOC, "m.yaml") is not None
+
+
+_scalars = st.one_of(
+    st.text(max_size=12),
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),
+    st.sampled_from(["yes", "1:20", "0x1F", "~", "2020-01-01", "=", "<<", ".inf"]),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_scalars, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=8), _values, min_size=1, max_size=5), st.booleans())
+def test_fast_parse_agrees_on_generated_documents(fields: dict[str, object], flow: bool) -> None:
+    import yaml
+
+    text = yaml.safe_dump(fields, default_flow_style=flow, allow_unicode=True, sort_keys=False)
+    fast, general = _both_paths(text)
+    assert fast == general
