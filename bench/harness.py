@@ -124,6 +124,9 @@ def new_repo(where: Path) -> Repo:
     where.mkdir(parents=True, exist_ok=True)
     origin, work = where / "origin.git", where / "work"
     git(where, "init", "-q", "--bare", "--initial-branch=main", str(origin))
+    # GitHub does not run `gc --auto` inside a push; a local bare origin would, on the
+    # benchmark's clock (copies of this origin keep the setting).
+    git(origin, "config", "receive.autogc", "false")
     git(where, "init", "-q", "--initial-branch=main", str(work))
     git(work, "remote", "add", "origin", str(origin))
     (work / "README.md").write_text("bench metrics repo\n")
@@ -271,6 +274,9 @@ class CliRun:
 # child imports the package from that folder (an older commit's tree) instead of the
 # editable install, so the benchmark can run "today's" code side by side with this one.
 RSS_FILE = "CEKURA_GITOPS_BENCH_RSS_FILE"
+# Where the measured CLI's code lives (run.py --code: a snapshot of one commit, so that
+# the worktree may change during a long run); None: the installed package.
+PRODUCT_CODE: Path | None = None
 CODE_ENV = "CEKURA_GITOPS_BENCH_CODE"
 WRAPPER = f"""\
 import atexit, os, sys
@@ -292,6 +298,15 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+ENTRY = """\
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
+sys.path.insert(0, {code!r})
+from cekura_gitops.entry import main
+sys.exit(main())
+"""
+
+
 def cli(
     argv: Sequence[str],
     *,
@@ -307,6 +322,7 @@ def cli(
     with tempfile.TemporaryDirectory(prefix="cli-") as tmp:
         rss_file = Path(tmp) / "rss"
         child = {**child_env(sandbox), RSS_FILE: str(rss_file), **(env or {})}
+        code = code or PRODUCT_CODE
         if code is not None:
             child[CODE_ENV] = str(code)
         with open(Path(tmp) / "out", "w+b") as out, open(Path(tmp) / "err", "w+b") as err:

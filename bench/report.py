@@ -21,6 +21,7 @@ class Target:
     measured: str
     ok: bool
     kind: Kind
+    why: str = ""  # printed under the table when the target is missed
 
 
 @dataclass(frozen=True)
@@ -41,15 +42,18 @@ class Report:
         self.sections.append(Section(title, tuple(headers), rows))
         return rows
 
-    def check(self, scenario: str, target: str, measured: str, ok: bool, kind: Kind = "target") -> None:
-        self.targets.append(Target(scenario, target, measured, ok, kind))
+    def check(
+        self, scenario: str, target: str, measured: str, ok: bool, kind: Kind = "target", *, why: str = ""
+    ) -> None:
+        self.targets.append(Target(scenario, target, measured, ok, kind, why))
 
-    def render(self, *, smoke: bool) -> tuple[str, int]:
-        """The printed report and the number of enforced failures."""
+    def render(self, *, smoke: bool, markdown: bool = False) -> tuple[str, int]:
+        """The printed report (plain, or Markdown for the README) and the enforced failures."""
         parts = []
         for s in self.sections:
-            parts += [f"{s.title}\n", table(s.headers, s.rows), ""]
-        rows, failed = [], 0
+            title = f"**{s.title}**\n" if markdown else f"{s.title}\n"
+            parts += [title, table(s.headers, s.rows), ""]
+        rows, failed, missed = [], 0, []
         for t in self.targets:
             verdict = "PASS" if t.ok else "MISS"
             enforced = t.kind == "correct" or not smoke
@@ -57,10 +61,17 @@ class Report:
                 failed += 1
             elif not t.ok:
                 verdict += " (not enforced in --smoke)"
+            if not t.ok and t.why:
+                missed.append(
+                    f"**{t.scenario}** ({t.target}): {t.why}" if markdown else f"{t.scenario}: {t.why}"
+                )
             rows.append((t.scenario, t.target, t.measured, verdict))
-        parts += ["Targets\n", table(("scenario", "target", "measured", "result"), rows), ""]
+        parts += ["**Targets**\n" if markdown else "Targets\n"]
+        parts += [table(("scenario", "target", "measured", "result"), rows), ""]
+        if missed:
+            parts += ["Missed, and why:\n", *(f"- {m}" for m in missed), ""]
         parts += [f"- {n}" for n in self.notes]
-        return "\n".join(parts), failed
+        return "\n".join(parts).rstrip("\n") + "\n", failed
 
 
 @dataclass(frozen=True)

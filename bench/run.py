@@ -8,7 +8,7 @@ are real with a bare origin, a counting `git` sits first on the CLI's PATH, and 
 as a child process (its own wall time and peak RSS).
 
 Exit status: 0 when every enforced target passed, 1 otherwise. A full run enforces every
-target; --smoke (tiny sizes, for CI, under a minute) enforces only the correctness checks
+target; --smoke (tiny sizes, for CI, under 30 s) enforces only the correctness checks
 and prints the other targets without enforcing them.
 """
 
@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import harness  # noqa: E402
 import misc_bench  # noqa: E402
 import scale_bench  # noqa: E402
 import sync_bench  # noqa: E402
@@ -45,6 +46,8 @@ SCENARIOS: dict[str, Scenario] = {
     "version": misc_bench.version_scenario,
     "backoff": misc_bench.backoff_scenario,
 }
+# Where --readme writes the Markdown report.
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 # "Today's" code for the plan comparison: main before the work of issue 14.
 BASELINE_REF = "41859c0d7cbf4f58d6c5119415d2845a9f335b19"
 
@@ -65,6 +68,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SCENARIO",
         help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}",
     )
+    parser.add_argument(
+        "--code",
+        metavar="REV",
+        help="measure the package as of this commit (a snapshot), not the installed one",
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the report as Markdown (the README's block)"
+    )
+    parser.add_argument(
+        "--readme",
+        metavar="FILE",
+        type=Path,
+        help=f"also write the Markdown report into FILE, between {BEGIN} and {END}",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary repositories")
     args = parser.parse_args(argv)
     pairs = args.pairs or (1 if args.smoke else 3)
@@ -75,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Report()
     crashed: list[str] = []
     began = time.perf_counter()
+    load_before = os.getloadavg()
+    measured = _snapshot(args.code, tmp) if args.code else None
+    harness.PRODUCT_CODE = measured
     with isolated_git(tmp):
         cfg = Config(
             smoke=args.smoke,
@@ -98,19 +118,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(
-        f"\ncekura-gitops benchmark ({'smoke' if args.smoke else 'full'}; {pairs} pair(s) per comparison; "
-        f"{args.latency:g} ms per HTTP request)\n{_machine()}\n"
-    )
+    run = "smoke" if args.smoke else "full"
+    what = f"commit {_commit(args.code)}" if args.code else "the installed package (this checkout)"
     text, failed = report.render(smoke=args.smoke)
-    print(text)
-    print(f"\n{len(report.targets)} targets, {failed} enforced failure(s)", end="")
-    print(f", crashed: {', '.join(crashed)}" if crashed else "", end="")
-    print(f"; {time.perf_counter() - began:.0f} s")
+    markdown, _ = report.render(smoke=args.smoke, markdown=True)
+    took = time.perf_counter() - began
+    block = (
+        f"`python bench/run.py {' '.join(argv if argv is not None else sys.argv[1:])}` printed the "
+        f"following at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({run} run, {pairs} "
+        f"pair(s) per comparison, {args.latency:g} ms per HTTP request, {took / 60:.1f} minutes). "
+        f"Measured: {what}. {_machine(load_before)}.\n\n{markdown}"
+    )
+    if args.markdown:
+        print(block, end="")
+    else:
+        print(
+            f"\ncekura-gitops benchmark ({run}; {pairs} pair(s) per comparison; "
+            f"{args.latency:g} ms per HTTP request)\n{_machine(load_before)}\nMeasured: {what}\n"
+        )
+        print(text)
+    if args.readme is not None:
+        _write_block(args.readme, block)
+        print(f"wrote the report into {args.readme}", file=sys.stderr)
+    print(f"\n{len(report.targets)} targets, {failed} enforced failure(s)", end="", file=sys.stderr)
+    print(f", crashed: {', '.join(crashed)}" if crashed else "", end="", file=sys.stderr)
+    print(f"; {took:.0f} s", file=sys.stderr)
     return 1 if failed or crashed else 0
 
 
-def _machine() -> str:
+def _write_block(path: Path, block: str) -> None:
+    """Replace what sits between the BEGIN and END markers of path with block."""
+    text = path.read_text()
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise SystemExit(f"{path}: no {BEGIN} ... {END} markers to write the report between")
+    path.write_text(f"{text[: start + len(BEGIN)]}\n{block}{text[end:]}")
+
+
+def _commit(rev: str) -> str:
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    done = subprocess.run(["git", "rev-parse", "--short=12", rev], cwd=here, capture_output=True, text=True)
+    return done.stdout.strip() or rev
+
+
+def _snapshot(rev: str, tmp: Path) -> Path:
+    """The package as of rev, extracted once: the worktree may change during the run."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent.parent
+    dest = tmp / "measured-code"
+    dest.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", rev, "cekura_gitops"], cwd=here, capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
+def _machine(load_before: tuple[float, float, float]) -> str:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     model = ""
     try:
@@ -120,7 +187,9 @@ def _machine() -> str:
             )
     except OSError:
         pass
-    load = ", load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    load = ", load average {:.2f} {:.2f} {:.2f} before the run, {:.2f} {:.2f} {:.2f} after".format(
+        *load_before, *os.getloadavg()
+    )
     named = f" ({model})" if model else ""
     return (
         f"Machine: {platform.system()} {platform.machine()}, {cpus} CPU(s){named}{load}; "

@@ -72,8 +72,8 @@ def _correct(report: Report, name: str, n: int, runs: Sequence[SyncRun]) -> None
 
 def sizes_scenario(cfg: Config, report: Report) -> None:
     """1, 20 and 100 metrics: sync vs the serial routine, alternated, plus the counts."""
-    run_s = cfg.seconds(2.0, 0.5)
-    small, mid, big = (1, 20, 100) if not cfg.smoke else (1, 3, 6)
+    run_s = cfg.seconds(2.0, 0.3)
+    small, mid, big = (1, 20, 100) if not cfg.smoke else (1, 2, 4)
     concurrency = {small: small, mid: mid, big: min(big, 64)}
     syncs: dict[int, list[SyncRun]] = {n: [] for n in (small, mid, big)}
     serial: dict[int, list[float]] = {n: [] for n in (small, mid, big)}
@@ -164,8 +164,8 @@ def sizes_scenario(cfg: Config, report: Report) -> None:
 def remote_scenario(cfg: Config, report: Report) -> None:
     """The same sync with a local origin and with 300 ms per remote git operation."""
     n = cfg.pick(20, 2)
-    run_s = cfg.seconds(2.0, 0.5)
-    delay = 0.3
+    run_s = cfg.seconds(2.0, 0.3)
+    delay = cfg.seconds(0.3, 0.1)
     local: list[SyncRun] = []
     slow: list[SyncRun] = []
     for _ in range(cfg.pairs):
