@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.errors import CekuraAPIError
@@ -36,25 +37,19 @@ def fetch_live(
     concurrency: int,
     default_project: int | None = None,
 ) -> LiveView:
-    """List each project once; GET details only for files managing list-hidden fields."""
+    """List each project once; GET details only for files managing list-hidden fields.
+
+    The lists and the details needed whatever the lists say (files managing a field the
+    list hides) go out together, at most `concurrency` at once; then the files the lists
+    did not show (another project?) get their detail.
+    """
     projects: set[int | None] = {f.metric.project for f in files}
     if default_project is not None:
         projects = {p if p is not None else default_project for p in projects} or {default_project}
     if not projects:
         projects = {default_project}
-    listed: list[LiveMetric] = []
-    for rows in parallel_map(
-        lambda p: client.list_metrics(project_id=p), sorted(projects, key=str), concurrency
-    ):
-        listed.extend(rows)
-    by_id = {m.id: m for m in listed}
-    # Files whose metric the lists did not show (another project?) and files that manage
-    # fields the list hides need the detail endpoint.
-    want = [
-        f.metric.id
-        for f in files
-        if f.metric.id is not None and (f.metric.id not in by_id or NEEDS_DETAIL & set(f.metric.fields))
-    ]
+    ordered = sorted(projects, key=str)
+    hidden = [f.metric.id for f in files if f.metric.id is not None and NEEDS_DETAIL & set(f.metric.fields)]
 
     def detail(metric_id: int) -> LiveMetric | None:
         try:
@@ -64,7 +59,22 @@ def fetch_live(
                 return None
             raise
 
-    for metric_id, found in zip(want, parallel_map(detail, want, concurrency), strict=True):
+    def fetch(job: tuple[bool, Any]) -> Any:
+        is_list, key = job
+        return client.list_metrics(project_id=key) if is_list else detail(key)
+
+    # The lists first: the first request goes alone until the key is accepted, and a
+    # refused key is reported for the list.
+    results = parallel_map(fetch, [(True, p) for p in ordered] + [(False, i) for i in hidden], concurrency)
+    by_id: dict[int, LiveMetric] = {m.id: m for rows in results[: len(ordered)] for m in rows}
+    details: dict[int, LiveMetric | None] = dict(zip(hidden, results[len(ordered) :], strict=True))
+    unseen = [
+        f.metric.id
+        for f in files
+        if f.metric.id is not None and f.metric.id not in by_id and f.metric.id not in details
+    ]
+    details.update(zip(unseen, parallel_map(detail, unseen, concurrency), strict=True))
+    for metric_id, found in details.items():
         if found is not None:
             by_id[metric_id] = found
         else:
