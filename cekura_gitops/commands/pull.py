@@ -158,7 +158,8 @@ def _by_project(
         raise ConfigError("name the project to import: `cekura-gitops pull --project ID`")
     known = sorted({f.metric.project for f in existing if f.metric.project is not None})
     projects: list[int | None] = [project] if project is not None else [*known] or [None]
-    wanted = [m for p in projects for m in client.list_metrics(project_id=p)]
+    lists = parallel_map(lambda p: client.list_metrics(project_id=p), projects, settings.concurrency)
+    wanted = [m for rows in lists for m in rows]
     if not wanted and project is not None:
         raise ConfigError(_empty_project(client, project))
     # The list hides custom_code: fetch details only for the metrics that need it.
