@@ -1,4 +1,4 @@
-"""cekura-gitops benchmark: `python bench/run.py [--smoke] [--pairs N] [--only NAME]`.
+"""cekura-gitops benchmark: `python bench/run.py [--smoke] [--only NAME] [--code REV] [--readme FILE]`.
 
 Every comparison runs side by side in this one invocation, alternating its two sides
 (A B A B ...), and reports the medians and the ratio of each pair: on a shared machine a
@@ -26,6 +26,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import snapshot  # noqa: E402
+
+# --code REV: REV's package, before anything below imports the installed one.
+CODE_REV = snapshot.rev_in(sys.argv[1:]) if __name__ == "__main__" else None
+MEASURED = snapshot.extract(CODE_REV) if CODE_REV else None
+if MEASURED is not None:
+    snapshot.use(MEASURED)
 
 import harness  # noqa: E402
 import misc_bench  # noqa: E402
@@ -93,8 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     crashed: list[str] = []
     began = time.perf_counter()
     load_before = os.getloadavg()
-    measured = _snapshot(args.code, tmp) if args.code else None
-    harness.PRODUCT_CODE = measured
+    if args.code != CODE_REV:
+        parser.error("--code takes effect only on the command line (python bench/run.py --code REV)")
+    harness.PRODUCT_CODE = MEASURED
+    if MEASURED is not None:
+        import cekura_gitops
+
+        if not Path(cekura_gitops.__file__ or "").is_relative_to(MEASURED):
+            raise RuntimeError(f"--code: the package came from {cekura_gitops.__file__}, not {MEASURED}")
     with isolated_git(tmp):
         cfg = Config(
             smoke=args.smoke,
@@ -117,9 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kept {tmp}", file=sys.stderr)
     else:
         shutil.rmtree(tmp, ignore_errors=True)
+        if MEASURED is not None:
+            shutil.rmtree(MEASURED, ignore_errors=True)
 
     run = "smoke" if args.smoke else "full"
-    what = f"commit {_commit(args.code)}" if args.code else "the installed package (this checkout)"
+    what = f"commit {snapshot.commit(args.code)}" if args.code else "the installed package (this checkout)"
     text, failed = report.render(smoke=args.smoke)
     markdown, _ = report.render(smoke=args.smoke, markdown=True)
     took = time.perf_counter() - began
@@ -153,28 +169,6 @@ def _write_block(path: Path, block: str) -> None:
     if start < 0 or end < start:
         raise SystemExit(f"{path}: no {BEGIN} ... {END} markers to write the report between")
     path.write_text(f"{text[: start + len(BEGIN)]}\n{block}{text[end:]}")
-
-
-def _commit(rev: str) -> str:
-    import subprocess
-
-    here = Path(__file__).resolve().parent
-    done = subprocess.run(["git", "rev-parse", "--short=12", rev], cwd=here, capture_output=True, text=True)
-    return done.stdout.strip() or rev
-
-
-def _snapshot(rev: str, tmp: Path) -> Path:
-    """The package as of rev, extracted once: the worktree may change during the run."""
-    import subprocess
-
-    here = Path(__file__).resolve().parent.parent
-    dest = tmp / "measured-code"
-    dest.mkdir()
-    archive = subprocess.run(
-        ["git", "archive", rev, "cekura_gitops"], cwd=here, capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    return dest
 
 
 def _machine(load_before: tuple[float, float, float]) -> str:
