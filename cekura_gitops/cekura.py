@@ -386,14 +386,18 @@ class CekuraClient:
     ) -> httpio.Reply:
         """One attempt; one at a time until the key has worked, none once it was refused."""
         self._raise_if_refused(operation, method, path)
-        if self._key_ok:
-            return self._checked(operation, method, path, self._receive(method, path, params, json))
-        with self._auth_gate:
-            self._raise_if_refused(operation, method, path)
-            reply = self._receive(method, path, params, json)
-            if reply.status not in AUTH_STATUSES and reply.status not in RETRYABLE_STATUSES:
-                self._key_ok = True  # answered on its merits: the key was accepted
-            return self._checked(operation, method, path, reply)
+        if not self._key_ok:
+            with self._auth_gate:
+                self._raise_if_refused(operation, method, path)
+                if not self._key_ok:
+                    reply = self._receive(method, path, params, json)
+                    if reply.status not in AUTH_STATUSES and reply.status not in RETRYABLE_STATUSES:
+                        self._key_ok = True  # answered on its merits: the key was accepted
+                    return self._checked(operation, method, path, reply)
+            # The key was accepted while this request waited at the gate: it goes out
+            # alongside the others, not one at a time, and after a pause that began meanwhile.
+            self._wait_for_global_pause()
+        return self._checked(operation, method, path, self._receive(method, path, params, json))
 
     def _receive(self, method: str, path: str, params: Mapping[str, str] | None, json: Any) -> httpio.Reply:
         with self._lock:

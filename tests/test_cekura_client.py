@@ -547,6 +547,39 @@ def test_the_pause_ends_when_retry_after_has_passed() -> None:
     assert fake.sleeps == []
 
 
+def test_requests_that_waited_for_the_key_go_out_together_once_it_is_accepted() -> None:
+    """Until the key has worked, requests wait at a gate; once the first one is answered,
+    the waiting ones go out side by side (they used to pass the gate one at a time, each
+    holding it for a whole round trip, and without looking at a pause begun meanwhile)."""
+    first_in, release_first = threading.Event(), threading.Event()
+    together = threading.Barrier(2, timeout=5)
+    overlapped: list[bool] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/1/"):
+            first_in.set()
+            release_first.wait(10)
+        else:
+            try:
+                together.wait()  # both later requests in flight at once
+                overlapped.append(True)
+            except threading.BrokenBarrierError:
+                overlapped.append(False)
+        return ok(METRIC)
+
+    with CekuraClient(BASE, KEY, transport=httpx.MockTransport(handler)) as client:
+        threads = [threading.Thread(target=client.get_metric, args=(i,)) for i in (1, 2, 3)]
+        threads[0].start()
+        assert first_in.wait(10)
+        for t in threads[1:]:
+            t.start()
+        time.sleep(0.5)  # the two later requests reach the gate while the first is out
+        release_first.set()
+        for t in threads:
+            t.join(30)
+    assert overlapped == [True, True]
+
+
 # -- against the sandbox --------------------------------------------------------------------
 
 
