@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harness import GitCounter, Population, Repo, new_repo, seed
 
+from cekura_gitops.cekura import LiveMetric
 from cekura_gitops.commands.pull import file_fields
 from cekura_gitops.metric_files import render_new
 from cekura_gitops.sandbox import Sandbox
@@ -52,7 +53,7 @@ class Config:
             folder = repo.work / "metrics"
             folder.mkdir()
             for metric_id in pop.ids():
-                fields = file_fields(source.state.metric(metric_id))
+                fields = file_fields(LiveMetric.parse(source.state.metric(metric_id)))
                 (folder / f"{fields['slug']}.yaml").write_text(render_new(fields))
             repo.commit_push(f"import {pop.count} metrics")
             self.templates[pop] = repo
