@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cekura_gitops.metric import Metric, live_value, normalise
-from cekura_gitops.replies import JSONObject, LiveMetric
+from cekura_gitops.replies import JSONObject, JSONValue, LiveMetric
 
 
 class PlanStatus(enum.Enum):
@@ -31,8 +31,8 @@ class FieldChange:
     """One managed field whose desired (repo) value differs from live."""
 
     name: str
-    live: Any
-    desired: Any
+    live: JSONValue  # as Cekura serves it
+    desired: Any  # as the file holds it (lists as tuples)
 
 
 @dataclass(frozen=True)

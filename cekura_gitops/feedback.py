@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+
+from cekura_gitops.replies import JSONObject
 
 
-def _test_set_id(review: Mapping[str, Any]) -> int | None:
+def _test_set_id(review: JSONObject) -> int | None:
     test_set = review.get("test_set")
     if isinstance(test_set, Mapping):
         value = test_set.get("id")
@@ -20,9 +21,7 @@ def _test_set_id(review: Mapping[str, Any]) -> int | None:
     return int(test_set) if isinstance(test_set, int) else None
 
 
-def relevant(
-    reviews: Sequence[Mapping[str, Any]], test_set_ids: Sequence[int] | None
-) -> list[Mapping[str, Any]]:
+def relevant(reviews: Sequence[JSONObject], test_set_ids: Sequence[int] | None) -> list[JSONObject]:
     """The reviews the optimiser would read (all, or those of the chosen test sets)."""
     if test_set_ids is None:
         return list(reviews)
@@ -30,12 +29,12 @@ def relevant(
     return [r for r in reviews if _test_set_id(r) in wanted]
 
 
-def annotated(reviews: Sequence[Mapping[str, Any]]) -> int:
+def annotated(reviews: Sequence[JSONObject]) -> int:
     """Reviews a human labelled (expected_value set)."""
     return sum(1 for r in reviews if r.get("expected_value") not in (None, ""))
 
 
-def fingerprint(reviews: Sequence[Mapping[str, Any]]) -> str:
+def fingerprint(reviews: Sequence[JSONObject]) -> str:
     """Stable digest of what the optimiser learns from: ids, labels, feedback, edit times."""
     rows = sorted(
         (
