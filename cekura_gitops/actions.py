@@ -1,4 +1,5 @@
-"""GitHub Actions runner contract: workflow commands, outputs, the job summary.
+"""GitHub Actions runner contract: workflow commands, outputs, the job summary, and every
+read of the event payload ($GITHUB_EVENT_PATH) and of what the runner says about the run.
 
 Escaping follows actions/toolkit `packages/core/src/command.ts`. Untrusted text (prompts
 from Cekura) printed to the log is wrapped in `::stop-commands::` so that a line inside
@@ -81,6 +82,52 @@ def read_event(path: str | Path | None) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return loaded if isinstance(loaded, dict) else {}
+
+
+def push_range(event_name: str | None, event_path: str | Path | None) -> tuple[str, str] | None:
+    """On a push: the event's before/after (a push may hold several commits); None for any
+    other event and for a new branch (no `before`)."""
+    if event_name != "push":
+        return None
+    event = read_event(event_path)
+    before, after = event.get("before"), event.get("after")
+    if not before or not after or set(str(before)) == {"0"}:
+        return None
+    return str(before), str(after)
+
+
+def pull_request_number(event_path: str | Path | None) -> int | None:
+    """The pull request a `pull_request` (or `pull_request_target`) event is about."""
+    event = read_event(event_path)
+    pr = event.get("pull_request")
+    if isinstance(pr, dict) and isinstance(pr.get("number"), int):
+        return int(pr["number"])
+    number = event.get("number")
+    return number if isinstance(number, int) else None
+
+
+def default_branch_from_event(
+    event_name: str | None, event_path: str | Path | None, ref: str | None
+) -> str | None:
+    """What the runner says the default branch is: the payload's repository, or a
+    schedule's ref (GitHub runs schedules on the default branch)."""
+    event = read_event(event_path)
+    repository = event.get("repository")
+    if isinstance(repository, dict):
+        name = repository.get("default_branch")
+        if isinstance(name, str) and name:
+            return name
+    ref = ref or ""
+    if event_name == "schedule" and ref.startswith("refs/heads/"):
+        return ref.removeprefix("refs/heads/")
+    return None
+
+
+def run_url(server_url: str, repository: str | None, run_id: str | None) -> str:
+    """The Actions run's page, or "" outside Actions."""
+    if run_id and repository:
+        return f"{server_url}/{repository}/actions/runs/{run_id}"
+    return ""
 
 
 def write_outputs(path: str | Path, outputs: Mapping[str, str]) -> None:

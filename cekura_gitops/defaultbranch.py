@@ -30,16 +30,9 @@ HOW_TO_SET = (
 
 def from_event(settings: Settings) -> str | None:
     """What the runner says: the payload's repository, or a schedule's ref."""
-    event = actions.read_event(settings.github_event_path)
-    repository = event.get("repository")
-    if isinstance(repository, dict):
-        name = repository.get("default_branch")
-        if isinstance(name, str) and name:
-            return name
-    ref = settings.github_ref or ""
-    if settings.github_event_name == "schedule" and ref.startswith("refs/heads/"):
-        return ref.removeprefix("refs/heads/")
-    return None
+    return actions.default_branch_from_event(
+        settings.github_event_name, settings.github_event_path, settings.github_ref
+    )
 
 
 def default_branch(

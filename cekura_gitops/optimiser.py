@@ -64,10 +64,9 @@ def next_poll_delay(elapsed: float, retry_after: float | None = None) -> float:
     return delay
 
 
-def run_owner() -> str:
-    """Who holds a claim, for humans reading the state ref."""
-    run = os.environ.get("GITHUB_RUN_ID")
-    where = f"actions run {run}" if run else socket.gethostname()
+def run_owner(run_id: str | None = None) -> str:
+    """Who holds a claim, for humans reading the state ref (`run_id`: GITHUB_RUN_ID)."""
+    where = f"actions run {run_id}" if run_id else socket.gethostname()
     return f"{where} pid {os.getpid()} {uuid.uuid4().hex[:8]}"
 
 

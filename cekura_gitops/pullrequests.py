@@ -318,12 +318,4 @@ def upsert_sticky_comment(client: GitHubClient, number: int, body: str, marker: 
     return client.create_comment(number, text).html_url
 
 
-def pull_number_from_event(event: dict[str, Any]) -> int | None:
-    pr = event.get("pull_request")
-    if isinstance(pr, dict) and isinstance(pr.get("number"), int):
-        return int(pr["number"])
-    number = event.get("number")
-    return number if isinstance(number, int) else None
-
-
-__all__: Sequence[str] = ["GitHubPublisher", "upsert_sticky_comment", "pull_number_from_event"]
+__all__: Sequence[str] = ["GitHubPublisher", "upsert_sticky_comment"]

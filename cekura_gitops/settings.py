@@ -1,6 +1,8 @@
 """Settings: flags, then environment, then `cekura-gitops.yaml`, then defaults.
 
-This is the only module that reads `os.environ`. Secrets are kept out of reprs.
+This is the only module that reads configuration from `os.environ` (gitrepo.py hands the
+environment on to git unchanged; actions.py reads the files the runner names, from here).
+Secrets are kept out of reprs.
 """
 
 from __future__ import annotations

@@ -140,7 +140,11 @@ def _range(
     head: str | None,
 ) -> tuple[str, str, str]:
     """(base, head, why): --base, else the last fully applied commit, else the push, else HEAD~1."""
-    event = _push_event(settings) if base is None or head is None else None
+    event = (
+        actions.push_range(settings.github_event_name, settings.github_event_path)
+        if base is None or head is None
+        else None
+    )
     head = head or (event[1] if event else "HEAD")
     head_sha = repo.rev_parse(head)
     if head_sha is None:
@@ -231,17 +235,6 @@ def _on_branch(repo: GitRepo, remote: str, branch: str, sha: str) -> bool:
         return True
     tip = repo.fetch_optional(remote, f"refs/heads/{branch}", tracking)
     return tip is not None and repo.is_ancestor(sha, tip)
-
-
-def _push_event(settings: Settings) -> tuple[str, str] | None:
-    """Under Actions on push: the event's before/after (a push may hold several commits)."""
-    if settings.github_event_name != "push":
-        return None
-    event = actions.read_event(settings.github_event_path)
-    before, after = event.get("before"), event.get("after")
-    if not before or not after or set(str(before)) == {"0"}:
-        return None  # a new branch: fall back to HEAD~1..HEAD
-    return str(before), str(after)
 
 
 def _parse_at(raw: bytes | None, path: str) -> MetricFile | None:

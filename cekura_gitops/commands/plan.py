@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cekura_gitops import changes, diffs, markdown
@@ -93,12 +92,12 @@ def _actions_report(settings: Settings, plans: Sequence[MetricPlan], text: str) 
 
 def _comment(settings: Settings, console: Console, text: str) -> None:
     """Post or update the one sticky plan comment on the pull request of this event."""
+    from cekura_gitops import actions
     from cekura_gitops.clients import github_client
     from cekura_gitops.errors import GitHubAPIError
-    from cekura_gitops.pullrequests import pull_number_from_event, upsert_sticky_comment
+    from cekura_gitops.pullrequests import upsert_sticky_comment
 
-    event = _event(settings)
-    number = pull_number_from_event(event) if event else None
+    number = actions.pull_request_number(settings.github_event_path)
     if number is None or not settings.github_configured:
         console.warn(
             "--comment needs a pull_request event, GITHUB_TOKEN and GITHUB_REPOSITORY; not commenting"
@@ -111,16 +110,6 @@ def _comment(settings: Settings, console: Console, text: str) -> None:
     except GitHubAPIError as err:
         # A fork's token is read-only: the plan itself still succeeded.
         console.warn(f"could not post the plan comment (a fork pull request's token is read-only?): {err}")
-
-
-def _event(settings: Settings) -> dict[str, object] | None:
-    if not settings.github_event_path:
-        return None
-    try:
-        loaded = json.loads(Path(settings.github_event_path).read_text())
-    except (OSError, ValueError):
-        return None
-    return loaded if isinstance(loaded, dict) else None
 
 
 def _offline(settings: Settings, console: Console, count: int, fmt: str, *, explicit: bool) -> str:

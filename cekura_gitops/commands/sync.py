@@ -45,7 +45,7 @@ from cekura_gitops.gitrepo import GitRepo, Identity
 from cekura_gitops.interrupts import StopSignal
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.metricsdir import load_files, metrics_folder
-from cekura_gitops.optimiser import Optimiser, Outcome
+from cekura_gitops.optimiser import Optimiser, Outcome, run_owner
 from cekura_gitops.pool import parallel_map
 from cekura_gitops.prbody import HoldoutScores
 from cekura_gitops.progress import ProgressBoard
@@ -234,7 +234,12 @@ def _run(
     writer.prime(settings.branch_prefix)
     with cekura_client(settings, sleep=stop.sleep) as client, ProgressBoard(console) as board:
         optimiser = Optimiser(
-            client, store, settings.optimiser.timeout, stop=stop.event, on_poll=board.update
+            client,
+            store,
+            settings.optimiser.timeout,
+            stop=stop.event,
+            on_poll=board.update,
+            owner=run_owner(settings.github_run_id),
         )
         run = Run(
             settings,
