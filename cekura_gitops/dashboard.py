@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from cekura_gitops import markdown, prbody
-from cekura_gitops.clients import github_client
 from cekura_gitops.console import Console
 from cekura_gitops.errors import GitHubAPIError
 from cekura_gitops.githistory import ScorePoint
 from cekura_gitops.github import GitHubClient, Issue
 from cekura_gitops.scores import Score, pair
-from cekura_gitops.settings import Settings
 from cekura_gitops.statuses import ApplyStatus, SyncStatus
 
 TITLE = "Cekura metrics dashboard"
@@ -46,13 +44,24 @@ class Row:
         return pair(self.old_score, self.new_score)
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """The run the dashboard reports: what triggered it, its log, and whom to tell."""
+
+    trigger: str  # the event's name, or "manual"
+    url: str  # the Actions run's page, or ""
+    notify_on: str
+    mention: str = ""
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def publish(
-    settings: Settings,
+    client: GitHubClient,
     console: Console,
+    run: RunInfo,
     *,
     command: str,
     rows: Sequence[Row],
@@ -65,18 +74,15 @@ def publish(
     `history` (merged proposals' scores per metric, rebuilt from git) is drawn as a chart
     and a table per metric.
     """
-    if not settings.github_configured:
-        return None
     try:
-        with github_client(settings) as client:
-            return _publish(settings, client, command, rows, managed, failed, history or {})
+        return _publish(run, client, command, rows, managed, failed, history or {})
     except GitHubAPIError as err:
         console.warn(f"could not update the dashboard issue: {err}")
         return None
 
 
 def _publish(
-    settings: Settings,
+    info: RunInfo,
     client: GitHubClient,
     command: str,
     rows: Sequence[Row],
@@ -97,16 +103,16 @@ def _publish(
             entry["scores"] = row.scores
         if command == "sync":
             entry["pr"] = row.pull_request
-    trigger = settings.github_event_name or "manual"
-    run = {"command": command, "at": now, "trigger": trigger, "failed": failed, "url": _run_url(settings)}
+    trigger = info.trigger
+    run = {"command": command, "at": now, "trigger": trigger, "failed": failed, "url": info.url}
     history = {k: v for k, v in history.items() if k in managed}
     body = _body(issue.body if issue else None, table, run, rows, history)
     if issue is None:
         issue = client.create_issue(title=TITLE, body=body, labels=[LABEL])
     elif body != issue.body or issue.state != "open":
         issue = client.update_issue(issue.number, body=body, state="open")
-    if _should_notify(settings.notify_on, failed):
-        mention = f" {settings.notify_mention}" if settings.notify_mention else ""
+    if _should_notify(info.notify_on, failed):
+        mention = f" {info.mention}" if info.mention else ""
         outcome = "failed" if failed else "succeeded"
         lines = [f"`cekura-gitops {command}` {outcome} ({trigger}, {now}).{mention}"]
         lines += [
@@ -200,14 +206,6 @@ def _find(client: GitHubClient) -> Issue | None:
 
 def _should_notify(on: str, failed: bool) -> bool:
     return on == "both" or (on == "failure" and failed) or (on == "success" and not failed)
-
-
-def _run_url(settings: Settings) -> str:
-    if settings.github_run_id and settings.github_repository:
-        return (
-            f"{settings.github_server_url}/{settings.github_repository}/actions/runs/{settings.github_run_id}"
-        )
-    return ""
 
 
 def _render(

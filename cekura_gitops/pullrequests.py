@@ -12,18 +12,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cekura_gitops import evidence_body, prbody, scores
 from cekura_gitops.branches import BranchResult
-from cekura_gitops.clients import github_client
 from cekura_gitops.console import Console
 from cekura_gitops.errors import GitHubAPIError
 from cekura_gitops.github import GitHubClient, PullRequest, PullRequestExists
 from cekura_gitops.publishing import DriftContext, ProposalContext, Published
-from cekura_gitops.settings import PullRequestSettings, Settings
+from cekura_gitops.settings import PullRequestSettings
 
 ACTIONS_BOT = "github-actions[bot]"
 
@@ -43,22 +42,8 @@ class GitHubPublisher:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _warned_token: bool = False
 
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, console: Console, *, sleep: Callable[[float], None] | None = None
-    ) -> GitHubPublisher:
-        return cls(
-            github_client(settings, sleep=sleep),
-            console,
-            settings.pull_requests,
-            settings.branch_prefix,
-            settings.dashboard_url,
-            auto_apply_default=settings.optimiser.auto_apply,
-            api_commits=settings.commit_via == "api",
-        )
-
     def close(self) -> None:
-        self.client.close()
+        """Nothing to release: the command that built the client closes it."""
 
     # -- queries ---------------------------------------------------------------------------
 

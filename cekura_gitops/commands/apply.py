@@ -11,7 +11,7 @@ from typing import Any
 from cekura_gitops import actions, changes, crashpoints, dashboard, diffs, githistory, metric_files, yamltext
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import GuardResult
-from cekura_gitops.clients import cekura_client, git_repo
+from cekura_gitops.clients import cekura_client, git_repo, github_client
 from cekura_gitops.console import Console
 from cekura_gitops.defaultbranch import default_branch
 from cekura_gitops.errors import CekuraAPIError, ConfigError, GitError, GitOpsError, MetricValidationError
@@ -105,16 +105,35 @@ def apply(
         _record_applied(console, repo, store, remote, branch, head_sha)
     code = report(settings, console, results, dry_run=dry_run)
     if not dry_run and results:
-        dashboard.publish(
-            settings,
-            console,
-            command="apply",
-            rows=[dashboard.Row(r.slug, r.status, detail=r.detail) for r in results],
-            managed=_managed_slugs(settings, repo, head),
-            failed=code != 0,
-            history=githistory.score_history(repo, head, rel),
-        )
+        _publish_dashboard(settings, console, results, repo, head, rel, failed=code != 0)
     return code
+
+
+def _publish_dashboard(
+    settings: Settings,
+    console: Console,
+    results: Sequence[ApplyResult],
+    repo: GitRepo,
+    head: str,
+    rel: str,
+    *,
+    failed: bool,
+) -> None:
+    rows = [dashboard.Row(r.slug, r.status, detail=r.detail) for r in results]
+    managed = _managed_slugs(settings, repo, head)
+    history = githistory.score_history(repo, head, rel)
+    if not settings.github_configured:
+        return
+    run = dashboard.RunInfo(
+        trigger=settings.github_event_name or "manual",
+        url=actions.run_url(settings.github_server_url, settings.github_repository, settings.github_run_id),
+        notify_on=settings.notify_on,
+        mention=settings.notify_mention,
+    )
+    with github_client(settings) as github:
+        dashboard.publish(
+            github, console, run, command="apply", rows=rows, managed=managed, failed=failed, history=history
+        )
 
 
 def _require_folder(repo: GitRepo, rel: str, base: str, head: str) -> None:

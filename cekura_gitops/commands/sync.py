@@ -12,12 +12,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cekura_gitops import (
+    actions,
     crashpoints,
     dashboard,
     evidence,
     feedback,
     githistory,
     holdout,
+    markdown,
     metric_files,
     scores,
     yamltext,
@@ -26,7 +28,7 @@ from cekura_gitops.apicommits import ApiCommitter
 from cekura_gitops.branches import BranchStatus, BranchWriter
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import field_changes
-from cekura_gitops.clients import cekura_client, git_repo
+from cekura_gitops.clients import cekura_client, git_repo, github_client
 from cekura_gitops.console import Console
 from cekura_gitops.defaultbranch import default_branch
 from cekura_gitops.errors import (
@@ -40,6 +42,7 @@ from cekura_gitops.errors import (
     RescoreError,
 )
 from cekura_gitops.evidence import Evidence
+from cekura_gitops.github import GitHubClient
 from cekura_gitops.githubaccess import access_for
 from cekura_gitops.gitrepo import GitRepo, Identity
 from cekura_gitops.interrupts import StopSignal
@@ -152,45 +155,93 @@ def sync(
     remote = settings.remote if repo.has_remote(settings.remote) else None
     if push and remote is None:
         raise ConfigError(f"no git remote {settings.remote!r} to push to: add one, or run with --no-push")
-    on_github = False
-    with contextlib.ExitStack() as stack:
-        stop = stack.enter_context(StopSignal())
-        if open_prs and publisher is None:
-            publisher = _github_publisher(settings, console, push, stop)
-            on_github = publisher is not None
-            if publisher is not None:
-                stack.callback(publisher.close)
-        if on_github and shard is not None:
-            # Shards run at once as one identity: each takes its share of the write budget.
-            access_for(settings).pacer.share(shard[1])
-        aliases = {f.metric.slug: f.metric.id for f in every if f.metric.id is not None}
-        try:
-            results = _run(
-                settings, console, files, repo, remote, publisher, push, force, aliases, stop, shard
+    stop = StopSignal()
+    with contextlib.ExitStack() as closing:
+        # The run's one GitHub client: pull requests, API commits and the dashboard.
+        github = github_client(settings, sleep=stop.sleep) if settings.github_configured else None
+        if github is not None:
+            closing.callback(github.close)
+        with stop:
+            results, history = _sync_all(
+                settings,
+                console,
+                files,
+                every,
+                repo,
+                remote,
+                github,
+                stop,
+                push=push,
+                open_prs=open_prs,
+                force=force,
+                publisher=publisher,
+                shard=shard,
             )
-        except GitOpsError as err:
-            if stop.stopped and not isinstance(err, Interrupted):
-                raise Interrupted(f"interrupted ({err})") from None  # e.g. git killed by Ctrl-C
-            raise
-        history = _score_history(settings, repo, remote, publisher) if on_github and not stop.stopped else {}
-    code = report(settings, console, results)
-    if stop.stopped:
-        console.warn(
-            "interrupted: optimisations already started go on in Cekura; their progress ids are "
-            "in refs/cekura-gitops/state, and the next sync resumes them"
-        )
-        return EXIT_INTERRUPTED
-    if on_github:
-        dashboard.publish(
-            settings,
-            console,
-            command="sync",
-            rows=[_dashboard_row(r) for r in results],
-            managed=[f.metric.slug for f in every],
-            failed=code != 0,
-            history=history,
-        )
+        code = report(settings, console, results)
+        if stop.stopped:
+            console.warn(
+                "interrupted: optimisations already started go on in Cekura; their progress ids are "
+                "in refs/cekura-gitops/state, and the next sync resumes them"
+            )
+            return EXIT_INTERRUPTED
+        if history is not None and github is not None:
+            dashboard.publish(
+                github,
+                console,
+                dashboard.RunInfo(
+                    trigger=settings.github_event_name or "manual",
+                    url=actions.run_url(
+                        settings.github_server_url, settings.github_repository, settings.github_run_id
+                    ),
+                    notify_on=settings.notify_on,
+                    mention=settings.notify_mention,
+                ),
+                command="sync",
+                rows=[_dashboard_row(r) for r in results],
+                managed=[f.metric.slug for f in every],
+                failed=code != 0,
+                history=history,
+            )
     return code
+
+
+def _sync_all(
+    settings: Settings,
+    console: Console,
+    files: Sequence[MetricFile],
+    every: Sequence[MetricFile],
+    repo: GitRepo,
+    remote: str | None,
+    github: GitHubClient | None,
+    stop: StopSignal,
+    *,
+    push: bool,
+    open_prs: bool,
+    force: bool,
+    publisher: Publisher | None,
+    shard: tuple[int, int] | None,
+) -> tuple[list[SyncResult], dict[str, list[githistory.ScorePoint]] | None]:
+    """Every metric's result, and the merged proposals' scores when the dashboard is due
+    (None: pull requests do not go to GitHub, or the run was stopped)."""
+    on_github = False
+    if open_prs and publisher is None:
+        publisher = _github_publisher(settings, console, push, github)
+        on_github = publisher is not None
+    if on_github and shard is not None and github is not None:
+        # Shards run at once as one identity: each takes its share of the write budget.
+        github.pacer.share(shard[1])
+    aliases = {f.metric.slug: f.metric.id for f in every if f.metric.id is not None}
+    try:
+        results = _run(
+            settings, console, files, repo, remote, publisher, push, force, aliases, stop, github, shard
+        )
+    except GitOpsError as err:
+        if stop.stopped and not isinstance(err, Interrupted):
+            raise Interrupted(f"interrupted ({err})") from None  # e.g. git killed by Ctrl-C
+        raise
+    if not on_github or stop.stopped:
+        return results, None
+    return results, _score_history(settings, repo, remote, publisher)
 
 
 def _score_history(
@@ -223,6 +274,7 @@ def _run(
     force: bool,
     aliases: Mapping[str, int],
     stop: StopSignal,
+    github: GitHubClient | None,
     shard: tuple[int, int] | None = None,
 ) -> list[SyncResult]:
     base_branch = default_branch(settings, repo, remote, api=publisher.default_branch if publisher else None)
@@ -230,7 +282,7 @@ def _run(
     identity = Identity(settings.author_name, settings.author_email)
     store = StateStore(repo, remote, identity, aliases=aliases)
     metrics_rel = metrics_folder(settings, repo)
-    writer = _branch_writer(settings, repo, identity, remote if push else None)
+    writer = _branch_writer(settings, repo, identity, remote if push else None, github)
     writer.prime(settings.branch_prefix)
     with cekura_client(settings, sleep=stop.sleep) as client, ProgressBoard(console) as board:
         optimiser = Optimiser(
@@ -263,17 +315,18 @@ def _run(
         return parallel_map(lambda f: _guarded(run, f), files, workers)
 
 
-def _branch_writer(settings: Settings, repo: GitRepo, identity: Identity, remote: str | None) -> BranchWriter:
+def _branch_writer(
+    settings: Settings, repo: GitRepo, identity: Identity, remote: str | None, github: GitHubClient | None
+) -> BranchWriter:
     """Bot branches by git push, or (`git: {commit_via: api}`) made by GitHub and signed."""
-    if not settings.github_configured:
+    if github is None:
         if settings.commit_via == "api" and remote is not None:
             raise ConfigError(
                 "git.commit_via: api creates commits through GitHub's API: set GITHUB_REPOSITORY "
                 "and a GitHub App (CEKURA_GITOPS_APP_ID, CEKURA_GITOPS_APP_PRIVATE_KEY) or GITHUB_TOKEN"
             )
         return BranchWriter(repo, identity, remote)
-    access = access_for(settings)
-    login = access.bot_login()
+    login = access_for(settings).bot_login()
     if settings.commit_via != "api" or remote is None:
         return BranchWriter(repo, identity, remote, bot_login=login)
     if login is None:
@@ -282,9 +335,7 @@ def _branch_writer(settings: Settings, repo: GitRepo, identity: Identity, remote
             "CEKURA_GITOPS_APP_PRIVATE_KEY) or the Actions GITHUB_TOKEN: GitHub authors those "
             "commits, and sync must recognise them as its own"
         )
-    return BranchWriter(
-        repo, identity, remote, committer=ApiCommitter(access.client(), repo), bot_login=login
-    )
+    return BranchWriter(repo, identity, remote, committer=ApiCommitter(github, repo), bot_login=login)
 
 
 def _enabled(f: MetricFile, settings: Settings) -> bool:
@@ -292,17 +343,27 @@ def _enabled(f: MetricFile, settings: Settings) -> bool:
     return settings.optimiser.enabled if value is None else value
 
 
-def _github_publisher(settings: Settings, console: Console, push: bool, stop: StopSignal) -> Publisher | None:
+def _github_publisher(
+    settings: Settings, console: Console, push: bool, github: GitHubClient | None
+) -> Publisher | None:
     if not push:
         console.warn("--no-push: pull requests need pushed branches; not opening any")
         return None
-    if not settings.github_configured:
+    if github is None:
         console.warn(
             "GITHUB_TOKEN or GITHUB_REPOSITORY is not set: branches are pushed but no pull "
             "requests are opened (pass --no-pr to silence this)"
         )
         return None
-    return GitHubPublisher.from_settings(settings, console, sleep=stop.sleep)
+    return GitHubPublisher(
+        github,
+        console,
+        settings.pull_requests,
+        settings.branch_prefix,
+        settings.dashboard_url,
+        auto_apply_default=settings.optimiser.auto_apply,
+        api_commits=settings.commit_via == "api",
+    )
 
 
 def _base_commit(repo: GitRepo, remote: str | None, branch: str) -> str:
@@ -822,8 +883,6 @@ def report(settings: Settings, console: Console, results: Sequence[SyncResult]) 
 
 
 def _actions_report(settings: Settings, results: Sequence[SyncResult]) -> None:
-    from cekura_gitops import actions, markdown
-
     if settings.github_output:
         prs = [r.pull_request for r in results if r.pull_request]
         actions.write_outputs(
