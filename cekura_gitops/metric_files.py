@@ -205,19 +205,19 @@ def load_metrics(
     identity_only: bool = False,
 ) -> list[MetricFile]:
     """Every metric file under paths, or MetricValidationError listing every problem."""
-    files, problems = discover(paths, root)
-    loaded: list[MetricFile] = []
-    name = PathNamer(root)
     with _no_cycle_collection():
+        files, problems = discover(paths, root)
+        loaded: list[MetricFile] = []
+        name = PathNamer(root)
         for path in files:
             try:
                 loaded.append(read_metric_file(path, name(path), identity_only=identity_only))
             except MetricValidationError as err:
                 problems.extend(err.problems)
-    problems.extend(duplicate_problems(loaded))
-    if problems:
-        raise MetricValidationError(problems)
-    return sorted(loaded, key=lambda f: f.metric.slug)
+        problems.extend(duplicate_problems(loaded))
+        if problems:
+            raise MetricValidationError(problems)
+        return sorted(loaded, key=lambda f: f.metric.slug)
 
 
 @contextmanager
