@@ -58,7 +58,7 @@ def _run(command: str, size: Size, code: Path | None = None) -> CliRun:
 
 
 def scale_scenario(cfg: Config, report: Report) -> None:
-    counts = (1000, 5000, 10000) if not cfg.smoke else (40, 120, 400)
+    counts = (1000, 5000, 10000) if not cfg.smoke else (20, 60, 200)
     sizes = {c: _prepare(cfg, c) for c in counts}
     walls: dict[tuple[str, int], list[float]] = {}
     rss: dict[tuple[str, int], list[int]] = {}
