@@ -15,7 +15,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +231,39 @@ def statuses(doc: Mapping[str, Any]) -> dict[str, str]:
 
 def no_traceback(text: str) -> None:
     assert "Traceback" not in text and "internal error" not in text, text
+
+
+def end_runs_once_both_decided(
+    sandbox: Sandbox, origin: Path, procs: Sequence[subprocess.Popen[str]], errs: Sequence[Path]
+) -> None:
+    """With every optimisation held running, wait until each of two concurrent syncs has
+    decided about each metric, then end the runs.
+
+    A loaded machine can start the second sync seconds late: were the first one's runs over
+    by then, it would take a run over while the first publishes it (both publish it), or
+    find nothing left to do. A metric is decided once its record names a run and the sync
+    not holding it took it over or said it is in flight (on stderr, in `errs`).
+    """
+    owners: dict[int, set[str]] = {i: set() for i in IDS.values()}
+    deadline = time.monotonic() + 90
+    while True:
+        runs = state(origin).get("runs", {})
+        said = [path.read_text() for path in errs]
+        undecided = []
+        for slug, metric_id in IDS.items():
+            record = runs.get(metric_id)
+            if record is None or "progress_id" not in record:
+                undecided.append(slug)
+                continue
+            owners[metric_id].add(record["owner"])
+            others = [t for p, t in zip(procs, said, strict=True) if f" pid {p.pid} " not in record["owner"]]
+            if len(owners[metric_id]) < 2 and not any(f"{slug}: in-flight" in t for t in others):
+                undecided.append(slug)
+        if not undecided:
+            break
+        if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
+            for p in procs:
+                p.kill()
+            raise AssertionError(f"undecided: {undecided}; stderr: {said}")
+        time.sleep(0.2)
+    sandbox.state.finish_optimisations()

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from tests._hardening import (  # noqa: F401
     assert_yaml_parses_everywhere,
     cekura_env,
     clone,
+    end_runs_once_both_decided,
     fresh_repo,
     github_env,
     open_pr_heads,
@@ -44,23 +46,34 @@ from tests.conftest import Repo
 ROUNDS = 3
 
 
-def _start(args: list[str], repo: Repo, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "cekura_gitops", "--json", *args],
-        cwd=repo.work,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _start(args: list[str], repo: Repo, env: dict[str, str], err: Path) -> subprocess.Popen[str]:
+    with err.open("w") as stderr:  # a file, so that it can be read while the process runs
+        return subprocess.Popen(
+            [sys.executable, "-m", "cekura_gitops", "--json", *args],
+            cwd=repo.work,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
 
 
-def _both(args: list[str], a: Repo, b: Repo, env: dict[str, str]) -> list[tuple[int, dict[str, Any], str]]:
+def _both(
+    args: list[str],
+    a: Repo,
+    b: Repo,
+    env: dict[str, str],
+    meanwhile: Callable[[list[subprocess.Popen[str]], list[Path]], None] | None = None,
+) -> list[tuple[int, dict[str, Any], str]]:
     """Start two processes at once; (exit code, JSON report, stderr) of each."""
-    procs = [_start(args, a, env), _start(args, b, env)]
+    errs = [a.work.parent / "stderr", b.work.parent / "stderr"]
+    procs = [_start(args, a, env, errs[0]), _start(args, b, env, errs[1])]
+    if meanwhile is not None:
+        meanwhile(procs, errs)
     results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=60)
+    for proc, path in zip(procs, errs, strict=True):
+        out, _ = proc.communicate(timeout=60)
+        err = path.read_text()
         assert "Traceback" not in err, err
         results.append((proc.returncode, json.loads(out) if out.strip() else {}, err))
     return results
@@ -72,12 +85,18 @@ def test_two_syncs_at_once_start_one_optimisation_per_metric(
 ) -> None:  # type: ignore[no-untyped-def]
     repo = fresh_repo(template_origin, tmp_path / "r")
     gh = make_fake_github(origin_path=repo.origin, owner="acme", repo="metrics", token=TOKEN)
-    # Runs long enough that both processes are up and claiming while the first one's runs go
-    # on, even when a loaded machine starts the second process seconds late.
-    with Sandbox(optimiser_seconds=5.0) as sandbox:
+    # Runs held until both processes have claimed, found or taken over each, however late a
+    # loaded machine starts the second one.
+    with Sandbox(optimiser_seconds=600.0) as sandbox:
         env = {**cekura_env(sandbox), **github_env(gh)}
         a, b = clone(repo.origin, tmp_path / "a"), clone(repo.origin, tmp_path / "b")
-        results = _both(["sync"], a, b, env)
+        results = _both(
+            ["sync"],
+            a,
+            b,
+            env,
+            lambda procs, errs: end_runs_once_both_decided(sandbox, repo.origin, procs, errs),
+        )
         started = sandbox.state.optimisations_started
         assert sandbox.validation_errors == []
 

@@ -179,13 +179,22 @@ def test_two_api_mode_syncs_at_once_start_one_optimisation_per_metric(
     import sys
 
     from cekura_gitops.sandbox import Sandbox
-    from tests._hardening import IDS, SLUGS, cekura_env, clone, fresh_repo, open_pr_heads, state
+    from tests._hardening import (
+        IDS,
+        SLUGS,
+        cekura_env,
+        clone,
+        end_runs_once_both_decided,
+        fresh_repo,
+        open_pr_heads,
+        state,
+    )
 
     repo = fresh_repo(template_origin, tmp_path / "r")
     configure(repo, (repo.work / "cekura-gitops.yaml").read_text() + "\n" + API_CONFIG)
     app = FakeApp()
     gh = make_fake_github(origin_path=repo.origin, owner="acme", repo="metrics", token=GH_TOKEN, app=app)
-    with Sandbox(optimiser_seconds=1.0) as sandbox:
+    with Sandbox(optimiser_seconds=600.0) as sandbox:  # held until both have decided
         env = {
             **os.environ,
             **cekura_env(sandbox),
@@ -196,18 +205,25 @@ def test_two_api_mode_syncs_at_once_start_one_optimisation_per_metric(
             "GITHUB_GRAPHQL_URL": gh.graphql_url,
         }
         a, b = clone(repo.origin, tmp_path / "a"), clone(repo.origin, tmp_path / "b")
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "cekura_gitops", "--json", "sync"],
-                cwd=clone_.work,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for clone_ in (a, b)
+        errs = [tmp_path / "a.err", tmp_path / "b.err"]
+        procs = []
+        for clone_, path in zip((a, b), errs, strict=True):
+            with path.open("w") as stderr:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "cekura_gitops", "--json", "sync"],
+                        cwd=clone_.work,
+                        env=env,
+                        stdout=subprocess.PIPE,
+                        stderr=stderr,
+                        text=True,
+                    )
+                )
+        end_runs_once_both_decided(sandbox, repo.origin, procs, errs)
+        outputs = [
+            (proc.communicate(timeout=120)[0], path.read_text())
+            for proc, path in zip(procs, errs, strict=True)
         ]
-        outputs = [proc.communicate(timeout=120) for proc in procs]
         started = sandbox.state.optimisations_started
     assert started == {i: 1 for i in IDS.values()}, (started, outputs)
     per_metric: dict[str, list[str]] = {slug: [] for slug in SLUGS}
