@@ -66,7 +66,7 @@ def _both(
     meanwhile: Callable[[list[subprocess.Popen[str]], list[Path]], None] | None = None,
 ) -> list[tuple[int, dict[str, Any], str]]:
     """Start two processes at once; (exit code, JSON report, stderr) of each."""
-    errs = [a.work.parent / "stderr", b.work.parent / "stderr"]
+    errs = [a.work.with_name(f"{a.work.name}.err"), b.work.with_name(f"{b.work.name}.err")]
     procs = [_start(args, a, env, errs[0]), _start(args, b, env, errs[1])]
     if meanwhile is not None:
         meanwhile(procs, errs)
