@@ -17,7 +17,7 @@ from collections.abc import Callable
 from harness import Population, new_sandbox
 
 from cekura_gitops.cekura import CekuraClient
-from cekura_gitops.proposal import RunState, parse_progress
+from cekura_gitops.progress import ProgressState, parse_progress
 
 FIXED_POLL = 0.5  # 30 s, at one real minute per benchmark second
 
@@ -45,7 +45,7 @@ def optimise(pop: Population, latency: float, seconds: float) -> float:
         while True:
             time.sleep(FIXED_POLL)
             reply = client.optimiser_progress(progress_id)
-            if parse_progress(reply.body).state is not RunState.PENDING:
+            if parse_progress(reply.body).state is not ProgressState.PENDING:
                 return
 
     return _measure(pop, latency, seconds, step)

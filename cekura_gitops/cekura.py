@@ -46,7 +46,7 @@ import httpx
 
 from cekura_gitops import __version__, httpio
 from cekura_gitops.errors import CekuraAPIError, CekuraKeyRefused
-from cekura_gitops.proposal import Progress, parse_progress
+from cekura_gitops.progress import Progress, parse_progress
 from cekura_gitops.redaction import Redactor, excerpt
 from cekura_gitops.replies import LiveMetric, RescoreReport
 from cekura_gitops.retryafter import parse_retry_after

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from cekura_gitops import crashpoints
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.errors import CekuraAPIError, GitError, Interrupted
-from cekura_gitops.proposal import Progress, RunState
+from cekura_gitops.progress import Progress, ProgressState
 from cekura_gitops.statestore import Conflict, LastRun, RunRecord, State, StateStore
 
 # A claim without a recorded run (its sync died between the claim and the record, or the
@@ -341,7 +341,7 @@ class Optimiser:
             progress = reply.progress
             elapsed = self.clock() - started
             self.on_poll(slug, progress.status, elapsed)
-            if progress.state is not RunState.PENDING:
+            if progress.state is not ProgressState.PENDING:
                 return RunResult(Outcome.FINISHED, progress_id, progress, resumed=resumed, polls=polls)
             delay = next_poll_delay(elapsed, reply.retry_after)
 

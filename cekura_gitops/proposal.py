@@ -1,11 +1,10 @@
-"""The optimiser's answer: both documented progress shapes -> Progress/Proposal, the
-trigger mapping onto metric fields, and the score guard.
+"""The optimiser's proposal: both documented result shapes -> Proposal, the trigger
+mapping onto metric fields, and the score guard. progress.py reads the poll around it.
 
 Shapes (reference/cekura-api.md §3): flat (`improved_metric_description`, `old_score`, …
 at the top level) and enveloped (`{"status", "output": {…, "meta_harness": {…}}}`).
-Parser rules: read `output`, fall back to the top level; prefer `custom_code`/`type` and
-`new_score`/`old_score`, fall back to `meta_harness`; success/completed is done,
-error/failed/cancelled is failure, anything else (undocumented) is pending.
+Parser rules: prefer `custom_code`/`type` and `new_score`/`old_score`, fall back to
+`meta_harness`.
 """
 
 from __future__ import annotations
@@ -24,14 +23,8 @@ from cekura_gitops.evidence import (
     parse_unresolved,
 )
 from cekura_gitops.metric import Metric, normalise
-from cekura_gitops.replies import DONE, FAILED, JSONObject
+from cekura_gitops.replies import JSONObject
 from cekura_gitops.scores import Score
-
-
-class RunState(enum.Enum):
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -55,33 +48,7 @@ class Proposal:
         return self.feedback_edits + self.unauthorized_label_changes
 
 
-@dataclass(frozen=True)
-class Progress:
-    state: RunState
-    status: str
-    proposal: Proposal | None
-    error: str | None
-
-
-def parse_progress(body: Mapping[str, Any]) -> Progress:
-    """One poll's body -> Progress (never raises on odd shapes: odd means pending/failed)."""
-    status = str(body.get("status") or "").lower()
-    output = body.get("output")
-    data: Mapping[str, Any] = output if isinstance(output, Mapping) else body
-    has_result = "improved_metric_description" in data and (
-        bool(data.get("improved_metric_description")) or Score.parse(data.get("new_score")) is not None
-    )
-    if status in FAILED:
-        error = body.get("error") or data.get("error") or body.get("message") or status
-        return Progress(RunState.FAILED, status, None, str(error)[:500])
-    if status in DONE or (not status and has_result):
-        if not has_result and not isinstance(data.get("meta_harness"), Mapping):
-            return Progress(RunState.FAILED, status, None, "the optimiser finished without a proposal")
-        return Progress(RunState.SUCCEEDED, status or "completed", _proposal(data), None)
-    return Progress(RunState.PENDING, status or "pending", None, None)
-
-
-def _proposal(data: Mapping[str, Any]) -> Proposal:
+def parse_proposal(data: Mapping[str, Any]) -> Proposal:
     meta = data.get("meta_harness") if isinstance(data.get("meta_harness"), Mapping) else {}
     assert isinstance(meta, Mapping)
     code = data.get("custom_code") or None

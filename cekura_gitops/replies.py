@@ -3,7 +3,7 @@
 - `LiveMetric`: a metric as Cekura serves it (detail, list item, or a write's answer);
 - `RescoreReport`: one poll of a re-scoring run (`run_reviews_progress`);
 - the optimiser's progress poll is `cekura.ProgressReply`, whose `progress` is
-  `proposal.Progress` (both documented shapes, parsed by `proposal.parse_progress`).
+  `progress.Progress` (both documented shapes, parsed by `progress.parse_progress`).
 
 What the tool reads has a type here; what it only carries (the field values plan compares,
 apply PATCHes and pull writes, a review as the label fingerprint hashes it) stays the

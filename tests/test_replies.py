@@ -8,7 +8,7 @@ import httpx
 
 from cekura_gitops.cekura import CekuraClient, LiveMetric, ProgressReply, RescoreReport
 from cekura_gitops.evidence import LabReview
-from cekura_gitops.proposal import RunState
+from cekura_gitops.progress import ProgressState
 from cekura_gitops.scores import Score
 
 METRIC: dict[str, Any] = {
@@ -71,6 +71,8 @@ def test_a_rescore_report_reads_score_and_verdicts_under_output_or_at_the_top() 
 
 def test_an_optimiser_poll_is_parsed_once_into_progress() -> None:
     reply = ProgressReply(body={"status": "success", "improved_metric_description": "d"}, retry_after=None)
-    assert reply.progress.state is RunState.SUCCEEDED
+    assert reply.progress.state is ProgressState.SUCCEEDED
     assert reply.progress.proposal is not None and reply.progress.proposal.description == "d"
-    assert ProgressReply(body={"status": "in_progress"}, retry_after=1.0).progress.state is RunState.PENDING
+    assert (
+        ProgressReply(body={"status": "in_progress"}, retry_after=1.0).progress.state is ProgressState.PENDING
+    )

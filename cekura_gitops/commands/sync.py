@@ -25,6 +25,7 @@ from cekura_gitops import (
     yamltext,
 )
 from cekura_gitops.apicommits import ApiCommitter
+from cekura_gitops.board import ProgressBoard
 from cekura_gitops.branches import BranchStatus, BranchWriter
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import field_changes
@@ -51,8 +52,8 @@ from cekura_gitops.metricsdir import load_files, metrics_folder
 from cekura_gitops.optimiser import Optimiser, Outcome, run_owner
 from cekura_gitops.pool import parallel_map
 from cekura_gitops.prbody import HoldoutScores
-from cekura_gitops.progress import ProgressBoard
-from cekura_gitops.proposal import Proposal, RunState, Verdict, changes_for, judge
+from cekura_gitops.progress import ProgressState
+from cekura_gitops.proposal import Proposal, Verdict, changes_for, judge
 from cekura_gitops.publishing import DriftContext, ProposalContext, Publisher
 from cekura_gitops.pullrequests import GitHubPublisher
 from cekura_gitops.replies import LiveMetric
@@ -464,7 +465,7 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
     progress = outcome.progress
     assert progress is not None and outcome.progress_id is not None
     used_fingerprint = fingerprint if record is None else record.fingerprint
-    if progress.state is RunState.FAILED or progress.proposal is None:
+    if progress.state is ProgressState.FAILED or progress.proposal is None:
         run.optimiser.finish(metric_id, slug, outcome.progress_id, used_fingerprint, SyncStatus.ERROR.value)
         return SyncResult(
             slug,
