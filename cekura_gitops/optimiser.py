@@ -80,7 +80,9 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True)
-class RunResult:
+class Optimisation:
+    """What came of one optimisation: how it ended, its progress id and its last poll."""
+
     outcome: Outcome
     progress_id: str | None = None
     progress: Progress | None = None
@@ -128,7 +130,7 @@ class Optimiser:
         """When a claim without a recorded run stops blocking its metric."""
         return record.claimed_at + CLAIM_EXPIRY * self.timeout
 
-    def run(
+    def optimise(
         self,
         metric_id: int,
         slug: str,
@@ -136,17 +138,17 @@ class Optimiser:
         fingerprint: str | None,
         *,
         slot: threading.Semaphore | None = None,
-    ) -> RunResult:
+    ) -> Optimisation:
         """Resume our recorded run for the metric, or claim and start one; then poll to the end.
 
         `slot` is held only while a run is started and followed (it bounds the runs in
         flight), not while claiming or checking the state ref, which overlap other runs.
         """
         if self.stop.is_set():
-            return RunResult(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
+            return Optimisation(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
         record = self.existing(self.store.load(), metric_id)
         if record is not None and record.progress_id is None:
-            return RunResult(Outcome.IN_FLIGHT, detail=self._blocked(record))
+            return Optimisation(Outcome.IN_FLIGHT, detail=self._blocked(record))
         resumed = record is not None
         if record is not None:
             # A recorded run of ours: its owner crashed, or is still polling it elsewhere.
@@ -154,7 +156,9 @@ class Optimiser:
             # one run, not two, publishes the result.
             record = self._adopt(metric_id, record)
             if record is None:
-                return RunResult(Outcome.IN_FLIGHT, detail="another run finished or took over this run first")
+                return Optimisation(
+                    Outcome.IN_FLIGHT, detail="another run finished or took over this run first"
+                )
             with self._slot(slot) as got:
                 if not got:
                     return _interrupted(record, resumed, 0)
@@ -164,22 +168,22 @@ class Optimiser:
             # its metrics queue for slots leaves no claim (nothing was started) to block them.
             with self._slot(slot) as got:
                 if not got:
-                    return RunResult(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
+                    return Optimisation(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
                 claimed = self._claim(metric_id, slug, fingerprint)
                 if claimed is None:
-                    return RunResult(Outcome.IN_FLIGHT, detail="another run claimed this metric first")
+                    return Optimisation(Outcome.IN_FLIGHT, detail="another run claimed this metric first")
                 crashpoints.hit("claimed", slug)
                 if self.stop.is_set():  # stopped during the claim's push: no POST sent, so it goes
                     self._clear(metric_id, slug, None)
-                    return RunResult(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
+                    return Optimisation(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
                 started = self._start(metric_id, slug, test_set_ids, claimed)
-                if isinstance(started, RunResult):
+                if isinstance(started, Optimisation):
                     return started
                 result = self._poll(slug, started, resumed, first_delay=MIN_POLL)
         if result.outcome is Outcome.FINISHED:
             holder = self.store.load(fresh=True).runs.get(metric_id)  # not our cached view
             if holder is None or holder.owner != self.owner:
-                return RunResult(
+                return Optimisation(
                     Outcome.IN_FLIGHT,
                     result.progress_id,
                     detail=f"run {result.progress_id} was taken over by "
@@ -215,7 +219,7 @@ class Optimiser:
 
     def _start(
         self, metric_id: int, slug: str, test_set_ids: Sequence[int] | None, claimed: RunRecord
-    ) -> RunRecord | RunResult:
+    ) -> RunRecord | Optimisation:
         """The one start POST, and the progress id recorded the moment it is returned.
 
         Nothing happens between the two but the record's push: a stop request is only
@@ -227,16 +231,16 @@ class Optimiser:
         except Interrupted:
             # Raised while waiting to resend a request that certainly did not take effect.
             self._clear(metric_id, slug, None)
-            return RunResult(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
+            return Optimisation(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
         except CekuraAPIError as err:
             if err.ambiguous:
-                return RunResult(
+                return Optimisation(
                     Outcome.AMBIGUOUS,
                     detail=f"{err}; a run may have started, so it is not resent: the next sync "
                     f"resumes after the claim expires ({int(CLAIM_EXPIRY * self.timeout)} s)",
                 )
             self._clear(metric_id, slug, None)
-            return RunResult(Outcome.ERROR, detail=str(err))
+            return Optimisation(Outcome.ERROR, detail=str(err))
         crashpoints.hit("started", slug)
         record = dataclasses.replace(claimed, progress_id=progress_id, started_at=self.clock())
         for attempt in range(1, RECORD_ATTEMPTS + 1):
@@ -295,7 +299,7 @@ class Optimiser:
         resumed: bool,
         *,
         first_delay: float = 0.0,
-    ) -> RunResult:
+    ) -> Optimisation:
         progress_id = record.progress_id
         assert progress_id is not None
         started = record.started_at or record.claimed_at
@@ -311,7 +315,7 @@ class Optimiser:
                     note = f"cancel failed: {err}"
                 last = LastRun(record.fingerprint, self.clock(), "timed-out", progress_id)
                 self._clear(record.metric_id, slug, last)
-                return RunResult(
+                return Optimisation(
                     Outcome.TIMED_OUT,
                     progress_id,
                     detail=f"no result after {int(self.timeout)} s ({note}); raise optimiser.timeout",
@@ -327,7 +331,7 @@ class Optimiser:
             except CekuraAPIError as err:
                 if err.status == 404:
                     self._clear(record.metric_id, slug, None)
-                    return RunResult(
+                    return Optimisation(
                         Outcome.ERROR,
                         progress_id,
                         detail=f"Cekura no longer knows run {progress_id}",
@@ -335,14 +339,14 @@ class Optimiser:
                         polls=polls,
                     )
                 # Keep the record: the run may still be going; the next sync resumes it.
-                return RunResult(Outcome.ERROR, progress_id, detail=str(err), resumed=resumed, polls=polls)
+                return Optimisation(Outcome.ERROR, progress_id, detail=str(err), resumed=resumed, polls=polls)
             polls += 1
             crashpoints.hit("polled", slug)
             progress = reply.progress
             elapsed = self.clock() - started
             self.on_poll(slug, progress.status, elapsed)
             if progress.state is not ProgressState.PENDING:
-                return RunResult(Outcome.FINISHED, progress_id, progress, resumed=resumed, polls=polls)
+                return Optimisation(Outcome.FINISHED, progress_id, progress, resumed=resumed, polls=polls)
             delay = next_poll_delay(elapsed, reply.retry_after)
 
     def _wait(self, seconds: float) -> bool:
@@ -379,8 +383,8 @@ def _put(state: State, record: RunRecord) -> State:
     return dataclasses.replace(state, runs={**state.runs, record.metric_id: record})
 
 
-def _interrupted(record: RunRecord, resumed: bool, polls: int) -> RunResult:
-    return RunResult(
+def _interrupted(record: RunRecord, resumed: bool, polls: int) -> Optimisation:
+    return Optimisation(
         Outcome.INTERRUPTED,
         record.progress_id,
         detail=f"stopped following run {record.progress_id}: it goes on in Cekura, and the next "

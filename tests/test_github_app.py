@@ -84,14 +84,14 @@ def test_a_sync_that_outlives_its_first_token_still_opens_its_pr(
 ) -> None:  # type: ignore[no-untyped-def]
     from cekura_gitops.optimiser import Optimiser
 
-    original = Optimiser.run
+    original = Optimiser.optimise
 
     def slow_run(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         outcome = original(self, *args, **kwargs)
         clock.advance(TOKEN_LIFETIME + 60)  # the optimiser took longer than a token lives
         return outcome
 
-    monkeypatch.setattr(Optimiser, "run", slow_run)
+    monkeypatch.setattr(Optimiser, "optimise", slow_run)
     result = sync(cli, pulled, env)
     assert result.code == 0, result.err
     assert only(result)["status"] == "proposed"
@@ -195,14 +195,14 @@ def test_git_uses_the_apps_current_token_through_its_credential_helper_only(
     )
     (shim / "git").chmod(0o755)
     monkeypatch.setenv("PATH", f"{shim}{os.pathsep}{os.environ['PATH']}")
-    original = Optimiser.run
+    original = Optimiser.optimise
 
     def slow_run(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         outcome = original(self, *args, **kwargs)
         clock.advance(TOKEN_LIFETIME + 60)
         return outcome
 
-    monkeypatch.setattr(Optimiser, "run", slow_run)
+    monkeypatch.setattr(Optimiser, "optimise", slow_run)
     with GitHTTPServer(pulled.origin.parent, accept=lambda p: gh.tokens.valid(p, clock())) as server:
         url = server.url(pulled.origin.name)
         pulled.git("remote", "set-url", "origin", url)

@@ -453,29 +453,39 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
     run.board.update(slug, "starting" if record is None else "resuming")
     guard = _holdout_plan(run, f, reviews)
     train_ids = guard.split.training if guard.split else f.metric.optimiser.test_set_ids
-    outcome = run.optimiser.run(metric_id, slug, train_ids, fingerprint, slot=run.slots)
-    if outcome.outcome is Outcome.IN_FLIGHT:
-        return SyncResult(slug, metric_id, SyncStatus.IN_FLIGHT, outcome.detail)
-    if outcome.outcome is Outcome.INTERRUPTED or (outcome.outcome is Outcome.FINISHED and run.stop.stopped):
+    optimisation = run.optimiser.optimise(metric_id, slug, train_ids, fingerprint, slot=run.slots)
+    if optimisation.outcome is Outcome.IN_FLIGHT:
+        return SyncResult(slug, metric_id, SyncStatus.IN_FLIGHT, optimisation.detail)
+    if optimisation.outcome is Outcome.INTERRUPTED or (
+        optimisation.outcome is Outcome.FINISHED and run.stop.stopped
+    ):
         # The record stays: the next sync resumes the run (or reads its result) and publishes.
-        detail = outcome.detail or f"run {outcome.progress_id} ended; the next sync publishes its result"
-        return SyncResult(slug, metric_id, SyncStatus.INTERRUPTED, detail, progress_id=outcome.progress_id)
-    if outcome.outcome in (Outcome.AMBIGUOUS, Outcome.ERROR, Outcome.TIMED_OUT):
-        return SyncResult(slug, metric_id, SyncStatus.ERROR, outcome.detail, progress_id=outcome.progress_id)
-    progress = outcome.progress
-    assert progress is not None and outcome.progress_id is not None
+        detail = (
+            optimisation.detail or f"run {optimisation.progress_id} ended; the next sync publishes its result"
+        )
+        return SyncResult(
+            slug, metric_id, SyncStatus.INTERRUPTED, detail, progress_id=optimisation.progress_id
+        )
+    if optimisation.outcome in (Outcome.AMBIGUOUS, Outcome.ERROR, Outcome.TIMED_OUT):
+        return SyncResult(
+            slug, metric_id, SyncStatus.ERROR, optimisation.detail, progress_id=optimisation.progress_id
+        )
+    progress = optimisation.progress
+    assert progress is not None and optimisation.progress_id is not None
     used_fingerprint = fingerprint if record is None else record.fingerprint
     if progress.state is ProgressState.FAILED or progress.proposal is None:
-        run.optimiser.finish(metric_id, slug, outcome.progress_id, used_fingerprint, SyncStatus.ERROR.value)
+        run.optimiser.finish(
+            metric_id, slug, optimisation.progress_id, used_fingerprint, SyncStatus.ERROR.value
+        )
         return SyncResult(
             slug,
             metric_id,
             SyncStatus.ERROR,
             f"optimiser failed: {progress.error}",
-            progress_id=outcome.progress_id,
+            progress_id=optimisation.progress_id,
         )
-    result = _propose(run, f, live, progress.proposal, outcome.progress_id, guard)
-    run.optimiser.finish(metric_id, slug, outcome.progress_id, used_fingerprint, result.status.value)
+    result = _propose(run, f, live, progress.proposal, optimisation.progress_id, guard)
+    run.optimiser.finish(metric_id, slug, optimisation.progress_id, used_fingerprint, result.status.value)
     return result
 
 
