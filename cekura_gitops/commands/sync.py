@@ -115,7 +115,7 @@ class SyncResult:
 
 
 @dataclass
-class Run:
+class SyncSession:
     """One sync invocation's shared parts."""
 
     settings: Settings
@@ -233,7 +233,7 @@ def _sync_all(
         github.pacer.share(shard[1])
     aliases = {f.metric.slug: f.metric.id for f in every if f.metric.id is not None}
     try:
-        results = _run(
+        results = _sync_files(
             settings, console, files, repo, remote, publisher, push, force, aliases, stop, github, shard
         )
     except GitOpsError as err:
@@ -264,7 +264,7 @@ def _dashboard_row(r: SyncResult) -> dashboard.Row:
     return dashboard.Row(r.slug, r.status, r.old_score, r.new_score, r.pull_request or "", r.detail)
 
 
-def _run(
+def _sync_files(
     settings: Settings,
     console: Console,
     files: Sequence[MetricFile],
@@ -294,7 +294,7 @@ def _run(
             on_poll=board.update,
             owner=run_owner(settings.github_run_id),
         )
-        run = Run(
+        session = SyncSession(
             settings,
             console,
             client,
@@ -313,7 +313,7 @@ def _run(
         )
         console.say(f"sync: {len(files)} metric(s) on {base_branch} @ {base[:8]}")
         workers = min(64, 2 * settings.concurrency)
-        return parallel_map(lambda f: _guarded(run, f), files, workers)
+        return parallel_map(lambda f: _guarded(session, f), files, workers)
 
 
 def _branch_writer(
@@ -378,11 +378,11 @@ def _base_commit(repo: GitRepo, remote: str | None, branch: str) -> str:
     return sha
 
 
-def _guarded(run: Run, f: MetricFile) -> SyncResult:
+def _guarded(session: SyncSession, f: MetricFile) -> SyncResult:
     """One metric; its failure is a result, never an exception that stops the others."""
     try:
-        run.stop.check("starting")
-        result = _sync_one(run, f)
+        session.stop.check("starting")
+        result = _sync_one(session, f)
     except Interrupted as err:
         result = SyncResult(
             f.metric.slug, f.metric.id, SyncStatus.INTERRUPTED, f"{err}; the next sync goes on"
@@ -391,25 +391,25 @@ def _guarded(run: Run, f: MetricFile) -> SyncResult:
         if err.stops_run:  # a refused key: one line for the run, not one per metric
             raise
         # A git child shares the terminal's process group: Ctrl-C kills it too.
-        status = SyncStatus.INTERRUPTED if run.stop.stopped else SyncStatus.ERROR
+        status = SyncStatus.INTERRUPTED if session.stop.stopped else SyncStatus.ERROR
         result = SyncResult(f.metric.slug, f.metric.id, status, str(err))
     finally:
-        if run.publisher is not None:
-            run.publisher.release_writes()  # what this metric booked and did not write
-    run.board.done(f.metric.slug)
-    run.console.say(_line(result))
+        if session.publisher is not None:
+            session.publisher.release_writes()  # what this metric booked and did not write
+    session.board.done(f.metric.slug)
+    session.console.say(_line(result))
     return result
 
 
-def _rel(run: Run, f: MetricFile) -> str:
+def _rel(session: SyncSession, f: MetricFile) -> str:
     """The metric file's path in the repository."""
-    return f"{run.metrics_rel}/{f.path.name}" if run.metrics_rel != "." else f.path.name
+    return f"{session.metrics_rel}/{f.path.name}" if session.metrics_rel != "." else f.path.name
 
 
-def _at_base(run: Run, f: MetricFile) -> MetricFile | None:
+def _at_base(session: SyncSession, f: MetricFile) -> MetricFile | None:
     """The metric file as the default branch has it (proposals are cut from there)."""
-    rel = _rel(run, f)
-    raw = run.repo.show_file(run.base, rel)
+    rel = _rel(session, f)
+    raw = session.repo.show_file(session.base, rel)
     if raw is None:
         return None
     text = yamltext.decode(raw, rel)
@@ -417,47 +417,47 @@ def _at_base(run: Run, f: MetricFile) -> MetricFile | None:
     return replace(parsed, path=f.path)
 
 
-def _sync_one(run: Run, working: MetricFile) -> SyncResult:
+def _sync_one(session: SyncSession, working: MetricFile) -> SyncResult:
     slug, metric_id = working.metric.slug, working.metric.id
     try:
-        f = _at_base(run, working)
+        f = _at_base(session, working)
     except MetricValidationError as err:
-        return SyncResult(slug, metric_id, SyncStatus.ERROR, f"invalid on {run.base_branch}: {err}")
+        return SyncResult(slug, metric_id, SyncStatus.ERROR, f"invalid on {session.base_branch}: {err}")
     if f is None:
         return SyncResult(
-            slug, metric_id, SyncStatus.ERROR, f"not on {run.base_branch} yet: commit and push it"
+            slug, metric_id, SyncStatus.ERROR, f"not on {session.base_branch} yet: commit and push it"
         )
     if metric_id is None:
         return SyncResult(slug, None, SyncStatus.MISSING_LIVE, "no id: merge the file so apply creates it")
-    run.board.update(slug, "checking")
+    session.board.update(slug, "checking")
     try:
-        live = run.client.get_metric(metric_id)
+        live = session.client.get_metric(metric_id)
     except CekuraAPIError as err:
         if err.status == 404:
             return SyncResult(slug, metric_id, SyncStatus.MISSING_LIVE, "no live metric with this id")
         raise
-    record = run.optimiser.existing(run.optimiser.store.load(), metric_id)
+    record = session.optimiser.existing(session.optimiser.store.load(), metric_id)
     reviews = feedback.relevant(live.review_items, f.metric.optimiser.test_set_ids)
     fingerprint = feedback.fingerprint(reviews)
     if record is None:
         drift = field_changes(f.metric, live)
         if drift:
-            return _drift(run, f, live, {c.name: c.live for c in drift})
-        gate = _gate(run, f, reviews, fingerprint)
+            return _drift(session, f, live, {c.name: c.live for c in drift})
+        gate = _gate(session, f, reviews, fingerprint)
         if gate is not None:
             return gate
-    if run.publisher is not None and not run.publisher.reserve_writes():
+    if session.publisher is not None and not session.publisher.reserve_writes():
         # Checked before the optimiser runs: no credits are spent on a proposal this run
         # could not publish, and nothing is recorded, so the next run takes the metric up.
-        return SyncResult(slug, metric_id, SyncStatus.SKIPPED_CAP, _budget_detail(run))
-    run.board.update(slug, "starting" if record is None else "resuming")
-    guard = _holdout_plan(run, f, reviews)
+        return SyncResult(slug, metric_id, SyncStatus.SKIPPED_CAP, _budget_detail(session))
+    session.board.update(slug, "starting" if record is None else "resuming")
+    guard = _holdout_plan(session, f, reviews)
     train_ids = guard.split.training if guard.split else f.metric.optimiser.test_set_ids
-    optimisation = run.optimiser.optimise(metric_id, slug, train_ids, fingerprint, slot=run.slots)
+    optimisation = session.optimiser.optimise(metric_id, slug, train_ids, fingerprint, slot=session.slots)
     if optimisation.outcome is Outcome.IN_FLIGHT:
         return SyncResult(slug, metric_id, SyncStatus.IN_FLIGHT, optimisation.detail)
     if optimisation.outcome is Outcome.INTERRUPTED or (
-        optimisation.outcome is Outcome.FINISHED and run.stop.stopped
+        optimisation.outcome is Outcome.FINISHED and session.stop.stopped
     ):
         # The record stays: the next sync resumes the run (or reads its result) and publishes.
         detail = (
@@ -474,7 +474,7 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
     assert progress is not None and optimisation.progress_id is not None
     used_fingerprint = fingerprint if record is None else record.fingerprint
     if progress.state is ProgressState.FAILED or progress.proposal is None:
-        run.optimiser.finish(
+        session.optimiser.finish(
             metric_id, slug, optimisation.progress_id, used_fingerprint, SyncStatus.ERROR.value
         )
         return SyncResult(
@@ -484,17 +484,17 @@ def _sync_one(run: Run, working: MetricFile) -> SyncResult:
             f"optimiser failed: {progress.error}",
             progress_id=optimisation.progress_id,
         )
-    result = _propose(run, f, live, progress.proposal, optimisation.progress_id, guard)
-    run.optimiser.finish(metric_id, slug, optimisation.progress_id, used_fingerprint, result.status.value)
+    result = _propose(session, f, live, progress.proposal, optimisation.progress_id, guard)
+    session.optimiser.finish(metric_id, slug, optimisation.progress_id, used_fingerprint, result.status.value)
     return result
 
 
-def _gate(run: Run, f: MetricFile, reviews: list[Any], fingerprint: str) -> SyncResult | None:
+def _gate(session: SyncSession, f: MetricFile, reviews: list[Any], fingerprint: str) -> SyncResult | None:
     """Feedback gating: skip runs that cannot learn anything new."""
-    if run.force:
+    if session.force:
         return None
     slug = f.metric.slug
-    last = run.optimiser.store.load().last.get(f.metric.id) if f.metric.id is not None else None
+    last = session.optimiser.store.load().last.get(f.metric.id) if f.metric.id is not None else None
     if last is not None:
         if last.fingerprint == fingerprint:
             return SyncResult(
@@ -505,7 +505,7 @@ def _gate(run: Run, f: MetricFile, reviews: list[Any], fingerprint: str) -> Sync
             )
         return None
     need = f.metric.optimiser.min_feedback
-    need = run.settings.optimiser.min_feedback if need is None else need
+    need = session.settings.optimiser.min_feedback if need is None else need
     have = feedback.annotated(reviews)
     if have < need:
         return SyncResult(
@@ -525,7 +525,7 @@ def content_hash(changes: Mapping[str, Any]) -> str:
 
 
 def _propose(
-    run: Run,
+    session: SyncSession,
     f: MetricFile,
     live: LiveMetric,
     proposal: Proposal,
@@ -559,7 +559,7 @@ def _propose(
     held: _HeldOut | None = None
     if guard.split is not None:
         try:
-            held = _held_out(run, f, live, proposal, guard.split)
+            held = _held_out(session, f, live, proposal, guard.split)
         except RescoreError as err:
             return result(status=SyncStatus.ERROR, detail=str(err))
         result = functools.partial(
@@ -568,18 +568,20 @@ def _propose(
             holdout_new_score=held.score.new,
             rescored=held.score.rescored,
         )
-    rejected = _guard(run, proposal, held, result)
+    rejected = _guard(session, proposal, held, result)
     if rejected is not None:
         return rejected
-    restored = githistory.earlier_version(run.repo, run.base, _rel(run, f), changes, slug)
+    restored = githistory.earlier_version(session.repo, session.base, _rel(session, f), changes, slug)
     if restored is not None:
         return result(
             status=SyncStatus.OSCILLATION,
             restores=restored.sha,
             detail=f"the proposal restores {', '.join(changes)} as of {restored.sha[:12]} "
-            f"({restored.subject[:80]}), a version since replaced on {run.base_branch}; not proposed",
+            f"({restored.subject[:80]}), a version since replaced on {session.base_branch}; not proposed",
         )
-    return _publish(run, f, live, proposal, changes, progress_id, _Checked(proof, held, guard.note), result)
+    return _publish(
+        session, f, live, proposal, changes, progress_id, _Checked(proof, held, guard.note), result
+    )
 
 
 @dataclass(frozen=True)
@@ -592,7 +594,7 @@ class _Checked:
 
 
 def _publish(
-    run: Run,
+    session: SyncSession,
     f: MetricFile,
     live: LiveMetric,
     proposal: Proposal,
@@ -603,19 +605,19 @@ def _publish(
 ) -> SyncResult:
     """Write the proposal onto its branch and open or update its pull request."""
     slug, metric_id = f.metric.slug, f.metric.id
-    branch = f"{run.settings.branch_prefix}/optimise/{slug}"
+    branch = f"{session.settings.branch_prefix}/optimise/{slug}"
     digest = content_hash(changes)
     if (
-        run.publisher
+        session.publisher
         and metric_id is not None
-        and run.publisher.is_rejected(_branches_of(run, metric_id, slug), metric_id, digest)
+        and session.publisher.is_rejected(_branches_of(session, metric_id, slug), metric_id, digest)
     ):
         return result(
             status=SyncStatus.REJECTED,
             branch=branch,
             detail="this exact proposal was closed without merging; not re-proposed",
         )
-    if run.publisher and not run.publisher.may_open(branch):
+    if session.publisher and not session.publisher.may_open(branch):
         return result(
             status=SyncStatus.SKIPPED_CAP,
             branch=branch,
@@ -623,10 +625,10 @@ def _publish(
         )
     new_text = metric_files.edit_fields(f.text, f.display, changes)
     message = _commit_message(slug, proposal, changes, progress_id, digest, checked.held)
-    written = run.writer.write(branch, run.base, f.display, new_text.encode("utf-8"), message)
+    written = session.writer.write(branch, session.base, f.display, new_text.encode("utf-8"), message)
     fields = tuple(changes)
     if written.status is BranchStatus.HUMAN_EDITED:
-        url = run.publisher.human_edited(branch, written).url if run.publisher else None
+        url = session.publisher.human_edited(branch, written).url if session.publisher else None
         who = ", ".join(sorted({c.author_email for c in written.human_commits}))
         return result(
             status=SyncStatus.SKIPPED_EDITED,
@@ -643,12 +645,12 @@ def _publish(
     crashpoints.hit("branch-pushed", slug)
     status = SyncStatus.PROPOSED if written.status is BranchStatus.CREATED else SyncStatus.UPDATED
     url = None
-    if run.publisher:
+    if session.publisher:
         before = {k: (f.metric.fields[k] if k in f.metric.fields else live.value(k)) for k in changes}
         ctx = ProposalContext(
-            f, branch, run.base_branch, proposal, changes, before, digest, progress_id, new_text
+            f, branch, session.base_branch, proposal, changes, before, digest, progress_id, new_text
         )
-        published = run.publisher.publish_proposal(_with_checks(ctx, checked), written)
+        published = session.publisher.publish_proposal(_with_checks(ctx, checked), written)
         crashpoints.hit("published", slug)
         url = published.url
         if published.created:
@@ -674,9 +676,9 @@ def _with_checks(ctx: ProposalContext, checked: _Checked) -> ProposalContext:
     )
 
 
-def _holdout_plan(run: Run, f: MetricFile, reviews: Sequence[Any]) -> holdout.Plan:
+def _holdout_plan(session: SyncSession, f: MetricFile, reviews: Sequence[Any]) -> holdout.Plan:
     """The held-out split for this run (optimiser.holdout), or why there is none."""
-    opt, defaults = f.metric.optimiser, run.settings.optimiser
+    opt, defaults = f.metric.optimiser, session.settings.optimiser
     fraction = opt.holdout if opt.holdout is not None else defaults.holdout
     minimum = opt.holdout_min if opt.holdout_min is not None else defaults.holdout_min
     if f.metric.id is None:
@@ -685,23 +687,23 @@ def _holdout_plan(run: Run, f: MetricFile, reviews: Sequence[Any]) -> holdout.Pl
 
 
 def _held_out(
-    run: Run, f: MetricFile, live: LiveMetric, proposal: Proposal, split: holdout.Split
+    session: SyncSession, f: MetricFile, live: LiveMetric, proposal: Proposal, split: holdout.Split
 ) -> _HeldOut:
     """Re-score the proposal without saving; its score and evidence on the held-out reviews."""
     assert f.metric.id is not None
-    run.board.update(f.metric.slug, "re-scoring held-out reviews")
-    with run.slots:
-        results = holdout.rescore(run.client, f.metric.id, holdout.overrides(proposal))
+    session.board.update(f.metric.slug, "re-scoring held-out reviews")
+    with session.slots:
+        results = holdout.rescore(session.client, f.metric.id, holdout.overrides(proposal))
     held = [r for r in live.reviews if r.test_set_id in split.held_out]
     return _HeldOut(holdout.score(live.reviews, split, results), evidence.classify(held, results))
 
 
 def _guard(
-    run: Run, proposal: Proposal, held: _HeldOut | None, result: Callable[..., SyncResult]
+    session: SyncSession, proposal: Proposal, held: _HeldOut | None, result: Callable[..., SyncResult]
 ) -> SyncResult | None:
     """None when the proposal may be proposed; else the not-improved result saying why."""
     old, new = proposal.old_score, proposal.new_score
-    min_improvement = run.settings.optimiser.min_improvement
+    min_improvement = session.settings.optimiser.min_improvement
     if held is not None:
         if held.score.improved(min_improvement):
             return None
@@ -746,23 +748,23 @@ def _unfit(new_text: str, f: MetricFile) -> str:
     return ""
 
 
-def _branches_of(run: Run, metric_id: int, slug: str) -> list[str]:
+def _branches_of(session: SyncSession, metric_id: int, slug: str) -> list[str]:
     """The proposal branches the metric has had: one per slug it ran under (a rename
     changes the branch name, not the metric), the current one first."""
-    last = run.optimiser.store.load().last.get(metric_id)
+    last = session.optimiser.store.load().last.get(metric_id)
     slugs = dict.fromkeys((slug, *(last.slugs if last else ())))
-    return [f"{run.settings.branch_prefix}/optimise/{s}" for s in slugs]
+    return [f"{session.settings.branch_prefix}/optimise/{s}" for s in slugs]
 
 
-def _drift(run: Run, f: MetricFile, live: LiveMetric, live_values: dict[str, Any]) -> SyncResult:
+def _drift(session: SyncSession, f: MetricFile, live: LiveMetric, live_values: dict[str, Any]) -> SyncResult:
     slug = f.metric.slug
     detail = (
-        f"live differs from {run.base_branch} in {', '.join(live_values)}; not optimised "
+        f"live differs from {session.base_branch} in {', '.join(live_values)}; not optimised "
         "(merge a drift PR to accept, or `apply --force` to restore git's version)"
     )
-    if run.publisher is None:
+    if session.publisher is None:
         return SyncResult(slug, f.metric.id, SyncStatus.DRIFT, detail, fields=tuple(live_values))
-    branch = f"{run.settings.branch_prefix}/drift/{slug}"
+    branch = f"{session.settings.branch_prefix}/drift/{slug}"
     values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in live_values.items()}
     new_text = metric_files.edit_fields(f.text, f.display, values)
     unfit = _unfit(new_text, f)
@@ -771,12 +773,12 @@ def _drift(run: Run, f: MetricFile, live: LiveMetric, live_values: dict[str, Any
             slug,
             f.metric.id,
             SyncStatus.DRIFT,
-            f"live differs from {run.base_branch} in {', '.join(live_values)}; not optimised; no drift "
+            f"live differs from {session.base_branch} in {', '.join(live_values)}; not optimised; no drift "
             f"PR: validate, plan and apply would refuse the file with the live values ({unfit}): fix "
             "the live metric in Cekura, or `apply --force` to restore git's version",
             fields=tuple(live_values),
         )
-    if not run.publisher.may_open(branch) or not run.publisher.reserve_writes():
+    if not session.publisher.may_open(branch) or not session.publisher.reserve_writes():
         return SyncResult(
             slug,
             f.metric.id,
@@ -786,12 +788,14 @@ def _drift(run: Run, f: MetricFile, live: LiveMetric, live_values: dict[str, Any
             fields=tuple(live_values),
         )
     message = f"drift({slug}): bring live Cekura values into git\n\nFields: {', '.join(values)}\n"
-    written = run.writer.write(branch, run.base, f.display, new_text.encode("utf-8"), message)
+    written = session.writer.write(branch, session.base, f.display, new_text.encode("utf-8"), message)
     url = None
     if written.status is BranchStatus.HUMAN_EDITED:
-        url = run.publisher.human_edited(branch, written).url
+        url = session.publisher.human_edited(branch, written).url
     elif written.status is not BranchStatus.MOVED:
-        url = run.publisher.publish_drift(DriftContext(f, branch, run.base_branch, live, values), written).url
+        url = session.publisher.publish_drift(
+            DriftContext(f, branch, session.base_branch, live, values), written
+        ).url
     return SyncResult(
         slug,
         f.metric.id,
@@ -803,9 +807,9 @@ def _drift(run: Run, f: MetricFile, live: LiveMetric, live_values: dict[str, Any
     )
 
 
-def _budget_detail(run: Run) -> str:
-    budget = run.settings.pull_requests.writes_per_hour
-    share = " (this shard's share of it)" if run.shard else ""
+def _budget_detail(session: SyncSession) -> str:
+    budget = session.settings.pull_requests.writes_per_hour
+    share = " (this shard's share of it)" if session.shard else ""
     return (
         f"GitHub write budget spent (pull_requests.writes_per_hour: {budget}{share}, within "
         "GitHub's secondary limit for one identity); the next run continues"
