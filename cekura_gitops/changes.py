@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cekura_gitops.metric import Metric, live_value, normalise
+from cekura_gitops.metric import Metric, live_value, normalise, thaw
 from cekura_gitops.replies import JSONObject, JSONValue, LiveMetric
 
 
@@ -100,8 +100,4 @@ def _equal_on(head: Metric, base: Metric, live: JSONObject) -> bool:
 
 def patch_body(head: Metric, live: JSONObject) -> dict[str, Any]:
     """Minimal PATCH: only the managed fields that differ between live and head."""
-    return {c.name: _jsonable(c.desired) for c in field_changes(head, live)}
-
-
-def _jsonable(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value
+    return {c.name: thaw(c.desired) for c in field_changes(head, live)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from cekura_gitops.metric import normalise
+from cekura_gitops.metric import normalise, thaw
 from cekura_gitops.yamltext import render_scalar
 
 
@@ -16,7 +16,7 @@ def as_text(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
-    return render_scalar(list(value) if isinstance(value, tuple) else value)
+    return render_scalar(thaw(value))
 
 
 def field_diff(name: str, old: Any, new: Any, *, old_label: str, new_label: str, context: int = 3) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cekura_gitops import metric_files, prbody, scores, yamltext
+from cekura_gitops import metric_files, prbody, scores
 from cekura_gitops.errors import GitOpsError
 from cekura_gitops.gitrepo import GitRepo, LogEntry
 from cekura_gitops.metric import normalise
@@ -45,15 +45,13 @@ def earlier_version(
     blobs = repo.read_blobs([f"{e.sha}:{rel_path}" for e in entries[1:]])
     wanted = {k: normalise(v) for k, v in proposed.items()}
     for entry in entries[1:]:  # the newest one is the current version
-        raw = blobs.get(f"{entry.sha}:{rel_path}")
-        if raw is None:
-            continue
         try:
-            metric = metric_files.parse_metric(
-                yamltext.decode(raw, rel_path), rel_path, file_stem=slug
-            ).metric
+            parsed = metric_files.parse_blob(blobs.get(f"{entry.sha}:{rel_path}"), rel_path, file_stem=slug)
         except GitOpsError:
             continue  # an invalid version was never live
+        if parsed is None:
+            continue
+        metric = parsed.metric
         if all(normalise(metric.fields.get(k)) == v for k, v in wanted.items()):
             return Restored(entry.sha, entry.message.split("\n", 1)[0])
     return None

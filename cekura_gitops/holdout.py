@@ -31,6 +31,7 @@ from typing import Any
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.errors import RescoreError
 from cekura_gitops.evidence import LabReview, ReviewResult, labelled, same_value
+from cekura_gitops.metric import thaw
 from cekura_gitops.proposal import Proposal, proposed_values
 from cekura_gitops.scores import Score
 from cekura_gitops.scoring import OVERRIDABLE
@@ -125,11 +126,7 @@ def plan(metric_id: int, reviews: Sequence[LabReview], fraction: float | None, m
 
 def overrides(proposal: Proposal) -> dict[str, Any]:
     """The proposal's fields, as run_reviews overrides."""
-    return {
-        k: (list(v) if isinstance(v, tuple) else v)
-        for k, v in proposed_values(proposal).items()
-        if k in OVERRIDABLE
-    }
+    return {k: thaw(v) for k, v in proposed_values(proposal).items() if k in OVERRIDABLE}
 
 
 def rescore(

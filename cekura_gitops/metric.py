@@ -99,6 +99,11 @@ def _freeze(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
+def thaw(value: Any) -> Any:
+    """A field value as JSON and YAML write it: the tuple a Metric keeps a list as, a list again."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def normalise(value: Any) -> Any:
     """The form two values are compared in: line endings folded, sequences as tuples."""
     if isinstance(value, str):
@@ -111,8 +116,3 @@ def normalise(value: Any) -> Any:
 def live_value(live: Mapping[str, Any], name: str) -> Any:
     """A managed field's live value, normalised; absent and null are the same."""
     return normalise(live.get(name))
-
-
-def differing_fields(metric: Metric, live: Mapping[str, Any]) -> list[str]:
-    """Managed fields the file sets whose value differs from live, in file order."""
-    return [k for k, v in metric.fields.items() if normalise(v) != live_value(live, k)]

@@ -9,13 +9,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cekura_gitops import schema, yamltext
 from cekura_gitops.errors import MetricValidationError, Problem
 from cekura_gitops.metric import IDENTITY_FIELDS, MANAGED_FIELDS, Metric, normalise
 
 SUFFIXES = (".yaml", ".yml")
+T = TypeVar("T")
 SCHEMA_COMMENT = "# yaml-language-server: $schema={url}\n"
 
 
@@ -48,6 +49,14 @@ def parse_metric(
         raise MetricValidationError(problems)
     metric = Metric.from_dict(doc.data, display)
     return MetricFile(Path(display), display, text, doc, metric)
+
+
+def parse_blob(raw: bytes | None, display: str, *, file_stem: str) -> MetricFile | None:
+    """A metric file as git holds it at some revision (None: not there), with every check
+    validate makes; raises MetricValidationError."""
+    if raw is None:
+        return None
+    return parse_metric(yamltext.decode(raw, display), display, file_stem=file_stem)
 
 
 def check_text(text: str, display: str, *, file_stem: str | None) -> MetricFile:
@@ -238,30 +247,35 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
+def identity_claims(
+    items: Iterable[tuple[T, Mapping[str, Any]]],
+) -> dict[tuple[str, Any], list[tuple[T, Any]]]:
+    """Who claims each metric id and slug: {(key, folded value): [(item, value), ...]}.
+
+    Slugs name files and branches: on case-insensitive file systems and in git's loose
+    refs, `Foo` and `foo` are the same name, so string values are folded.
+    """
+    claims: dict[tuple[str, Any], list[tuple[T, Any]]] = {}
+    for item, data in items:
+        for key in ("id", "slug"):
+            value = data.get(key)
+            if value is not None:
+                folded = value.lower() if isinstance(value, str) else value
+                claims.setdefault((key, folded), []).append((item, value))
+    return claims
+
+
 def duplicate_problems(files: Iterable[MetricFile]) -> list[Problem]:
     """Two files claiming the same metric id or slug."""
     problems: list[Problem] = []
-    for key in ("id", "slug"):
-        seen: dict[Any, MetricFile] = {}
-        for f in files:
-            value = getattr(f.metric, key)
-            if value is None:
-                continue
-            # Slugs name files and branches: on case-insensitive file systems and in git's
-            # loose refs, `Foo` and `foo` are the same name.
-            folded = value.lower() if isinstance(value, str) else value
-            if folded in seen:
-                line, col = f.doc.key_positions.get(key, (1, 1))
-                problems.append(
-                    Problem(
-                        f.display,
-                        line,
-                        col,
-                        f"duplicate {key} {value!r}: also in {seen[folded].display}",
-                    )
-                )
-            else:
-                seen[folded] = f
+    identities = ((f, {"id": f.metric.id, "slug": f.metric.slug}) for f in files)
+    for (key, _), claimants in identity_claims(identities).items():
+        first = claimants[0][0]
+        for f, value in claimants[1:]:
+            line, col = f.doc.key_positions.get(key, (1, 1))
+            problems.append(
+                Problem(f.display, line, col, f"duplicate {key} {value!r}: also in {first.display}")
+            )
     return problems
 
 

@@ -18,6 +18,7 @@ from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import MetricPlan, PlanStatus
 from cekura_gitops.console import Console
 from cekura_gitops.errors import CekuraAPIError
+from cekura_gitops.metric import thaw
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.pool import parallel_map
 from cekura_gitops.scores import Score, text
@@ -93,9 +94,7 @@ def score_changes(
     def one(p: MetricPlan) -> tuple[str, PlanScore]:
         assert p.id is not None
         metric = by_slug[p.slug].metric
-        overrides = {
-            k: (list(v) if isinstance(v, tuple) else v) for k, v in metric.fields.items() if k in OVERRIDABLE
-        }
+        overrides = {k: thaw(v) for k, v in metric.fields.items() if k in OVERRIDABLE}
         try:
             live, repo = parallel_map(lambda o: _run(client, p.id or 0, o), [{}, overrides], 2)
         except CekuraAPIError as err:

@@ -16,7 +16,7 @@ from cekura_gitops.console import Console
 from cekura_gitops.defaultbranch import default_branch
 from cekura_gitops.errors import CekuraAPIError, ConfigError, GitError, GitOpsError, MetricValidationError
 from cekura_gitops.gitrepo import FileChange, GitRepo, Identity
-from cekura_gitops.metric import Metric, live_value, normalise
+from cekura_gitops.metric import Metric, live_value, normalise, thaw
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.metricsdir import metrics_folder
 from cekura_gitops.pool import parallel_map
@@ -256,13 +256,6 @@ def _on_branch(repo: GitRepo, remote: str, branch: str, sha: str) -> bool:
     return tip is not None and repo.is_ancestor(sha, tip)
 
 
-def _parse_at(raw: bytes | None, path: str) -> MetricFile | None:
-    if raw is None:
-        return None
-    text = yamltext.decode(raw, path)
-    return metric_files.parse_metric(text, path, file_stem=Path(path).stem)
-
-
 SYMLINK = "120000"
 
 
@@ -285,7 +278,11 @@ def _jobs(
     for change in changes:
         try:
             old = (
-                _parse_at(blobs.get(f"{base}:{change.old_path}"), change.old_path)
+                metric_files.parse_blob(
+                    blobs.get(f"{base}:{change.old_path}"),
+                    change.old_path,
+                    file_stem=Path(change.old_path).stem,
+                )
                 if change.old_path
                 else None
             )
@@ -296,7 +293,13 @@ def _jobs(
             problems.append((new_path, "is a symlink; commit the metric file itself"))
             continue
         try:
-            new = _parse_at(blobs.get(f"{head}:{new_path}"), new_path) if new_path else None
+            new = (
+                metric_files.parse_blob(
+                    blobs.get(f"{head}:{new_path}"), new_path, file_stem=Path(new_path).stem
+                )
+                if new_path
+                else None
+            )
         except MetricValidationError as err:
             problems.append((new_path or "?", f"invalid at {head[:12]}: {err}"))
             continue
@@ -313,19 +316,17 @@ def _duplicates(
 ) -> list[tuple[str, str]]:
     """Changed files claiming an id or slug another file at head claims too (never PATCH one
     metric from two files)."""
-    seen: dict[tuple[str, object], list[str]] = {}
+    identities = []
     for path in paths:
         try:
-            data = yamltext.parse(yamltext.decode(blobs.get(f"{head}:{path}") or b"", path), path).data
+            identities.append(
+                (path, yamltext.parse(yamltext.decode(blobs.get(f"{head}:{path}") or b"", path), path).data)
+            )
         except MetricValidationError:
             continue
-        for key in ("id", "slug"):
-            value = data.get(key)
-            if value is not None:
-                norm = value.lower() if isinstance(value, str) else value
-                seen.setdefault((key, norm), []).append(path)
     out = []
-    for (key, value), where in seen.items():
+    for (key, value), claimants in metric_files.identity_claims(identities).items():
+        where = [path for path, _ in claimants]
         if len(where) > 1:
             for path in where:
                 if path in changed:
@@ -482,7 +483,7 @@ def _create(client: CekuraClient, f: MetricFile, *, dry_run: bool) -> ApplyResul
             dry_run=dry_run,
             detail=f"metric {m.id} does not exist in Cekura: remove `id` to create it anew",
         )
-    body: dict[str, Any] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in m.fields.items()}
+    body: dict[str, Any] = {k: thaw(v) for k, v in m.fields.items()}
     body["project"] = m.project
     body["slug"] = m.slug
     if dry_run:

@@ -22,7 +22,6 @@ from cekura_gitops import (
     markdown,
     metric_files,
     scores,
-    yamltext,
 )
 from cekura_gitops.apicommits import ApiCommitter
 from cekura_gitops.board import ProgressBoard
@@ -47,6 +46,7 @@ from cekura_gitops.github import GitHubClient
 from cekura_gitops.githubaccess import access_for
 from cekura_gitops.gitrepo import GitRepo, Identity
 from cekura_gitops.interrupts import StopSignal
+from cekura_gitops.metric import thaw
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.metricsdir import load_files, metrics_folder
 from cekura_gitops.optimiser import Optimiser, Outcome, run_owner
@@ -409,12 +409,8 @@ def _rel(session: SyncSession, f: MetricFile) -> str:
 def _at_base(session: SyncSession, f: MetricFile) -> MetricFile | None:
     """The metric file as the default branch has it (proposals are cut from there)."""
     rel = _rel(session, f)
-    raw = session.repo.show_file(session.base, rel)
-    if raw is None:
-        return None
-    text = yamltext.decode(raw, rel)
-    parsed = metric_files.parse_metric(text, rel, file_stem=f.metric.slug)
-    return replace(parsed, path=f.path)
+    parsed = metric_files.parse_blob(session.repo.show_file(session.base, rel), rel, file_stem=f.metric.slug)
+    return replace(parsed, path=f.path) if parsed is not None else None
 
 
 def _sync_one(session: SyncSession, working: MetricFile) -> SyncResult:
@@ -765,7 +761,7 @@ def _drift(session: SyncSession, f: MetricFile, live: LiveMetric, live_values: d
     if session.publisher is None:
         return SyncResult(slug, f.metric.id, SyncStatus.DRIFT, detail, fields=tuple(live_values))
     branch = f"{session.settings.branch_prefix}/drift/{slug}"
-    values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in live_values.items()}
+    values = {k: thaw(v) for k, v in live_values.items()}
     new_text = metric_files.edit_fields(f.text, f.display, values)
     unfit = _unfit(new_text, f)
     if unfit:
