@@ -56,10 +56,6 @@ class Console:
             self.human.write(self._plain(text) + "\n")
             self.human.flush()
 
-    def debug(self, text: str) -> None:
-        if self.verbose:
-            self.say(f"debug: {text}")
-
     def warn(self, text: str, *, file: str | None = None, line: int | None = None) -> None:
         if self.github_actions:
             self.emit_command(actions.annotation("warning", self.redact(text), file=file, line=line))

@@ -508,10 +508,6 @@ class GitHubClient:
         data = self._json(op, "POST", path, json=payload, resend_safe=True)
         return self._parse(data, op, "POST", path, _git_commit)
 
-    def get_commit(self, sha: str) -> GitCommit:
-        op, path = "get commit", self._repo_path(f"git/commits/{sha}")
-        return self._parse(self._json(op, "GET", path), op, "GET", path, _git_commit)
-
     def create_ref(self, ref: str, sha: str) -> bool:
         """Create `refs/heads/...`; False when it already exists (someone was first)."""
         op, path = "create ref", self._repo_path("git/refs")

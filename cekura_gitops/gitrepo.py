@@ -335,9 +335,6 @@ class GitRepo:
         depth = f"--deepen={commits}" if commits else "--unshallow"
         self.run("fetch", "--quiet", "--no-tags", depth, remote, head)
 
-    def tree_file_equal(self, rev: str, path: str, content: bytes) -> bool:
-        return self.show_file(rev, path) == content
-
     # --- writing without a checkout ------------------------------------------------------
 
     def hash_blob(self, data: bytes) -> str:
@@ -480,10 +477,6 @@ class GitRepo:
             raise GitError(f"git push failed: {_excerpt(err or out) or 'exit ' + str(done.returncode)}")
         return results
 
-    def delete_remote_ref(self, remote: str, ref: str, expected: str) -> bool:
-        args, env = self._net("push", "--quiet", f"--force-with-lease={ref}:{expected}", remote, f":{ref}")
-        return self.try_run(*args, env=env) is not None
-
 
 def _raise_if_ruleset(output: str) -> None:
     # GitHub: "! [remote rejected] b -> b (push declined due to repository rule violations)",
@@ -533,7 +526,3 @@ def run_git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     except subprocess.CalledProcessError as err:
         raise GitError(f"git {args[0]} failed: {_excerpt(err.stderr)}") from None
     return done.stdout.strip()
-
-
-def paths_as_args(paths: Sequence[str]) -> list[str]:
-    return ["--", *paths]

@@ -28,16 +28,6 @@ MANAGED_FIELDS: tuple[str, ...] = (
     "agents",
 )
 IDENTITY_FIELDS: tuple[str, ...] = ("id", "slug", "project")
-# Fields shown as code in diffs (multi-line prose or Python).
-TEXT_FIELDS = frozenset(
-    {
-        "description",
-        "prompt",
-        "custom_code",
-        "evaluation_trigger_prompt",
-        "evaluation_trigger_custom_code",
-    }
-)
 
 
 @dataclass(frozen=True)

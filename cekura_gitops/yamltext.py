@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -674,8 +674,3 @@ def render_document(fields: Mapping[str, Any], *, header: str = "") -> str:
         else:
             parts.append(f"{key}: {render_scalar(value)}\n")
     return "".join(parts)
-
-
-def iter_keys(doc: Document) -> Iterator[str]:
-    """Top-level keys in file order."""
-    return iter(doc.spans)
