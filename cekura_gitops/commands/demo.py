@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from cekura_gitops.settings import Settings
 
 GREETING = "caller_greeted_by_name_1562"
 STEPS = 7
+BRANCH = f"cekura-gitops/optimise/{GREETING}"
 
 
 class TerminalPublisher:
@@ -90,6 +91,25 @@ def _step(console: Console, n: int, title: str, explain: str) -> None:
 
 
 def _run(console: Console, tmp: Path, sandbox: Sandbox, base: Settings) -> None:
+    work = tmp / "work"
+    git = _demo_repo(tmp)
+    env = {"CEKURA_API_URL": sandbox.url, "CEKURA_API_KEY": sandbox.api_key}
+    settings = replace(
+        settings_mod.resolve(root=work, environ=env),
+        json_output=False,
+        verbose=base.verbose,
+    )
+    console.say(f"Cekura sandbox on {sandbox.url} (project 1376, seeded with 3 metrics and Lab labels)")
+    console.say(f"Temporary repository {work} with a bare origin; no credentials, no network.")
+
+    _pull_and_plan(console, settings, git)
+    _optimise(console, settings, sandbox, git)
+    _merge_and_apply(console, settings, git)
+    _dashboard_edit(console, settings, sandbox, work, git)
+
+
+def _demo_repo(tmp: Path) -> Callable[..., str]:
+    """A work repository with one commit, pushed to a bare origin; its git command."""
     origin, work = tmp / "origin.git", tmp / "work"
     init_repo(origin, bare=True)
     init_repo(work)
@@ -108,15 +128,10 @@ def _run(console: Console, tmp: Path, sandbox: Sandbox, base: Settings) -> None:
     git("add", "README.md")
     git("commit", "-qm", "Start the metrics repository")
     git("push", "-q", "-u", "origin", "main")
-    env = {"CEKURA_API_URL": sandbox.url, "CEKURA_API_KEY": sandbox.api_key}
-    settings = replace(
-        settings_mod.resolve(root=work, environ=env),
-        json_output=False,
-        verbose=base.verbose,
-    )
-    console.say(f"Cekura sandbox on {sandbox.url} (project 1376, seeded with 3 metrics and Lab labels)")
-    console.say(f"Temporary repository {work} with a bare origin; no credentials, no network.")
+    return git
 
+
+def _pull_and_plan(console: Console, settings: Settings, git: Callable[..., str]) -> None:
     _step(
         console,
         1,
@@ -137,6 +152,8 @@ def _run(console: Console, tmp: Path, sandbox: Sandbox, base: Settings) -> None:
     validate(settings, console, [])
     plan(settings, console)
 
+
+def _optimise(console: Console, settings: Settings, sandbox: Sandbox, git: Callable[..., str]) -> None:
     # A call labelled without saying why: the optimiser cannot learn it (an unresolved sample).
     sandbox.state.add_review(
         1562, True, False, "", 789, transcript="Agent: Hey you! Caller: It's Sam. Agent: Thanks, Sam."
@@ -168,18 +185,19 @@ def _run(console: Console, tmp: Path, sandbox: Sandbox, base: Settings) -> None:
         open_prs=True,
         publisher=TerminalPublisher(console, settings.dashboard_url),
     )
-    branch = f"cekura-gitops/optimise/{GREETING}"
-    console.say(f"\n$ git diff main origin/{branch}")
+    console.say(f"\n$ git diff main origin/{BRANCH}")
     git("fetch", "-q", "origin")
-    console.untrusted(git("diff", "main", f"origin/{branch}"))
+    console.untrusted(git("diff", "main", f"origin/{BRANCH}"))
 
+
+def _merge_and_apply(console: Console, settings: Settings, git: Callable[..., str]) -> None:
     _step(
         console,
         4,
         "review and merge the pull request",
         "A reviewer approves the prompt diff; merging puts it on main.",
     )
-    git("merge", "-q", "--no-ff", f"origin/{branch}", "-m", f"Merge {branch}")
+    git("merge", "-q", "--no-ff", f"origin/{BRANCH}", "-m", f"Merge {BRANCH}")
     git("push", "-q")
     console.say(git("log", "--oneline", "-3"))
 
@@ -195,6 +213,10 @@ def _run(console: Console, tmp: Path, sandbox: Sandbox, base: Settings) -> None:
     _step(console, 6, "plan again: live Cekura now equals git", "")
     plan(settings, console, selectors=[GREETING])
 
+
+def _dashboard_edit(
+    console: Console, settings: Settings, sandbox: Sandbox, work: Path, git: Callable[..., str]
+) -> None:
     _step(
         console,
         7,
