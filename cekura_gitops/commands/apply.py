@@ -405,6 +405,22 @@ def _apply_one(
             dry_run=True,
             detail="forced over a conflict" if guard is GuardResult.CONFLICT else "",
         )
+    return _patch(client, settings, job, live, body, three, forced=guard is GuardResult.CONFLICT)
+
+
+def _patch(
+    client: CekuraClient,
+    settings: Settings,
+    job: Job,
+    live: LiveMetric,
+    body: dict[str, Any],
+    three: str,
+    *,
+    forced: bool,
+) -> ApplyResult:
+    """PATCH what differs, verify it, and name the new history version after the commit."""
+    assert job.head is not None
+    head, display = job.head.metric, job.head.display
     metric_id = head.id if head.id is not None else live.id
     after = client.patch_metric(metric_id, body)
     crashpoints.hit("patched", head.slug)
@@ -430,7 +446,7 @@ def _apply_one(
         )
     crashpoints.hit("verified", head.slug)
     traced = unread or _name_version(client, metric_id, newest, job.head_sha)
-    notes = ["forced over a conflict"] if guard is GuardResult.CONFLICT else []
+    notes = ["forced over a conflict"] if forced else []
     if traced:
         notes.append(traced)
     if settings.rescore_after_apply:
