@@ -164,22 +164,37 @@ class Optimiser:
                     return _interrupted(record, resumed, 0)
                 result = self._poll(slug, record, resumed)
         else:
-            # Claimed only once a slot is free, right before the POST: a sync killed while
-            # its metrics queue for slots leaves no claim (nothing was started) to block them.
-            with self._slot(slot) as got:
-                if not got:
-                    return Optimisation(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
-                claimed = self._claim(metric_id, slug, fingerprint)
-                if claimed is None:
-                    return Optimisation(Outcome.IN_FLIGHT, detail="another run claimed this metric first")
-                crashpoints.hit("claimed", slug)
-                if self.stop.is_set():  # stopped during the claim's push: no POST sent, so it goes
-                    self._clear(metric_id, slug, None)
-                    return Optimisation(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
-                started = self._start(metric_id, slug, test_set_ids, claimed)
-                if isinstance(started, Optimisation):
-                    return started
-                result = self._poll(slug, started, resumed, first_delay=MIN_POLL)
+            result = self._claim_and_follow(metric_id, slug, test_set_ids, fingerprint, slot)
+        return self._still_ours(metric_id, result, resumed)
+
+    def _claim_and_follow(
+        self,
+        metric_id: int,
+        slug: str,
+        test_set_ids: Sequence[int] | None,
+        fingerprint: str | None,
+        slot: threading.Semaphore | None,
+    ) -> Optimisation:
+        """Claim the metric, start one run and follow it to its end."""
+        # Claimed only once a slot is free, right before the POST: a sync killed while
+        # its metrics queue for slots leaves no claim (nothing was started) to block them.
+        with self._slot(slot) as got:
+            if not got:
+                return Optimisation(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
+            claimed = self._claim(metric_id, slug, fingerprint)
+            if claimed is None:
+                return Optimisation(Outcome.IN_FLIGHT, detail="another run claimed this metric first")
+            crashpoints.hit("claimed", slug)
+            if self.stop.is_set():  # stopped during the claim's push: no POST sent, so it goes
+                self._clear(metric_id, slug, None)
+                return Optimisation(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
+            started = self._start(metric_id, slug, test_set_ids, claimed)
+            if isinstance(started, Optimisation):
+                return started
+            return self._poll(slug, started, False, first_delay=MIN_POLL)
+
+    def _still_ours(self, metric_id: int, result: Optimisation, resumed: bool) -> Optimisation:
+        """A finished run is published by its owner: one that was taken over stands down."""
         if result.outcome is Outcome.FINISHED:
             holder = self.store.load(fresh=True).runs.get(metric_id)  # not our cached view
             if holder is None or holder.owner != self.owner:
