@@ -186,24 +186,37 @@ def sync(
             )
             return EXIT_INTERRUPTED
         if history is not None and github is not None:
-            dashboard.publish(
-                github,
-                console,
-                dashboard.RunInfo(
-                    trigger=settings.github_event_name or "manual",
-                    url=actions.run_url(
-                        settings.github_server_url, settings.github_repository, settings.github_run_id
-                    ),
-                    notify_on=settings.notify_on,
-                    mention=settings.notify_mention,
-                ),
-                command="sync",
-                rows=[_dashboard_row(r) for r in results],
-                managed=[f.metric.slug for f in every],
-                failed=code != 0,
-                history=history,
-            )
+            _publish_dashboard(settings, console, github, results, every, history, failed=code != 0)
     return code
+
+
+def _publish_dashboard(
+    settings: Settings,
+    console: Console,
+    github: GitHubClient,
+    results: Sequence[SyncResult],
+    every: Sequence[MetricFile],
+    history: dict[str, list[githistory.ScorePoint]],
+    *,
+    failed: bool,
+) -> None:
+    dashboard.publish(
+        github,
+        console,
+        dashboard.RunInfo(
+            trigger=settings.github_event_name or "manual",
+            url=actions.run_url(
+                settings.github_server_url, settings.github_repository, settings.github_run_id
+            ),
+            notify_on=settings.notify_on,
+            mention=settings.notify_mention,
+        ),
+        command="sync",
+        rows=[_dashboard_row(r) for r in results],
+        managed=[f.metric.slug for f in every],
+        failed=failed,
+        history=history,
+    )
 
 
 def _sync_all(
@@ -447,6 +460,22 @@ def _sync_one(session: SyncSession, working: MetricFile) -> SyncResult:
         # could not publish, and nothing is recorded, so the next run takes the metric up.
         return SyncResult(slug, metric_id, SyncStatus.SKIPPED_CAP, _budget_detail(session))
     session.board.update(slug, "starting" if record is None else "resuming")
+    # A resumed run is finished with the fingerprint it started on.
+    used_fingerprint = fingerprint if record is None else record.fingerprint
+    return _optimise(session, f, live, reviews, fingerprint, used_fingerprint)
+
+
+def _optimise(
+    session: SyncSession,
+    f: MetricFile,
+    live: LiveMetric,
+    reviews: list[Any],
+    fingerprint: str,
+    used_fingerprint: str | None,
+) -> SyncResult:
+    """Run (or resume) the optimiser for one metric, then propose what it found."""
+    slug, metric_id = f.metric.slug, f.metric.id
+    assert metric_id is not None
     guard = _holdout_plan(session, f, reviews)
     train_ids = guard.split.training if guard.split else f.metric.optimiser.test_set_ids
     optimisation = session.optimiser.optimise(metric_id, slug, train_ids, fingerprint, slot=session.slots)
@@ -468,7 +497,6 @@ def _sync_one(session: SyncSession, working: MetricFile) -> SyncResult:
         )
     progress = optimisation.progress
     assert progress is not None and optimisation.progress_id is not None
-    used_fingerprint = fingerprint if record is None else record.fingerprint
     if progress.state is ProgressState.FAILED or progress.proposal is None:
         session.optimiser.finish(
             metric_id, slug, optimisation.progress_id, used_fingerprint, SyncStatus.ERROR.value
@@ -600,25 +628,12 @@ def _publish(
     result: Callable[..., SyncResult],
 ) -> SyncResult:
     """Write the proposal onto its branch and open or update its pull request."""
-    slug, metric_id = f.metric.slug, f.metric.id
+    slug = f.metric.slug
     branch = f"{session.settings.branch_prefix}/optimise/{slug}"
     digest = content_hash(changes)
-    if (
-        session.publisher
-        and metric_id is not None
-        and session.publisher.is_rejected(_branches_of(session, metric_id, slug), metric_id, digest)
-    ):
-        return result(
-            status=SyncStatus.REJECTED,
-            branch=branch,
-            detail="this exact proposal was closed without merging; not re-proposed",
-        )
-    if session.publisher and not session.publisher.may_open(branch):
-        return result(
-            status=SyncStatus.SKIPPED_CAP,
-            branch=branch,
-            detail="pull request caps reached (pull_requests.max_new_per_run / max_open)",
-        )
+    refused = _refused(session, f, branch, digest, result)
+    if refused is not None:
+        return refused
     new_text = metric_files.edit_fields(f.text, f.display, changes)
     message = _commit_message(slug, proposal, changes, progress_id, digest, checked.held)
     written = session.writer.write(branch, session.base, f.display, new_text.encode("utf-8"), message)
@@ -654,6 +669,30 @@ def _publish(
     elif written.status is BranchStatus.UNCHANGED:
         status = SyncStatus.PROPOSED
     return result(status=status, branch=branch, pull_request=url, fields=fields)
+
+
+def _refused(
+    session: SyncSession, f: MetricFile, branch: str, digest: str, result: Callable[..., SyncResult]
+) -> SyncResult | None:
+    """Why the proposal gets no pull request (rejected before, or over the caps); None if it may."""
+    slug, metric_id = f.metric.slug, f.metric.id
+    if (
+        session.publisher
+        and metric_id is not None
+        and session.publisher.is_rejected(_branches_of(session, metric_id, slug), metric_id, digest)
+    ):
+        return result(
+            status=SyncStatus.REJECTED,
+            branch=branch,
+            detail="this exact proposal was closed without merging; not re-proposed",
+        )
+    if session.publisher and not session.publisher.may_open(branch):
+        return result(
+            status=SyncStatus.SKIPPED_CAP,
+            branch=branch,
+            detail="pull request caps reached (pull_requests.max_new_per_run / max_open)",
+        )
+    return None
 
 
 @dataclass(frozen=True)
