@@ -130,12 +130,7 @@ def proposal_section(
         head += [evidence_body.evidence_section(holdout.evidence, "", title=title), ""]
     if label_changes:
         head += [evidence_body.label_changes_section(label_changes), ""]
-    summary = summary.strip()
-    if len(summary) > MAX_SUMMARY:
-        summary = summary[:MAX_SUMMARY] + " … (truncated)"
-    if summary:
-        quoted = "\n".join("> " + line for line in markdown.prose(summary).splitlines())
-        head += ["### What the optimiser says", "", quoted, "", ""]
+    head += _quoted_summary(summary)
     tail = []
     if unresolved:
         tail += [evidence_body.unresolved_section(unresolved), ""]
@@ -152,6 +147,17 @@ def proposal_section(
     fixed = "\n".join(head) + "\n### Changes\n\n" + "\n".join(tail)
     budget = MAX_BODY - len(fixed) - len(BEGIN) - len(END) - 2000
     return "\n".join(head) + "### Changes\n\n" + _diff_blocks(fields, budget) + "\n\n" + "\n".join(tail)
+
+
+def _quoted_summary(summary: str) -> list[str]:
+    """The optimiser's summary as a quote (cut at MAX_SUMMARY), or nothing."""
+    summary = summary.strip()
+    if len(summary) > MAX_SUMMARY:
+        summary = summary[:MAX_SUMMARY] + " … (truncated)"
+    if not summary:
+        return []
+    quoted = "\n".join("> " + line for line in markdown.prose(summary).splitlines())
+    return ["### What the optimiser says", "", quoted, "", ""]
 
 
 @dataclass(frozen=True)
