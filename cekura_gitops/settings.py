@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from cekura_gitops.errors import ConfigError, MetricValidationError
@@ -178,46 +178,19 @@ def resolve(
     env = os.environ if environ is None else environ
     root = (root or Path.cwd()).resolve()
     config = load_config_file(root) if config_file else {}
-    opt_cfg = config.get("optimiser", {})
-    pr_cfg = config.get("pull_requests", {})
     git_cfg = config.get("git", {})
-    cekura_cfg = config.get("cekura", {})
     notify_cfg = config.get("notify", {})
 
     conc = concurrency or _env_int(env, "CEKURA_GITOPS_CONCURRENCY") or config.get("concurrency") or 8
     if conc < 1:
         raise ConfigError("--concurrency must be at least 1")
     mdir = metrics_dir or env.get("CEKURA_GITOPS_METRICS_DIR") or config.get("metrics_dir") or "metrics"
-    defaults = OptimiserDefaults()
-    optimiser = OptimiserDefaults(
-        timeout=parse_duration(env.get("CEKURA_GITOPS_OPTIMISER_TIMEOUT") or opt_cfg.get("timeout", "45m")),
-        min_improvement=float(opt_cfg.get("min_improvement", defaults.min_improvement)),
-        min_feedback=int(opt_cfg.get("min_feedback", defaults.min_feedback)),
-        auto_apply=bool(opt_cfg.get("auto_apply", defaults.auto_apply)),
-        critical=bool(opt_cfg.get("critical", defaults.critical)),
-        enabled=bool(opt_cfg.get("enabled", defaults.enabled)),
-        holdout=float(opt_cfg["holdout"]) if opt_cfg.get("holdout") is not None else None,
-        holdout_min=int(opt_cfg.get("holdout_min", defaults.holdout_min)),
-    )
-    prs = PullRequestSettings(
-        labels=tuple(pr_cfg.get("labels", ())),
-        reviewers=tuple(pr_cfg.get("reviewers", ())),
-        team_reviewers=tuple(pr_cfg.get("team_reviewers", ())),
-        draft=bool(pr_cfg.get("draft", False)),
-        max_new_per_run=int(pr_cfg.get("max_new_per_run", 10)),
-        max_open=int(pr_cfg.get("max_open", 30)),
-        merge=str(pr_cfg.get("merge", "auto")),
-        writes_per_hour=int(pr_cfg.get("writes_per_hour", 400)),
-    )
+    optimiser = _optimiser_defaults(env, config.get("optimiser", {}))
+    prs = _pull_request_settings(config.get("pull_requests", {}))
     app_id, app_key = _app(env)
     author_name, author_email = _author(git_cfg.get("author", DEFAULT_AUTHOR))
-    api_url = _api_url(env.get("GITHUB_API_URL") or DEFAULT_GITHUB_URL, "GITHUB_API_URL", DEFAULT_GITHUB_URL)
-    cekura_url = _api_url(
-        env.get("CEKURA_API_URL") or cekura_cfg.get("api_url") or DEFAULT_CEKURA_URL,
-        "CEKURA_API_URL" if env.get("CEKURA_API_URL") else f"cekura.api_url in {CONFIG_FILE}",
-        DEFAULT_CEKURA_URL,
-    )
-    project = env.get("CEKURA_PROJECT_ID") or cekura_cfg.get("project")
+    api_url, cekura_url = _api_urls(env, config.get("cekura", {}))
+    project = env.get("CEKURA_PROJECT_ID") or config.get("cekura", {}).get("project")
     return Settings(
         root=root,
         metrics_dir=(root / mdir) if not Path(mdir).is_absolute() else Path(mdir),
@@ -233,15 +206,7 @@ def resolve(
         github_app_private_key=app_key,
         github_api_url=api_url,
         github_graphql_url=_optional_url(env, "GITHUB_GRAPHQL_URL", "https://api.github.com/graphql"),
-        github_repository=env.get("GITHUB_REPOSITORY") or None,
-        github_server_url=(env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/"),
-        github_actions=env.get("GITHUB_ACTIONS") == "true",
-        github_run_id=env.get("GITHUB_RUN_ID") or None,
-        github_event_name=env.get("GITHUB_EVENT_NAME") or None,
-        github_event_path=env.get("GITHUB_EVENT_PATH") or None,
-        github_ref=env.get("GITHUB_REF") or None,
-        github_step_summary=env.get("GITHUB_STEP_SUMMARY") or None,
-        github_output=env.get("GITHUB_OUTPUT") or None,
+        **_runner(env),
         dashboard_url=(env.get("CEKURA_DASHBOARD_URL") or "https://dashboard.cekura.ai").rstrip("/"),
         optimiser=optimiser,
         pull_requests=prs,
@@ -254,11 +219,93 @@ def resolve(
         rescore_after_apply=bool(config.get("apply", {}).get("rescore", False)),
         notify_on=str(notify_cfg.get("on", "failure")),
         notify_mention=str(notify_cfg.get("mention", "")),
+        **_tuning(env),
+    )
+
+
+def _optimiser_defaults(env: Mapping[str, str], opt_cfg: Mapping[str, Any]) -> OptimiserDefaults:
+    """The `optimiser:` block of the config file (the timeout also from the environment)."""
+    defaults = OptimiserDefaults()
+    return OptimiserDefaults(
+        timeout=parse_duration(env.get("CEKURA_GITOPS_OPTIMISER_TIMEOUT") or opt_cfg.get("timeout", "45m")),
+        min_improvement=float(opt_cfg.get("min_improvement", defaults.min_improvement)),
+        min_feedback=int(opt_cfg.get("min_feedback", defaults.min_feedback)),
+        auto_apply=bool(opt_cfg.get("auto_apply", defaults.auto_apply)),
+        critical=bool(opt_cfg.get("critical", defaults.critical)),
+        enabled=bool(opt_cfg.get("enabled", defaults.enabled)),
+        holdout=float(opt_cfg["holdout"]) if opt_cfg.get("holdout") is not None else None,
+        holdout_min=int(opt_cfg.get("holdout_min", defaults.holdout_min)),
+    )
+
+
+def _pull_request_settings(pr_cfg: Mapping[str, Any]) -> PullRequestSettings:
+    """The `pull_requests:` block of the config file."""
+    return PullRequestSettings(
+        labels=tuple(pr_cfg.get("labels", ())),
+        reviewers=tuple(pr_cfg.get("reviewers", ())),
+        team_reviewers=tuple(pr_cfg.get("team_reviewers", ())),
+        draft=bool(pr_cfg.get("draft", False)),
+        max_new_per_run=int(pr_cfg.get("max_new_per_run", 10)),
+        max_open=int(pr_cfg.get("max_open", 30)),
+        merge=str(pr_cfg.get("merge", "auto")),
+        writes_per_hour=int(pr_cfg.get("writes_per_hour", 400)),
+    )
+
+
+def _api_urls(env: Mapping[str, str], cekura_cfg: Mapping[str, Any]) -> tuple[str, str]:
+    """(GitHub's API URL, Cekura's API URL), each checked."""
+    api_url = _api_url(env.get("GITHUB_API_URL") or DEFAULT_GITHUB_URL, "GITHUB_API_URL", DEFAULT_GITHUB_URL)
+    cekura_url = _api_url(
+        env.get("CEKURA_API_URL") or cekura_cfg.get("api_url") or DEFAULT_CEKURA_URL,
+        "CEKURA_API_URL" if env.get("CEKURA_API_URL") else f"cekura.api_url in {CONFIG_FILE}",
+        DEFAULT_CEKURA_URL,
+    )
+    return api_url, cekura_url
+
+
+class _Tuning(TypedDict):
+    crash_at: str | None
+    github_write_interval: float
+    http_timeout: float
+    http_backoff: float
+    http_deadline: float
+
+
+def _tuning(env: Mapping[str, str]) -> _Tuning:
+    """Knobs only the environment sets: crash tests, write spacing, HTTP timing."""
+    return _Tuning(
         crash_at=env.get("CEKURA_GITOPS_CRASH_AT") or None,
         github_write_interval=_env_float(env, "CEKURA_GITOPS_GITHUB_WRITE_INTERVAL", 1.0),
         http_timeout=_env_float(env, "CEKURA_GITOPS_HTTP_TIMEOUT", 30.0),
         http_backoff=_env_float(env, "CEKURA_GITOPS_HTTP_BACKOFF", 0.5),
         http_deadline=_env_float(env, "CEKURA_GITOPS_HTTP_DEADLINE", 120.0) or 120.0,
+    )
+
+
+class _Runner(TypedDict):
+    github_repository: str | None
+    github_server_url: str
+    github_actions: bool
+    github_run_id: str | None
+    github_event_name: str | None
+    github_event_path: str | None
+    github_ref: str | None
+    github_step_summary: str | None
+    github_output: str | None
+
+
+def _runner(env: Mapping[str, str]) -> _Runner:
+    """What the GitHub Actions runner says about this run (all absent elsewhere)."""
+    return _Runner(
+        github_repository=env.get("GITHUB_REPOSITORY") or None,
+        github_server_url=(env.get("GITHUB_SERVER_URL") or "https://github.com").rstrip("/"),
+        github_actions=env.get("GITHUB_ACTIONS") == "true",
+        github_run_id=env.get("GITHUB_RUN_ID") or None,
+        github_event_name=env.get("GITHUB_EVENT_NAME") or None,
+        github_event_path=env.get("GITHUB_EVENT_PATH") or None,
+        github_ref=env.get("GITHUB_REF") or None,
+        github_step_summary=env.get("GITHUB_STEP_SUMMARY") or None,
+        github_output=env.get("GITHUB_OUTPUT") or None,
     )
 
 
