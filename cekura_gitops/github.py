@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -248,14 +248,7 @@ class GitHubClient:
         owner, sep, name = repository.partition("/")
         if not (sep and owner and name) or "/" in name:
             raise ConfigError(f"GitHub repository must look like OWNER/NAME, got {repository!r}")
-        seen: set[str] = set()
-        if isinstance(token, str):
-            self._redact = Redactor([token])  # the raw form too: it is what a caller printed
-            fixed = _checked_token(token)
-            seen.add(fixed)
-            token = functools.partial(str, fixed)  # one shape for fixed and minted tokens
-        else:
-            self._redact = Redactor([])
+        token, self._redact, seen = _token_source(token)
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.api_url = api_url.rstrip("/")
@@ -766,6 +759,11 @@ class GitHubClient:
         status = response.status
         if status < 400:
             return response
+        self._raise_for(call, response, attempt, rate_limited)
+
+    def _raise_for(self, call: _Call, response: httpio.Reply, attempt: int, rate_limited: int) -> NoReturn:
+        """The error (or the retry) a failed response means."""
+        status = response.status
         detail = _detail(response, self._redact)
         if status == 401:
             detail = _hint(status, detail)
@@ -808,6 +806,16 @@ class GitHubClient:
 
     def _backoff(self, attempt: int) -> float:
         return self._backoff_base * 2.0 ** (attempt - 1)
+
+
+def _token_source(token: str | Callable[[], str]) -> tuple[Callable[[], str], Redactor, set[str]]:
+    """(the token for each request, its redactor, the tokens sent so far) for a fixed token
+    or a source of minted ones."""
+    if not isinstance(token, str):
+        return token, Redactor([]), set()
+    redact = Redactor([token])  # the raw form too: it is what a caller printed
+    fixed = _checked_token(token)
+    return functools.partial(str, fixed), redact, {fixed}  # one shape for fixed and minted tokens
 
 
 def _checked_token(token: str) -> str:
