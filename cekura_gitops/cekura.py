@@ -369,17 +369,24 @@ class CekuraClient:
                 detail = _status_detail(response, self._redact)
                 ambiguous = is_write and status >= 500
                 raise self._error(operation, method, path, status, detail, ambiguous)
-            if status == 204 or not response.content:
-                return _Reply(status, None, response.headers, self._redact)
-            try:
-                # A 2xx echoing the key (a prompt, an optimiser error) would otherwise reach
-                # files, pull requests and summaries, possibly cut mid-key.
-                body = self._redact.scrub(response.json())
-            except httpio.ReplyError as err:
-                # The server answered 2xx, so a write took effect: ambiguous for writes.
-                detail = f"unexpected response: {err.message}: {excerpt(response.text, self._redact, 80)}"
-                raise self._error(operation, method, path, status, detail, is_write) from None
-            return _Reply(status, body, response.headers, self._redact)
+            return self._reply(operation, method, path, response, is_write)
+
+    def _reply(
+        self, operation: str, method: str, path: str, response: httpio.Reply, is_write: bool
+    ) -> _Reply:
+        """A 2xx answer's body, parsed and scrubbed of the key."""
+        status = response.status
+        if status == 204 or not response.content:
+            return _Reply(status, None, response.headers, self._redact)
+        try:
+            # A 2xx echoing the key (a prompt, an optimiser error) would otherwise reach
+            # files, pull requests and summaries, possibly cut mid-key.
+            body = self._redact.scrub(response.json())
+        except httpio.ReplyError as err:
+            # The server answered 2xx, so a write took effect: ambiguous for writes.
+            detail = f"unexpected response: {err.message}: {excerpt(response.text, self._redact, 80)}"
+            raise self._error(operation, method, path, status, detail, is_write) from None
+        return _Reply(status, body, response.headers, self._redact)
 
     def _send(
         self, operation: str, method: str, path: str, params: Mapping[str, str] | None, json: Any
