@@ -558,7 +558,8 @@ def test_fault_hang_trips_client_timeout(sandbox: Sandbox) -> None:
     with httpx.Client(base_url=sandbox.url, headers=headers, timeout=0.15) as client:
         with pytest.raises(httpx.ReadTimeout):
             client.get("/user/v1/projects/")
-        assert client.get("/user/v1/projects/").status_code == 200
+        # The fault fired once; a loaded machine may take longer than 0.15 s to serve it.
+        assert client.get("/user/v1/projects/", timeout=30).status_code == 200
 
 
 def test_fault_latency_slows_but_serves(sandbox: Sandbox, http: httpx.Client) -> None:
