@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.github_fixtures import fake_github, github_client, make_fake_github  # noqa: F401
 from tests.sandbox_fixtures import cekura, sandbox  # noqa: F401
@@ -20,6 +21,13 @@ HUMAN = {
     "GIT_COMMITTER_NAME": "Ada Human",
     "GIT_COMMITTER_EMAIL": "ada@example.com",
 }
+
+
+# Properties, not speed: on a loaded machine one example can take longer than Hypothesis's
+# 200 ms deadline (and generating them its too_slow limit), and a deadline missed once and
+# met on the replay fails the test as "flaky".
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
