@@ -226,7 +226,13 @@ def _killed(world: World, args: list[str], crash_at: str) -> None:
     assert done.returncode == -signal.SIGKILL, f"not killed at {crash_at}: {done.returncode}\n{done.stderr}"
 
 
-def _wait_for_claims_to_expire(world: World, timeout_s: float = 1.0) -> None:
+# The re-run after a blocking kill runs with this optimiser timeout (CLAIM_EXPIRY times it
+# is the claim's expiry). The new run's clock starts at its start POST, before its record
+# is pushed: 1 s let a slow push on a loaded machine time the run out before its first poll.
+RERUN_TIMEOUT_S = 3
+
+
+def _wait_for_claims_to_expire(world: World, timeout_s: float = RERUN_TIMEOUT_S) -> None:
     claims = [r["claimed_at"] for r in state(world.repo.origin)["runs"].values() if "progress_id" not in r]
     assert claims
     from cekura_gitops.optimiser import CLAIM_EXPIRY
@@ -257,7 +263,7 @@ def _converge_sync(world: World, baseline: dict[str, Any], must_block: set[str] 
         assert all(n <= 1 for n in before.values())
         world.sound()
         _wait_for_claims_to_expire(world)
-        second = world.rerun("sync", CEKURA_GITOPS_OPTIMISER_TIMEOUT="1s")
+        second = world.rerun("sync", CEKURA_GITOPS_OPTIMISER_TIMEOUT=f"{RERUN_TIMEOUT_S}s")
         assert second.code == 0, second.out
         for slug in blocked:
             assert statuses(second.json())[slug] == "proposed"

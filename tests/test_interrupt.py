@@ -43,7 +43,7 @@ from tests._hardening import (
     template_origin,  # noqa: F401 (fixture)
 )
 from tests.conftest import git, run_subprocess
-from tests.test_crash import SYNC_POINTS, World, _serve, world  # noqa: F401 (fixture)
+from tests.test_crash import RERUN_TIMEOUT_S, SYNC_POINTS, World, _serve, world  # noqa: F401 (fixture)
 
 NEW = "caller_greeted_by_first_name_1562"
 RENAMED = {GREETING: NEW}
@@ -142,9 +142,9 @@ def _converge(world: World, baseline: dict[str, Any], must_block: set[int] = fro
         claims = [
             r["claimed_at"] for r in state(world.repo.origin)["runs"].values() if "progress_id" not in r
         ]
-        time.sleep(max(0.0, max(claims) + CLAIM_EXPIRY * 1.0 + 0.05 - time.time()))
+        time.sleep(max(0.0, max(claims) + CLAIM_EXPIRY * RERUN_TIMEOUT_S + 0.05 - time.time()))
         world.sandbox.state.finish_optimisations()  # the orphaned run ended meanwhile
-        second = world.rerun("sync", CEKURA_GITOPS_OPTIMISER_TIMEOUT="1s")
+        second = world.rerun("sync", CEKURA_GITOPS_OPTIMISER_TIMEOUT=f"{RERUN_TIMEOUT_S}s")
         assert second.code == 0, second.out
         for metric_id in blocked:
             assert _by_id(second.json())[metric_id] == "proposed"
