@@ -446,7 +446,7 @@ GH_KINDS: dict[str, dict[str, Any]] = {
     "502": {"status": 502},
     "503": {"status": 503},
     "504": {"status": 504},
-    "hang": {"status": 504, "delay": 0.6},  # the client (timeout 0.25 s) has given up by then
+    "hang": {"status": 504, "delay": 3.0},  # the client (GH_HANG_TIMEOUT) has given up by then
     "drop": {"drop": True},
     "non-json": {},  # a proxy's HTML page with 200: see NonJsonTransport
     "missing-fields": {"status": 200, "body": {}},
@@ -454,7 +454,11 @@ GH_KINDS: dict[str, dict[str, Any]] = {
     "403": {"status": 403},
     "404": {"status": 404},
 }
-GH_TIMEOUT = 0.25
+# The client's read timeout: short only where a hang must trip it. It is every request's
+# timeout, and on a loaded machine the fake (validating requests and replies) can take
+# longer than 0.25 s to answer a healthy one: a spurious timeout and an extra retry.
+GH_TIMEOUT = 30.0
+GH_HANG_TIMEOUT = 1.5
 GH_MAX_ATTEMPTS = 4  # GitHubClient default
 
 
@@ -543,7 +547,7 @@ def _gh_marker(kind: str) -> str:
 
 
 def _gh_sample(op_index: int, kind: str, persistent: bool) -> bool:
-    if kind == "hang":  # real time: 0.25 s per attempt
+    if kind == "hang":  # real time: GH_HANG_TIMEOUT per attempt
         return not persistent and op_index % 3 == 0
     return _rotation(op_index, kind, persistent)
 
@@ -579,7 +583,7 @@ def test_github_client_fault(op: GhOp, kind: str, persistent: bool, fake_github:
         fake_github.full_name,
         graphql_url=fake_github.graphql_url,
         transport=transport,
-        timeout=GH_TIMEOUT,
+        timeout=GH_HANG_TIMEOUT if kind == "hang" else GH_TIMEOUT,
         min_write_interval=0.0,
         sleep=sleeps.append,
     )
