@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.github import GitHubClient
@@ -33,6 +34,14 @@ def github_client(settings: Settings, *, sleep: Callable[[float], None] | None =
 
     `sleep` replaces its waits before retries (sync: a wait that a stop request ends)."""
     return access_for(settings).client(sleep=sleep)
+
+
+def github_clients(settings: Settings) -> Callable[[str], GitHubClient] | None:
+    """GitHub clients on any repository (owner/name) with the configured token, for init and
+    doctor, which may know the repository only from the git remote; None without a token."""
+    if not settings.github_token:
+        return None
+    return lambda repository: github_client(replace(settings, github_repository=repository))
 
 
 def git_repo(settings: Settings) -> GitRepo:

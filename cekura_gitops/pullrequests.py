@@ -42,9 +42,6 @@ class GitHubPublisher:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _warned_token: bool = False
 
-    def close(self) -> None:
-        """Nothing to release: the command that built the client closes it."""
-
     # -- queries ---------------------------------------------------------------------------
 
     def default_branch(self) -> str:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from cekura_gitops import defaultbranch, release, yamltext
 from cekura_gitops.errors import ConfigError, GitHubAPIError, MetricValidationError
+from cekura_gitops.github import GitHubClient
 from cekura_gitops.gitrepo import GitRepo
 from cekura_gitops.release import ActionRef
 from cekura_gitops.settings import Settings
@@ -80,25 +82,29 @@ def _template(name: str) -> str:
 # --- the default branch -----------------------------------------------------------------
 
 
-def default_branch(repo: GitRepo, settings: Settings) -> str | None:
+def default_branch(
+    repo: GitRepo, settings: Settings, github: Callable[[str], GitHubClient] | None = None
+) -> str | None:
     """The default branch as defaultbranch.py decides it (event, settings, then the remote's
     own HEAD via `ls-remote --symref`), else what the GitHub API says; never `origin/HEAD`.
+
+    `github` gives a client on a repository (owner/name); None when there is no token.
     """
     remote = settings.remote if repo.has_remote(settings.remote) else None
     try:
         return defaultbranch.default_branch(settings, repo, remote)
     except ConfigError:
-        return _from_github(repo, settings)
+        return _from_github(repo, settings.github_repository, settings.remote, github)
 
 
-def _from_github(repo: GitRepo, settings: Settings) -> str | None:
-    repository = settings.github_repository or _repository_from_remote(repo, settings.remote)
-    if not settings.github_token or not repository:
+def _from_github(
+    repo: GitRepo, repository: str | None, remote: str, github: Callable[[str], GitHubClient] | None
+) -> str | None:
+    repository = repository or _repository_from_remote(repo, remote)
+    if github is None or not repository:
         return None
-    from cekura_gitops.clients import github_client
-
     try:
-        with github_client(replace(settings, github_repository=repository)) as client:
+        with github(repository) as client:
             return client.get_repo().default_branch
     except (GitHubAPIError, ConfigError):
         return None

@@ -219,3 +219,21 @@ def test_plan_comment_ignores_a_planted_marker(pulled: Repo, cli, env, gh, tmp_p
     comments = gh.comments_on(pr["number"])
     assert [c["body"] for c in comments if c["id"] == planted["id"]] == [planted["body"]]
     assert len(comments) == 2
+
+
+def test_one_sync_builds_one_github_client(pulled: Repo, cli, env, gh, sandbox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The pull request and the dashboard issue go through the one client sync builds."""
+    from cekura_gitops.githubaccess import GitHubAccess
+
+    built = []
+    build = GitHubAccess.client
+
+    def counting(self, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(build(self, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(GitHubAccess, "client", counting)
+    result = sync(cli, pulled, env, "--metric", GREETING)
+    assert only(result)["status"] == "proposed"
+    assert len(open_prs(gh)) == 1 and len(gh.issues) == 1  # the PR and the dashboard issue
+    assert len(built) == 1

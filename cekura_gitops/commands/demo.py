@@ -65,9 +65,6 @@ class TerminalPublisher:
     def human_edited(self, branch: str, result: BranchResult) -> Published:
         return Published(None)
 
-    def close(self) -> None:
-        pass
-
 
 def demo(settings: Settings, console: Console, *, keep: bool = False) -> int:
     """Run pull → validate/plan → sync → merge → apply → drift check, narrating each step."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cekura_gitops import metric_files
 from cekura_gitops.cekura import CekuraClient
-from cekura_gitops.clients import cekura_client
+from cekura_gitops.clients import cekura_client, github_clients
 from cekura_gitops.console import Console
 from cekura_gitops.errors import CekuraAPIError, GitError, GitHubAPIError, GitOpsError, MetricValidationError
 from cekura_gitops.metric_files import MetricFile
@@ -148,7 +148,7 @@ def _init_workflows(settings: Settings, checks: list[Check]) -> bool:
     try:
         repo = GitRepo(settings.root)
         folder = Path(metrics_folder(settings, repo)).as_posix()
-        branch = scaffold.default_branch(repo, settings)
+        branch = scaffold.default_branch(repo, settings, github_clients(settings))
     except GitOpsError:
         return False  # the git check says what is wrong
     findings = scaffold.audit(repo.root, folder, branch)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cekura_gitops import metric_files, release, scaffold
+from cekura_gitops.clients import github_clients
 from cekura_gitops.console import Console
 from cekura_gitops.errors import ConfigError, UsageError
 from cekura_gitops.gitrepo import GitRepo
@@ -92,7 +93,7 @@ def _action(given: str | None) -> ActionRef:
 
 
 def _default_branch(repo: GitRepo, settings: Settings) -> str:
-    found = scaffold.default_branch(repo, settings)
+    found = scaffold.default_branch(repo, settings, github_clients(settings))
     if found is None:
         raise ConfigError(
             f"could not find the default branch: remote {settings.remote!r} names none and the GitHub "
