@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from cekura_gitops.cekura import ProgressReply
 from cekura_gitops.optimiser import Optimiser, Outcome
-from cekura_gitops.statestore import RunRecord
+from cekura_gitops.statestore import Claim
 
 RUNNING: dict[str, Any] = {"status": "in_progress", "output": None}
 DONE: dict[str, Any] = {
@@ -89,7 +89,7 @@ def _simulate(duration: float, rtt: float) -> tuple[PollRun, list[float]]:
         sleep=clock.sleep,
         clock=clock.time,
     )
-    record = RunRecord(metric_id=1, claimed_at=0.0, owner="bench", progress_id="bench-run", started_at=0.0)
+    record = Claim(metric_id=1, claimed_at=0.0, owner="bench", progress_id="bench-run", started_at=0.0)
     result = optimiser._poll("bench", record, False)
     if result.outcome is not Outcome.FINISHED:
         raise RuntimeError(f"simulated run of {duration} s ended {result.outcome}: {result.detail}")

@@ -127,7 +127,7 @@ class GitRepo:
             if self._objects is None:
                 from cekura_gitops.gitobjects import ObjectStore
 
-                lines = self.run("rev-parse", "--show-object-format", "--git-path", "objects").splitlines()
+                lines = self.git("rev-parse", "--show-object-format", "--git-path", "objects").splitlines()
                 if len(lines) == 2 and lines[0] == "sha1":
                     self._objects = ObjectStore(self.root, self.root / lines[1], GIT)
                 else:
@@ -145,7 +145,7 @@ class GitRepo:
     def __repr__(self) -> str:
         return f"GitRepo({str(self.root)!r})"
 
-    def run(
+    def git(
         self,
         *args: str,
         env: dict[str, str] | None = None,
@@ -169,16 +169,16 @@ class GitRepo:
         out = done.stdout.decode("utf-8", "replace")
         return out.strip() if strip else out
 
-    def try_run(self, *args: str, env: dict[str, str] | None = None) -> str | None:
+    def try_git(self, *args: str, env: dict[str, str] | None = None) -> str | None:
         try:
-            return self.run(*args, env=env)
+            return self.git(*args, env=env)
         except GitError:
             return None
 
     # --- reading -------------------------------------------------------------------------
 
     def rev_parse(self, rev: str) -> str | None:
-        return self.try_run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        return self.try_git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
 
     def head_sha(self) -> str:
         sha = self.rev_parse("HEAD")
@@ -187,7 +187,7 @@ class GitRepo:
         return sha
 
     def current_branch(self) -> str | None:
-        return self.try_run("symbolic-ref", "--quiet", "--short", "HEAD")
+        return self.try_git("symbolic-ref", "--quiet", "--short", "HEAD")
 
     def show_file(self, rev: str, path: str) -> bytes | None:
         """A file's bytes at rev, or None when it does not exist there."""
@@ -205,12 +205,12 @@ class GitRepo:
 
     def list_files(self, rev: str, under: str) -> list[str]:
         """Paths of the files under a folder at rev."""
-        out = self.run("ls-tree", "-r", "--name-only", "-z", rev, "--", under, strip=False)
+        out = self.git("ls-tree", "-r", "--name-only", "-z", rev, "--", under, strip=False)
         return [p for p in out.split("\0") if p]
 
     def tree_entries(self, rev: str, under: str) -> dict[str, str]:
         """path -> git file mode (100644, 100755, 120000 for a symlink, ...) under a folder."""
-        out = self.run("ls-tree", "-r", "-z", rev, "--", under, strip=False)
+        out = self.git("ls-tree", "-r", "-z", rev, "--", under, strip=False)
         entries = {}
         for item in out.split("\0"):
             if item:
@@ -249,7 +249,7 @@ class GitRepo:
 
     def dirty_paths(self, pathspec: str) -> set[str]:
         """Paths under pathspec with uncommitted changes (staged, unstaged or untracked)."""
-        out = self.run("status", "--porcelain", "-z", "--untracked-files=all", "--", pathspec, strip=False)
+        out = self.git("status", "--porcelain", "-z", "--untracked-files=all", "--", pathspec, strip=False)
         paths = set()
         entries = out.split("\0")
         i = 0
@@ -291,7 +291,7 @@ class GitRepo:
 
     def commits_between(self, base: str, tip: str) -> list[CommitInfo]:
         """Commits reachable from tip but not base, newest first."""
-        out = self.run("log", "--format=%H%x00%ae%x00%ce%x00%an%x00%s", f"{base}..{tip}")
+        out = self.git("log", "--format=%H%x00%ae%x00%ce%x00%an%x00%s", f"{base}..{tip}")
         result = []
         for line in out.splitlines():
             sha, author, committer, name, subject = line.split("\0", 4)
@@ -300,7 +300,7 @@ class GitRepo:
 
     def log(self, rev: str, paths: Sequence[str], *, limit: int) -> list[LogEntry]:
         """Commits reachable from rev that touch paths, newest first, with their messages."""
-        out = self.run(
+        out = self.git(
             "log", f"--max-count={limit}", "-z", "--format=%H%x1f%ct%x1f%B", rev, "--", *paths, strip=False
         )
         entries = []
@@ -311,16 +311,16 @@ class GitRepo:
         return entries
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        return self.try_run("merge-base", "--is-ancestor", ancestor, descendant) is not None
+        return self.try_git("merge-base", "--is-ancestor", ancestor, descendant) is not None
 
     def has_remote(self, remote: str) -> bool:
-        return remote in self.run("remote").split()
+        return remote in self.git("remote").split()
 
     def remote_head_branch(self, remote: str) -> str | None:
         """The branch the remote's HEAD points at, asked of the remote itself
         (`ls-remote --symref`): a local `refs/remotes/<remote>/HEAD` may be missing
         (actions/checkout never makes one) or stale."""
-        out = self.run("ls-remote", "--symref", remote, "HEAD")
+        out = self.git("ls-remote", "--symref", remote, "HEAD")
         for line in out.splitlines():
             target, _tab, name = line.partition("\t")
             if name == "HEAD" and target.startswith("ref: refs/heads/"):
@@ -328,17 +328,17 @@ class GitRepo:
         return None
 
     def is_shallow(self) -> bool:
-        return self.run("rev-parse", "--is-shallow-repository") == "true"
+        return self.git("rev-parse", "--is-shallow-repository") == "true"
 
     def deepen(self, remote: str, head: str, commits: int) -> None:
         """Fetch `commits` more commits behind a shallow clone's boundary (0: all of them)."""
         depth = f"--deepen={commits}" if commits else "--unshallow"
-        self.run("fetch", "--quiet", "--no-tags", depth, remote, head)
+        self.git("fetch", "--quiet", "--no-tags", depth, remote, head)
 
     # --- writing without a checkout ------------------------------------------------------
 
     def hash_blob(self, data: bytes) -> str:
-        return self.run("hash-object", "-w", "--stdin", input_bytes=data)
+        return self.git("hash-object", "-w", "--stdin", input_bytes=data)
 
     def commit_files(
         self,
@@ -357,13 +357,13 @@ class GitRepo:
         with tempfile.TemporaryDirectory(prefix="cekura-gitops-index-") as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
             if parent:
-                self.run("read-tree", parent, env=env)
+                self.git("read-tree", parent, env=env)
             else:
-                self.run("read-tree", "--empty", env=env)
+                self.git("read-tree", "--empty", env=env)
             for path, data in files.items():
                 blob = self.hash_blob(data)
-                self.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
-            tree = self.run("write-tree", env=env)
+                self.git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = self.git("write-tree", env=env)
         who = {
             "GIT_AUTHOR_NAME": identity.name,
             "GIT_AUTHOR_EMAIL": identity.email,
@@ -373,14 +373,14 @@ class GitRepo:
         args = ["commit-tree", tree, "-m", message]
         if parent:
             args[2:2] = ["-p", parent]
-        return self.run(*args, env=who)
+        return self.git(*args, env=who)
 
     def tree_of(self, rev: str) -> str:
-        return self.run("rev-parse", f"{rev}^{{tree}}")
+        return self.git("rev-parse", f"{rev}^{{tree}}")
 
     def update_local_ref(self, ref: str, new: str, old: str | None) -> bool:
         """Compare-and-swap a local ref; False if it moved."""
-        return self.try_run("update-ref", ref, new, old or ZERO_SHA) is not None
+        return self.try_git("update-ref", ref, new, old or ZERO_SHA) is not None
 
     # --- remotes -------------------------------------------------------------------------
 
@@ -388,11 +388,11 @@ class GitRepo:
         args, env = self._net(
             "fetch", "--quiet", "--no-tags", *(["--prune"] if prune else []), remote, *refspecs
         )
-        self.run(*args, env=env)
+        self.git(*args, env=env)
 
     def refs(self, prefix: str) -> dict[str, str]:
         """Local refs under prefix -> sha."""
-        out = self.run("for-each-ref", "--format=%(refname) %(objectname)", prefix)
+        out = self.git("for-each-ref", "--format=%(refname) %(objectname)", prefix)
         return dict(line.split(" ", 1) for line in out.splitlines() if line)
 
     def fetch_optional(self, remote: str, src: str, dst: str) -> str | None:
@@ -406,13 +406,13 @@ class GitRepo:
         except GitError as err:
             if "couldn't find remote ref" not in str(err).lower() and self.ls_remote(remote, src) is not None:
                 raise
-            self.try_run("update-ref", "-d", dst)
+            self.try_git("update-ref", "-d", dst)
             return None
         return self.rev_parse(dst)
 
     def ls_remote(self, remote: str, ref: str) -> str | None:
         args, env = self._net("ls-remote", remote, ref)
-        out = self.run(*args, env=env)
+        out = self.git(*args, env=env)
         for line in out.splitlines():
             sha, name = line.split("\t", 1)
             if name == ref:

@@ -37,7 +37,7 @@ from cekura_gitops import crashpoints
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.errors import CekuraAPIError, GitError, Interrupted
 from cekura_gitops.progress import Progress, ProgressState
-from cekura_gitops.statestore import Conflict, LastRun, RunRecord, State, StateStore
+from cekura_gitops.statestore import Claim, Conflict, LastOptimisation, State, StateStore
 
 # A claim without a recorded run (its sync died between the claim and the record, or the
 # start POST failed ambiguously) expires after this many optimiser timeouts: one for the
@@ -113,20 +113,20 @@ class Optimiser:
     clock: Callable[[], float] = time.time
     on_poll: Callable[[str, str, float], None] = lambda slug, status, elapsed: None
 
-    def existing(self, state: State, metric_id: int) -> RunRecord | None:
+    def existing(self, state: State, metric_id: int) -> Claim | None:
         """Our record for the metric; a claim older than the expiry without a run is dropped.
 
         Keyed by metric id, never slug: a metric renamed while its run is in flight is
         still the same metric, and its run is resumed, not started again.
         """
-        record = state.runs.get(metric_id)
+        record = state.claims.get(metric_id)
         if record is None:
             return None
         if record.progress_id is None and self.clock() - record.claimed_at > CLAIM_EXPIRY * self.timeout:
             return None
         return record
 
-    def expires_at(self, record: RunRecord) -> float:
+    def expires_at(self, record: Claim) -> float:
         """When a claim without a recorded run stops blocking its metric."""
         return record.claimed_at + CLAIM_EXPIRY * self.timeout
 
@@ -196,7 +196,7 @@ class Optimiser:
     def _still_ours(self, metric_id: int, result: Optimisation, resumed: bool) -> Optimisation:
         """A finished run is published by its owner: one that was taken over stands down."""
         if result.outcome is Outcome.FINISHED:
-            holder = self.store.load(fresh=True).runs.get(metric_id)  # not our cached view
+            holder = self.store.load(fresh=True).claims.get(metric_id)  # not our cached view
             if holder is None or holder.owner != self.owner:
                 return Optimisation(
                     Outcome.IN_FLIGHT,
@@ -208,7 +208,7 @@ class Optimiser:
                 )
         return result
 
-    def _blocked(self, record: RunRecord) -> str:
+    def _blocked(self, record: Claim) -> str:
         """Why a claim without a recorded run blocks, and until when."""
         until = time.strftime("%H:%M:%S UTC", time.gmtime(self.expires_at(record)))
         return (
@@ -233,8 +233,8 @@ class Optimiser:
             slot.release()
 
     def _start(
-        self, metric_id: int, slug: str, test_set_ids: Sequence[int] | None, claimed: RunRecord
-    ) -> RunRecord | Optimisation:
+        self, metric_id: int, slug: str, test_set_ids: Sequence[int] | None, claimed: Claim
+    ) -> Claim | Optimisation:
         """The one start POST, and the progress id recorded the moment it is returned.
 
         Nothing happens between the two but the record's push: a stop request is only
@@ -271,12 +271,12 @@ class Optimiser:
         crashpoints.hit("recorded", slug)
         return record
 
-    def _adopt(self, metric_id: int, record: RunRecord) -> RunRecord | None:
+    def _adopt(self, metric_id: int, record: Claim) -> Claim | None:
         """Make the recorded run ours (compare-and-swap); None if it changed meanwhile."""
         adopted = dataclasses.replace(record, owner=self.owner)
 
         def mutate(state: State) -> State:
-            current = state.runs.get(metric_id)
+            current = state.claims.get(metric_id)
             if current is None or current.progress_id != record.progress_id:
                 raise Conflict(metric_id)
             return _put(state, dataclasses.replace(current, owner=self.owner))
@@ -287,8 +287,8 @@ class Optimiser:
             return None
         return adopted
 
-    def _claim(self, metric_id: int, slug: str, fingerprint: str | None) -> RunRecord | None:
-        claim = RunRecord(
+    def _claim(self, metric_id: int, slug: str, fingerprint: str | None) -> Claim | None:
+        claim = Claim(
             metric_id=metric_id,
             claimed_at=self.clock(),
             owner=self.owner,
@@ -310,7 +310,7 @@ class Optimiser:
     def _poll(
         self,
         slug: str,
-        record: RunRecord,
+        record: Claim,
         resumed: bool,
         *,
         first_delay: float = 0.0,
@@ -328,7 +328,7 @@ class Optimiser:
                     note = "cancelled"
                 except CekuraAPIError as err:
                     note = f"cancel failed: {err}"
-                last = LastRun(record.fingerprint, self.clock(), "timed-out", progress_id)
+                last = LastOptimisation(record.fingerprint, self.clock(), "timed-out", progress_id)
                 self._clear(record.metric_id, slug, last)
                 return Optimisation(
                     Outcome.TIMED_OUT,
@@ -375,30 +375,30 @@ class Optimiser:
         self, metric_id: int, slug: str, progress_id: str | None, fingerprint: str | None, outcome: str
     ) -> None:
         """Forget the run and remember what it saw (for feedback gating)."""
-        self._clear(metric_id, slug, LastRun(fingerprint, self.clock(), outcome, progress_id))
+        self._clear(metric_id, slug, LastOptimisation(fingerprint, self.clock(), outcome, progress_id))
         crashpoints.hit("finished", slug)
 
-    def _clear(self, metric_id: int, slug: str, last: LastRun | None) -> None:
+    def _clear(self, metric_id: int, slug: str, last: LastOptimisation | None) -> None:
         def mutate(state: State) -> State:
-            runs = {k: v for k, v in state.runs.items() if k != metric_id}
+            claims = {k: v for k, v in state.claims.items() if k != metric_id}
             lasts = dict(state.last)
             if last is not None:
                 # Every slug the metric ran under: its branches (and rejected PRs) bear them.
                 lasts[metric_id] = last.with_slugs(*_slugs(state.last.get(metric_id)), slug)
-            return dataclasses.replace(state, runs=runs, last=lasts)
+            return dataclasses.replace(state, claims=claims, last=lasts)
 
         self.store.update(mutate, f"done {slug} ({metric_id})")
 
 
-def _slugs(last: LastRun | None) -> tuple[str, ...]:
+def _slugs(last: LastOptimisation | None) -> tuple[str, ...]:
     return last.slugs if last is not None else ()
 
 
-def _put(state: State, record: RunRecord) -> State:
-    return dataclasses.replace(state, runs={**state.runs, record.metric_id: record})
+def _put(state: State, record: Claim) -> State:
+    return dataclasses.replace(state, claims={**state.claims, record.metric_id: record})
 
 
-def _interrupted(record: RunRecord, resumed: bool, polls: int) -> Optimisation:
+def _interrupted(record: Claim, resumed: bool, polls: int) -> Optimisation:
     return Optimisation(
         Outcome.INTERRUPTED,
         record.progress_id,

@@ -112,7 +112,7 @@ def _from_github(
 
 def _repository_from_remote(repo: GitRepo, remote: str) -> str | None:
     """`owner/name` from a GitHub remote URL (https or ssh), None for anything else."""
-    url = repo.try_run("remote", "get-url", remote) if repo.has_remote(remote) else None
+    url = repo.try_git("remote", "get-url", remote) if repo.has_remote(remote) else None
     match = re.search(r"github\.com[:/]([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+?)(?:\.git)?/?$", url or "")
     return f"{match[1]}/{match[2]}" if match else None
 

@@ -35,8 +35,9 @@ LINGER = 0.02  # seconds a flush waits for more updates to join it
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """One optimisation of ours: claimed (no progress id yet) or running."""
+class Claim:
+    """One optimisation of ours: claimed (no progress id yet), or recorded (started, with
+    its progress id). Stored under the JSON key `runs`, as every version has written it."""
 
     metric_id: int
     claimed_at: float
@@ -50,7 +51,7 @@ class RunRecord:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunRecord:
+    def from_json(cls, data: dict[str, Any]) -> Claim:
         return cls(
             metric_id=int(data["metric_id"]),
             claimed_at=float(data["claimed_at"]),
@@ -63,8 +64,8 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
-class LastRun:
-    """What the last completed run of a metric saw, for feedback gating.
+class LastOptimisation:
+    """What the metric's last completed optimisation saw, for feedback gating.
 
     `slugs` are every slug the metric had when one of its runs ended: its bot branches
     are named after them, so a proposal rejected under an old name is still found.
@@ -83,7 +84,7 @@ class LastRun:
         return doc
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LastRun:
+    def from_json(cls, data: dict[str, Any]) -> LastOptimisation:
         return cls(
             fingerprint=data.get("fingerprint"),
             completed_at=float(data.get("completed_at", 0)),
@@ -92,7 +93,7 @@ class LastRun:
             slugs=tuple(str(s) for s in data.get("slugs", ())),
         )
 
-    def with_slugs(self, *slugs: str) -> LastRun:
+    def with_slugs(self, *slugs: str) -> LastOptimisation:
         """This memory, also naming `slugs` (in first-seen order, no repeats)."""
         merged = tuple(dict.fromkeys((*self.slugs, *slugs)))
         return self if merged == self.slugs else replace(self, slugs=merged)
@@ -100,13 +101,13 @@ class LastRun:
 
 @dataclass(frozen=True)
 class State:
-    """Runs and memories by metric id: a rename changes the slug, never the id."""
+    """Claims and memories by metric id: a rename changes the slug, never the id."""
 
-    runs: dict[int, RunRecord] = field(default_factory=dict)
-    last: dict[int, LastRun] = field(default_factory=dict)
+    claims: dict[int, Claim] = field(default_factory=dict)
+    last: dict[int, LastOptimisation] = field(default_factory=dict)
     # Version-1 memories whose slug no metric file has (yet): kept, not lost, until a
     # file with that slug names their id.
-    legacy_last: dict[str, LastRun] = field(default_factory=dict)
+    legacy_last: dict[str, LastOptimisation] = field(default_factory=dict)
     # The last commit `apply` deployed completely: the next apply starts there, so a push
     # whose own run was dropped (concurrency groups keep one pending run) is not skipped.
     applied: str | None = None
@@ -114,7 +115,7 @@ class State:
     def to_bytes(self) -> bytes:
         doc: dict[str, Any] = {
             "version": VERSION,
-            "runs": [v.to_json() for _, v in sorted(self.runs.items())],
+            "runs": [v.to_json() for _, v in sorted(self.claims.items())],
             "last": [{"metric_id": k, **v.to_json()} for k, v in sorted(self.last.items())],
         }
         if self.legacy_last:
@@ -158,11 +159,11 @@ class State:
 
 
 def _from_v2(doc: dict[str, Any]) -> State:
-    runs = [RunRecord.from_json(r) for r in doc.get("runs", [])]
+    claims = [Claim.from_json(r) for r in doc.get("runs", [])]
     return State(
-        runs={r.metric_id: r for r in runs},
-        last={int(d["metric_id"]): LastRun.from_json(d) for d in doc.get("last", [])},
-        legacy_last={str(k): LastRun.from_json(v) for k, v in doc.get("legacy_last", {}).items()},
+        claims={c.metric_id: c for c in claims},
+        last={int(d["metric_id"]): LastOptimisation.from_json(d) for d in doc.get("last", [])},
+        legacy_last={str(k): LastOptimisation.from_json(v) for k, v in doc.get("legacy_last", {}).items()},
         applied=doc.get("applied"),
     )
 
@@ -170,19 +171,19 @@ def _from_v2(doc: dict[str, Any]) -> State:
 def _from_v1(doc: dict[str, Any]) -> State:
     """Version 1 keyed by slug. Its run records carry their metric id, so every claim
     moves to its id; two slugs of one id (a rename) keep the record that has a run."""
-    runs: dict[int, RunRecord] = {}
+    claims: dict[int, Claim] = {}
     for slug, data in doc.get("runs", {}).items():
-        record = RunRecord.from_json(data)
+        record = Claim.from_json(data)
         record = record if record.slug else replace(record, slug=str(slug))
-        runs[record.metric_id] = _stronger(runs.get(record.metric_id), record)
+        claims[record.metric_id] = _stronger(claims.get(record.metric_id), record)
     return State(
-        runs=runs,
-        legacy_last={str(k): LastRun.from_json(v) for k, v in doc.get("last", {}).items()},
+        claims=claims,
+        legacy_last={str(k): LastOptimisation.from_json(v) for k, v in doc.get("last", {}).items()},
         applied=doc.get("applied"),
     )
 
 
-def _stronger(a: RunRecord | None, b: RunRecord) -> RunRecord:
+def _stronger(a: Claim | None, b: Claim) -> Claim:
     """Of two records for one id, the one to keep: a started run beats a bare claim,
     then the later one (its run is the one most likely still going)."""
     if a is None:
@@ -190,7 +191,7 @@ def _stronger(a: RunRecord | None, b: RunRecord) -> RunRecord:
     return max(a, b, key=lambda r: (r.progress_id is not None, r.started_at or 0.0, r.claimed_at))
 
 
-def _newer(a: LastRun | None, b: LastRun) -> LastRun:
+def _newer(a: LastOptimisation | None, b: LastOptimisation) -> LastOptimisation:
     if a is None:
         return b
     kept = max(a, b, key=lambda r: r.completed_at)

@@ -8,7 +8,7 @@ import pytest
 
 from cekura_gitops.cekura import ProgressReply
 from cekura_gitops.optimiser import Optimiser, Outcome
-from cekura_gitops.statestore import RunRecord
+from cekura_gitops.statestore import Claim
 
 RTT = 0.05
 RUNNING: dict[str, Any] = {"status": "in_progress", "output": None}
@@ -52,7 +52,7 @@ def poll(duration: float) -> SimulatedRun:
         sleep=run.sleep,
         clock=lambda: run.now,
     )
-    record = RunRecord(metric_id=1, claimed_at=0.0, owner="test", progress_id="p", started_at=0.0)
+    record = Claim(metric_id=1, claimed_at=0.0, owner="test", progress_id="p", started_at=0.0)
     result = optimiser._poll("m", record, False)
     assert result.outcome is Outcome.FINISHED and result.polls == len(run.seen)
     return run

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cekura_gitops.gitrepo import GitRepo, Identity
-from cekura_gitops.statestore import STATE_REF, LastRun, RunRecord, State, StateStore
+from cekura_gitops.statestore import STATE_REF, Claim, LastOptimisation, State, StateStore
 from tests._hardening import TOKEN, by_metric_id, github_env, state
 from tests.conftest import Repo, run_subprocess
 
@@ -110,20 +110,20 @@ def test_version_1_state_moves_to_metric_ids_without_losing_a_claim() -> None:
     )
     st = State.from_bytes(data, {NEW: 1562, "other": 7})
     # Two slugs of one id (renamed under version 1): the record with a run wins.
-    assert st.runs[1562].progress_id == "p1" and st.runs[1562].slug == OLD
-    assert st.runs[7].slug == "other"
+    assert st.claims[1562].progress_id == "p1" and st.claims[1562].slug == OLD
+    assert st.claims[7].slug == "other"
     # The old slug no file names any more: kept, not lost, until one does.
     assert set(st.legacy_last) == {OLD, "gone"} and st.last == {}
     later = State.from_bytes(st.to_bytes(), {OLD: 1562})
     assert later.last[1562].fingerprint == "f" and later.last[1562].slugs == (OLD,)
     assert set(later.legacy_last) == {"gone"}
-    assert later.runs == st.runs
+    assert later.claims == st.claims
 
 
 def test_version_2_round_trips_and_a_version_1_tool_cannot_misread_it() -> None:
     st = State(
-        runs={1562: RunRecord(1562, 1.0, "me", "p", 2.0, "fp", NEW)},
-        last={1563: LastRun("f", 3.0, "proposed", "q", (OLD, NEW))},
+        claims={1562: Claim(1562, 1.0, "me", "p", 2.0, "fp", NEW)},
+        last={1563: LastOptimisation("f", 3.0, "proposed", "q", (OLD, NEW))},
         applied="abc",
     )
     doc = json.loads(st.to_bytes())
