@@ -1,9 +1,16 @@
-"""Git, through GitPython's command runner: the only module that touches git.
+"""Git: the only module (with its helper gitobjects.py) that touches a repository.
 
-Proposal branches and the state ref are built with plumbing (a private index file,
-`commit-tree`) so that sync never checks anything out: the user's working tree is left
-alone and several metrics can be written concurrently. Arguments are always passed as a
-list, never through a shell, so a hostile slug cannot become a command.
+Every command is the git CLI started with `subprocess`, arguments always as a list and
+never through a shell, so a hostile slug cannot become a command; each runs with
+`gc.auto=0` and `maintenance.auto=false`, so none starts housekeeping on the runner's time.
+GitPython is not used: its one job here was a rename-aware diff, which is one
+`git diff-tree -M` (GitPython starts that same process, after a slow import), and its
+shared `cat-file` pipe is not safe across sync's worker threads.
+
+Proposal branches and the state ref are written without a checkout: the commit's blob,
+trees and commit object are written in-process (gitobjects.py), or, for a repository
+that is not SHA-1, with plumbing (a private index file, `commit-tree`). The user's working
+tree is left alone and several metrics can be written concurrently.
 """
 
 from __future__ import annotations
@@ -89,7 +96,6 @@ class GitRepo:
     def __init__(self, path: Path) -> None:
         import subprocess
 
-        # The git CLI finds the repository; GitPython (slow to import) loads only for diffs.
         done = subprocess.run(
             [*GIT, "rev-parse", "--show-toplevel"],
             cwd=path if path.is_dir() else path.parent,
@@ -100,7 +106,6 @@ class GitRepo:
             raise GitError(f"{path} is not inside a git repository: run this in a clone of your metrics repo")
         self.root = Path(done.stdout.decode().strip())
         self._lock = threading.Lock()
-        self._gitpython: Any = None
         self._objects: Any = None  # gitobjects.ObjectStore, or False: plumbing only
         self._credentials: tuple[Callable[[], str], str | None] | None = None
 
@@ -133,14 +138,6 @@ class GitRepo:
                 else:
                     self._objects = False
             return self._objects or None
-
-    def _gp(self) -> Any:
-        """The GitPython repository (imported on first use)."""
-        if self._gitpython is None:
-            import git
-
-            self._gitpython = git.Repo(self.root)
-        return self._gitpython
 
     def __repr__(self) -> str:
         return f"GitRepo({str(self.root)!r})"
@@ -191,7 +188,7 @@ class GitRepo:
 
     def show_file(self, rev: str, path: str) -> bytes | None:
         """A file's bytes at rev, or None when it does not exist there."""
-        # A subprocess per read: GitPython's shared `cat-file --batch` pipe is not
+        # A subprocess per read: a shared `cat-file --batch` pipe would not be
         # thread-safe, and sync reads from several worker threads.
         import subprocess
 
@@ -263,31 +260,39 @@ class GitRepo:
         return paths
 
     def changed_files(self, base: str, head: str, under: str) -> list[FileChange]:
-        """Metric files changed between base and head, renames detected."""
-        with self._lock:  # GitPython objects are not thread-safe
-            base_commit = self._commit(base)
-            head_commit = self._commit(head)
-            diffs = list(base_commit.diff(head_commit, paths=[under], M=True))
-        changes = []
-        for diff in diffs:
-            if diff.change_type == "A":
-                changes.append(FileChange("added", None, diff.b_path))
-            elif diff.change_type == "D":
-                changes.append(FileChange("deleted", diff.a_path, None))
-            elif diff.change_type == "R":
-                changes.append(FileChange("renamed", diff.a_path, diff.b_path))
-            else:
-                changes.append(FileChange("modified", diff.a_path, diff.b_path))
-        return changes
-
-    def _commit(self, rev: str) -> Any:
-        repo = self._gp()
-        import git
-
+        """Metric files changed between base and head, renames detected (git's default
+        50 % similarity, as `git diff -M` shows them)."""
         try:
-            return repo.commit(rev)
-        except (ValueError, git.BadName):
-            raise GitError(f"unknown revision {rev!r}: fetch it (actions/checkout fetch-depth: 0?)") from None
+            out = self.git(
+                "diff-tree", "-r", "-M", "--name-status", "-z", base, head, "--", under, strip=False
+            )
+        except GitError:
+            for rev in (base, head):
+                if self.try_git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}") is None:
+                    raise GitError(
+                        f"unknown revision {rev!r}: fetch it (actions/checkout fetch-depth: 0?)"
+                    ) from None
+            raise
+        fields = out.split("\0")
+        changes, i = [], 0
+        while i + 1 < len(fields) and fields[i]:
+            kind = fields[i][0]
+            if kind in "RC":  # R086 / C075: the similarity score, then old and new path
+                old, new = fields[i + 1], fields[i + 2]
+                changes.append(
+                    FileChange("renamed", old, new) if kind == "R" else FileChange("added", None, new)
+                )
+                i += 3
+                continue
+            path = fields[i + 1]
+            if kind == "A":
+                changes.append(FileChange("added", None, path))
+            elif kind == "D":
+                changes.append(FileChange("deleted", path, None))
+            else:  # M, T (a file became a symlink or back): modified
+                changes.append(FileChange("modified", path, path))
+            i += 2
+        return changes
 
     def commits_between(self, base: str, tip: str) -> list[CommitInfo]:
         """Commits reachable from tip but not base, newest first."""

@@ -66,3 +66,31 @@ def test_commits_written_in_process_match_gits_own(pulled: Repo, files: dict[str
         for path, data in files.items():
             assert pulled.git("show", f"{mine}:{path}") == data.decode().rstrip("\n")
     pulled.git("fsck", "--strict", "--no-dangling")
+
+
+def test_changed_files_sees_adds_deletes_renames_and_edits(pulled: Repo) -> None:
+    # apply deploys exactly these; one `git diff-tree -M` finds them (no GitPython).
+    from cekura_gitops.errors import GitError
+    from cekura_gitops.gitrepo import FileChange, GitRepo
+
+    base = pulled.git("rev-parse", "HEAD")
+    files = sorted(p.name for p in (pulled.work / "metrics").glob("*.yaml"))
+    moved, edited, gone = files[0], files[1], files[2]
+    pulled.git("mv", f"metrics/{moved}", "metrics/renamed.yaml")
+    (pulled.work / "metrics" / edited).write_text((pulled.work / "metrics" / edited).read_text() + "# x\n")
+    pulled.git("rm", "-q", f"metrics/{gone}")
+    pulled.write("metrics/new one.yaml", "slug: new\n")
+    pulled.write("elsewhere.txt", "not a metric\n")
+    head = pulled.commit_all("changes")
+    got = GitRepo(pulled.work).changed_files(base, head, "metrics")
+    assert sorted(got, key=str) == sorted(
+        [
+            FileChange("renamed", f"metrics/{moved}", "metrics/renamed.yaml"),
+            FileChange("modified", f"metrics/{edited}", f"metrics/{edited}"),
+            FileChange("deleted", f"metrics/{gone}", None),
+            FileChange("added", None, "metrics/new one.yaml"),
+        ],
+        key=str,
+    )
+    with pytest.raises(GitError, match="unknown revision 'f{40}'"):
+        GitRepo(pulled.work).changed_files("f" * 40, head, "metrics")
