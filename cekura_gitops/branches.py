@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from cekura_gitops.errors import GitError
 from cekura_gitops.gitrepo import CommitInfo, GitRepo, Identity
-from cekura_gitops.statestore import LINGER
+from cekura_gitops.statestore import END_LINGER
 
 WRITE_ATTEMPTS = 3  # a lost lease is retried on a fresh look; a branch in a push war is left
 
@@ -78,12 +78,14 @@ class BranchWriter:
         self._queue_lock = threading.Lock()
         self._queue: list[_Push] = []
 
+    def refspecs(self, prefix: str) -> list[str]:
+        """What to fetch (with --prune) before `prime`: every bot branch."""
+        return [f"+refs/heads/{prefix}/*:refs/remotes/{self._remote}/{prefix}/*"] if self._remote else []
+
     def prime(self, prefix: str) -> None:
-        """Learn every bot branch's tip with one fetch, instead of one or two per metric."""
+        """Learn every bot branch's tip from a fetch of `refspecs` (one for all of them,
+        instead of one or two per metric)."""
         if self._remote:
-            self._repo.fetch(
-                self._remote, f"+refs/heads/{prefix}/*:refs/remotes/{self._remote}/{prefix}/*", prune=True
-            )
             refs = self._repo.refs(f"refs/remotes/{self._remote}/{prefix}/")
             strip = f"refs/remotes/{self._remote}/"
         else:
@@ -100,7 +102,7 @@ class BranchWriter:
             self._queue.append(mine)
         with self._push_lock:
             if mine.result is None:
-                time.sleep(LINGER)
+                time.sleep(END_LINGER)
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 try:

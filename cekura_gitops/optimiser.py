@@ -37,7 +37,16 @@ from cekura_gitops import crashpoints
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.errors import CekuraAPIError, GitError, Interrupted
 from cekura_gitops.progress import Progress, ProgressState
-from cekura_gitops.statestore import Claim, Conflict, LastOptimisation, State, StateStore
+from cekura_gitops.statestore import (
+    END_LINGER,
+    LINGER,
+    Claim,
+    Conflict,
+    Gathering,
+    LastOptimisation,
+    State,
+    StateStore,
+)
 
 # A claim without a recorded run (its sync died between the claim and the record, or the
 # start POST failed ambiguously) expires after this many optimiser timeouts: one for the
@@ -112,6 +121,9 @@ class Optimiser:
     sleep: Callable[[float], None] | None = None
     clock: Callable[[], float] = time.time
     on_poll: Callable[[str, str, float], None] = lambda slug, status, elapsed: None
+    # sync's metrics that may still claim (by slug): claims wait for each other, so a
+    # metric that will not claim now (it resumes a run, or waits for a slot) says so.
+    gathering: Gathering | None = None
 
     def existing(self, state: State, metric_id: int) -> Claim | None:
         """Our record for the metric; a claim older than the expiry without a run is dropped.
@@ -154,12 +166,13 @@ class Optimiser:
             # A recorded run of ours: its owner crashed, or is still polling it elsewhere.
             # Take it over; a live owner sees that when its run ends and stands down, so
             # one run, not two, publishes the result.
+            self._not_claiming(slug)
             record = self._adopt(metric_id, record)
             if record is None:
                 return Optimisation(
                     Outcome.IN_FLIGHT, detail="another run finished or took over this run first"
                 )
-            with self._slot(slot) as got:
+            with self._slot(slot, slug) as got:
                 if not got:
                     return _interrupted(record, resumed, 0)
                 result = self._poll(slug, record, resumed)
@@ -178,7 +191,7 @@ class Optimiser:
         """Claim the metric, start one run and follow it to its end."""
         # Claimed only once a slot is free, right before the POST: a sync killed while
         # its metrics queue for slots leaves no claim (nothing was started) to block them.
-        with self._slot(slot) as got:
+        with self._slot(slot, slug) as got:
             if not got:
                 return Optimisation(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
             claimed = self._claim(metric_id, slug, fingerprint)
@@ -196,17 +209,42 @@ class Optimiser:
     def _still_ours(self, metric_id: int, result: Optimisation, resumed: bool) -> Optimisation:
         """A finished run is published by its owner: one that was taken over stands down."""
         if result.outcome is Outcome.FINISHED:
-            holder = self.store.load(fresh=True).claims.get(metric_id)  # not our cached view
-            if holder is None or holder.owner != self.owner:
+            taker = self._taken_over(metric_id)
+            if taker is not None:
                 return Optimisation(
                     Outcome.IN_FLIGHT,
                     result.progress_id,
-                    detail=f"run {result.progress_id} was taken over by "
-                    f"{holder.owner if holder else 'another run'}, which publishes its result",
+                    detail=f"run {result.progress_id} was taken over by {taker}, which publishes its result",
                     resumed=resumed,
                     polls=result.polls,
                 )
         return result
+
+    def _taken_over(self, metric_id: int) -> str | None:
+        """Who took our run over (another sync resuming it), or None if it is still ours.
+
+        Our view of the state ref is confirmed by a leased no-op push, batched with the
+        other metrics' updates: the compare-and-swap says whether anyone moved the ref,
+        and only then is it read again (no fetch per metric).
+        """
+        taker: list[str] = []
+
+        def still_ours(state: State) -> State:
+            holder = state.claims.get(metric_id)
+            if holder is None or holder.owner != self.owner:
+                taker.append(holder.owner if holder else "another run")
+                raise Conflict(metric_id)
+            return state
+
+        try:
+            self.store.update(still_ours, f"check {metric_id}", confirm=True, linger=END_LINGER)
+        except Conflict:
+            return taker[-1]
+        return None
+
+    def _not_claiming(self, slug: str) -> None:
+        if self.gathering is not None:
+            self.gathering.done(slug)
 
     def _blocked(self, record: Claim) -> str:
         """Why a claim without a recorded run blocks, and until when."""
@@ -218,15 +256,19 @@ class Optimiser:
         )
 
     @contextlib.contextmanager
-    def _slot(self, slot: threading.Semaphore | None) -> Iterator[bool]:
+    def _slot(self, slot: threading.Semaphore | None, slug: str) -> Iterator[bool]:
         """Hold a slot (yields False, holding nothing, if a stop came while waiting)."""
         if slot is None:
             yield not self.stop.is_set()
             return
-        while not slot.acquire(timeout=0.1):
+        got = slot.acquire(blocking=False)
+        if not got:
+            self._not_claiming(slug)  # the claims of metrics holding slots need not wait
+        while not got:
             if self.stop.is_set():
                 yield False
                 return
+            got = slot.acquire(timeout=0.1)
         try:
             yield not self.stop.is_set()
         finally:
@@ -302,7 +344,7 @@ class Optimiser:
             return _put(state, claim)
 
         try:
-            self.store.update(mutate, f"claim {slug} ({metric_id})")
+            self.store.update(mutate, f"claim {slug} ({metric_id})", claim=slug)
         except Conflict:
             return None
         return claim
@@ -375,10 +417,13 @@ class Optimiser:
         self, metric_id: int, slug: str, progress_id: str | None, fingerprint: str | None, outcome: str
     ) -> None:
         """Forget the run and remember what it saw (for feedback gating)."""
-        self._clear(metric_id, slug, LastOptimisation(fingerprint, self.clock(), outcome, progress_id))
+        last = LastOptimisation(fingerprint, self.clock(), outcome, progress_id)
+        self._clear(metric_id, slug, last, linger=END_LINGER)
         crashpoints.hit("finished", slug)
 
-    def _clear(self, metric_id: int, slug: str, last: LastOptimisation | None) -> None:
+    def _clear(
+        self, metric_id: int, slug: str, last: LastOptimisation | None, *, linger: float = LINGER
+    ) -> None:
         def mutate(state: State) -> State:
             claims = {k: v for k, v in state.claims.items() if k != metric_id}
             lasts = dict(state.last)
@@ -387,7 +432,7 @@ class Optimiser:
                 lasts[metric_id] = last.with_slugs(*_slugs(state.last.get(metric_id)), slug)
             return dataclasses.replace(state, claims=claims, last=lasts)
 
-        self.store.update(mutate, f"done {slug} ({metric_id})")
+        self.store.update(mutate, f"done {slug} ({metric_id})", linger=linger)
 
 
 def _slugs(last: LastOptimisation | None) -> tuple[str, ...]:

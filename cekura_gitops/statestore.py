@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -26,12 +26,25 @@ from cekura_gitops.gitrepo import GitRepo, Identity
 STATE_REF = "refs/cekura-gitops/state"
 FETCHED_REF = "refs/cekura-gitops/fetched-state"
 STATE_FILE = "state.json"
+# The state ref as a fetch refspec that matches it when it exists and nothing when it does
+# not (a pattern, not a name): it joins the other refs of one `git fetch`, and with
+# `--prune` a ref deleted on the remote is dropped here too.
+STATE_REFSPEC = f"+{STATE_REF}*:{FETCHED_REF}*"
 # Version 2 keys everything by metric id (version 1 keyed it by slug, so a renamed metric
 # looked unclaimed and was optimised twice). Its `runs` and `last` are lists: a version-1
 # tool, which reads them as mappings, stops with an error instead of mistaking an id for
 # an unknown slug and starting a second optimisation.
 VERSION = 2
 LINGER = 0.02  # seconds a flush waits for more updates to join it
+# Updates at the end of a metric's run (the check that the run is still ours, its branch,
+# its finish) wait longer for other metrics' to join: runs that end together reach those
+# steps a few tenths of a second apart, and a tenth of a second costs a run nothing. A
+# run's record never waits this long: it is pushed the moment its start returns.
+END_LINGER = 0.1
+# At most this long a flush of claims waits for the metrics still checking their live
+# metric (one GET each), so that a batch of metrics is claimed in one push; a slow GET
+# delays the others' starts by no more than this.
+GATHER_LIMIT = 1.0
 
 
 @dataclass(frozen=True)
@@ -202,10 +215,39 @@ class Conflict(Exception):
     """Raised by a mutator to abort an update (e.g. the metric is already claimed)."""
 
 
+class Gathering:
+    """The metrics of one sync that may still claim: a flush of claims waits until each has
+    queued its claim or dropped out (`done`), so their claims go out in one push."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._pending = set(keys)
+        self._cond = threading.Condition()
+
+    def done(self, key: str) -> None:
+        """`key` will not claim (any more) before its claim is queued, or at all."""
+        with self._cond:
+            self._pending.discard(key)
+            if not self._pending:
+                self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """True once every metric is done (within timeout)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending, timeout)
+
+
 @dataclass
 class _Pending:
     mutate: Callable[[State], State]
     message: str
+    # A claim that waits for the other metrics' claims (Gathering) before it is pushed.
+    gather: bool = False
+    # Confirm on the remote that the state is still the one the mutator saw, even if it
+    # changes nothing (a leased no-op push): the compare-and-swap then says whether
+    # anyone else moved the ref, without a fetch.
+    confirm: bool = False
+    linger: float = LINGER
+    queued: float = field(default_factory=time.monotonic)
     done: bool = False
     result: State | None = None
     error: BaseException | None = None
@@ -218,7 +260,9 @@ class StateStore:
     date by its own pushes): the compare-and-swap, not the read, is what guarantees
     correctness, since a stale view only makes a push lose its lease and re-read.
     Updates that queue while a push is in flight go out together in one commit (group
-    commit), so N concurrent metrics cost far fewer than N round trips.
+    commit), so N concurrent metrics cost far fewer than N round trips; the claims of a
+    sync's metrics wait for each other (Gathering), and a check that the state is still
+    what we saw is a leased no-op push, not a fetch.
     """
 
     def __init__(
@@ -229,8 +273,11 @@ class StateStore:
         *,
         attempts: int = 20,
         aliases: Mapping[str, int] | None = None,
+        gathering: Gathering | None = None,
     ) -> None:
-        """`aliases` (slug -> metric id, from the metric files) migrates version-1 memories."""
+        """`aliases` (slug -> metric id, from the metric files) migrates version-1 memories;
+        `gathering` lets claims wait for each other (one push for a batch of metrics)."""
+        self._gathering = gathering
         self._repo = repo
         self._aliases = dict(aliases or {})
         self._remote = remote
@@ -250,6 +297,14 @@ class StateStore:
         self._cached = (State.from_bytes(data, self._aliases), tip)
         return self._cached
 
+    def prime(self) -> None:
+        """Take the state from a fetch already made with STATE_REFSPEC (sync fetches it
+        with everything else it reads), instead of fetching it again."""
+        tip = self._repo.rev_parse(FETCHED_REF if self._remote else STATE_REF)
+        data = self._repo.show_file(tip, STATE_FILE) if tip else None
+        with self._lock:
+            self._cached = (State.from_bytes(data, self._aliases), tip)
+
     def _current(self) -> tuple[State, str | None]:
         return self._cached if self._cached is not None else self._read()
 
@@ -265,19 +320,31 @@ class StateStore:
         with self._lock:
             return (self._read() if fresh else self._current())[0]
 
-    def update(self, mutate: Callable[[State], State], message: str) -> State:
+    def update(
+        self,
+        mutate: Callable[[State], State],
+        message: str,
+        *,
+        claim: str | None = None,
+        confirm: bool = False,
+        linger: float = LINGER,
+    ) -> State:
         """Apply mutate to the latest state and publish it; retry when another run won.
 
-        A mutator that raises (e.g. Conflict) fails only its own caller.
+        A mutator that raises (e.g. Conflict) fails only its own caller. `claim` (the
+        metric's key in the Gathering) waits for the other metrics' claims; `confirm`
+        makes sure the remote still holds the state the mutator saw, even when it
+        changes nothing (a leased no-op push, not a fetch). `linger`: how long this update
+        may wait for others to join its push.
         """
-        mine = _Pending(mutate, message)
+        mine = _Pending(mutate, message, gather=claim is not None, confirm=confirm, linger=linger)
         with self._queue_lock:
             self._queue.append(mine)
+        if claim is not None and self._gathering is not None:
+            self._gathering.done(claim)
         with self._lock:
             if not mine.done:
-                # Linger a moment so that updates from other metrics' threads (which tend to
-                # arrive together: claims at the start, finishes at the end) share one push.
-                time.sleep(LINGER)
+                self._linger()
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 self._flush(batch)
@@ -285,6 +352,26 @@ class StateStore:
             raise mine.error
         assert mine.result is not None
         return mine.result
+
+    def _linger(self) -> None:
+        """Let updates from other metrics' threads join this push: they tend to arrive
+        together (claims at the start, finishes at the end). A batch of claims waits for
+        the metrics still checking (at most GATHER_LIMIT); anything else waits its own
+        `linger` at most, so a run's record goes out the moment its start returns."""
+        time.sleep(LINGER)
+        gather_until = time.monotonic() + GATHER_LIMIT
+        while True:
+            with self._queue_lock:
+                queue = list(self._queue)
+            now = time.monotonic()
+            if queue and all(p.gather for p in queue):
+                if self._gathering is None or now >= gather_until or self._gathering.wait(0.01):
+                    return
+                continue
+            due = min((p.queued + p.linger for p in queue), default=now)
+            if now >= due:
+                return
+            time.sleep(min(0.01, due - now))
 
     def _flush(self, batch: list[_Pending]) -> None:
         try:
@@ -298,7 +385,8 @@ class StateStore:
                         results.append((pending, new, None))
                     except Conflict as err:
                         results.append((pending, None, err))
-                if new == state or self._publish(new, tip, batch):
+                unchanged = new == state and not any(p.confirm for p, _r, e in results if e is None)
+                if unchanged or self._publish(new, tip, batch):
                     for pending, result, error in results:
                         pending.result, pending.error, pending.done = result, error, True
                     return
@@ -314,6 +402,8 @@ class StateStore:
                     pending.error, pending.done = err, True
 
     def _publish(self, new: State, tip: str | None, batch: list[_Pending]) -> bool:
+        if new == self._current()[0]:
+            return self._confirm(tip)
         message = (
             batch[0].message
             if len(batch) == 1
@@ -327,3 +417,12 @@ class StateStore:
         if ok:
             self._cached = (new, sha)
         return ok
+
+    def _confirm(self, tip: str | None) -> bool:
+        """Is the ref still at tip? A push of tip leased on tip: "up to date" if so,
+        refused if anyone moved it (one round trip, like a fetch, and no download)."""
+        if tip is None:  # nothing to lease on: look
+            return self._read()[1] is None
+        if self._remote:
+            return self._repo.push_cas(self._remote, tip, STATE_REF, tip)
+        return self._repo.rev_parse(STATE_REF) == tip

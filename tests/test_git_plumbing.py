@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,103 @@ def test_changed_files_sees_adds_deletes_renames_and_edits(pulled: Repo) -> None
     )
     with pytest.raises(GitError, match="unknown revision 'f{40}'"):
         GitRepo(pulled.work).changed_files("f" * 40, head, "metrics")
+
+
+REMOTE = {"fetch", "push", "ls-remote"}
+
+
+def _subcommand(argv: str) -> str:
+    """The git subcommand of a logged argv (after any `-c name=value`)."""
+    words = argv.split()
+    i = 0
+    while i < len(words) and words[i] == "-c":
+        i += 2
+    return words[i] if i < len(words) else ""
+
+
+def test_sync_counts_its_git_processes_and_round_trips(
+    pulled: Repo, cli, cekura_env, sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A 20-metric sync: at most 4 git processes per metric, and few remote operations.
+
+    Remote operations (fetch, push, ls-remote): one fetch reads everything (plus an
+    ls-remote for the default branch's name, since nothing else names it here), and one
+    push claims the whole batch. After that, four steps push: each run's progress id, the
+    check that the run is still ours (a leased no-op push), the branches, the finish; the
+    metrics that reach a step together share one push. The issue's bound, 3 (+ 1 per 50
+    metrics), would need the records held back to share a push, and docs/guarantees.md
+    says a run's progress id is pushed the moment its start POST returns: the guarantee
+    wins. The bound here is 3 + 4 steps x 4 pushes each (measured: 8-11).
+    """
+    import os
+    import shutil
+
+    for i in range(17):
+        metric = sandbox.state.add_metric(
+            project=1376, name=f"Counted {i}", eval_type="binary", type="llm_judge", description=f"Step {i}."
+        )
+        for j in range(6):  # labelled reviews, two of them wrong: the optimiser improves it
+            expected, wrong = j % 2 == 0, j in (1, 4)
+            sandbox.state.add_review(
+                metric["id"],
+                expected,
+                (not expected) if wrong else expected,
+                f"Review {j}: the agent skipped step {i}." if wrong else "",
+                transcript=f"Agent: step {i}. Caller: thanks.",
+            )
+    assert cli("pull", "--project", "1376", cwd=pulled.work, env=cekura_env).code == 0
+    (pulled.work / "cekura-gitops.yaml").write_text("optimiser:\n  min_feedback: 0\n")
+    pulled.commit_all("more metrics")
+    pulled.push()
+    log = tmp_path / "git.log"
+    wrapper = tmp_path / "bin" / "git"
+    wrapper.parent.mkdir()
+    # A counting `git` first on PATH sees every git the tool starts.
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {shutil.which("git")} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    result = cli("--json", "sync", "--no-pr", "--concurrency", "20", cwd=pulled.work, env=cekura_env)
+    assert result.code == 0, result.err
+    metrics = result.json()["metrics"]  # type: ignore[index]
+    assert len(metrics) == 20 and {m["status"] for m in metrics} == {"proposed"}, metrics
+    calls = log.read_text().splitlines()
+    remote = [c for c in calls if _subcommand(c) in REMOTE]
+    print(f"{len(calls)} git processes, {len(remote)} remote operations:", *remote, sep="\n")
+    assert len(calls) <= 4 * len(metrics), sorted(calls)
+    assert len(remote) <= 3 + 4 * 4, remote
+    assert [_subcommand(c) for c in remote].count("fetch") == 1, remote
+    # The first push is the claims, all 20 of them in one state commit.
+    first = next(c for c in remote if _subcommand(c) == "push").split()[-1]
+    sha, _ref = first.split(":")
+    claims = json.loads(pulled.origin_git("show", f"{sha}:state.json"))["runs"]
+    assert len(claims) == 20 and not any("progress_id" in c for c in claims), claims
+
+
+def test_a_run_taken_over_is_seen_by_the_lease_not_by_a_fetch(pulled: Repo) -> None:
+    # Before publishing, a metric checks its run is still its own. The check is a leased
+    # no-op push of the state it knows: it fetches only when someone moved the ref.
+    from cekura_gitops.gitrepo import GitRepo, Identity
+    from cekura_gitops.optimiser import Optimiser
+    from cekura_gitops.statestore import Claim, State, StateStore
+
+    def store() -> tuple[StateStore, list[str]]:
+        repo = GitRepo(pulled.work)
+        fetches: list[str] = []
+        real = repo.fetch_optional
+        repo.fetch_optional = lambda *a: fetches.append(a[1]) or real(*a)  # type: ignore[method-assign]
+        return StateStore(repo, "origin", Identity("bot", "bot@example.com")), fetches
+
+    def put(owner: str) -> Callable[[State], State]:
+        claim = Claim(1562, 1.0, owner, progress_id="p1", started_at=2.0)
+        return lambda s: State(claims={**s.claims, 1562: claim}, last=s.last)
+
+    mine, my_fetches = store()
+    theirs, _ = store()
+    mine.update(put("me"), "record")
+    me = Optimiser(client=None, store=mine, timeout=60, owner="me")  # type: ignore[arg-type]
+    my_fetches.clear()
+    assert me._taken_over(1562) is None  # nobody moved the ref: confirmed without a fetch
+    assert my_fetches == []
+    theirs.update(put("them"), "resume")  # another sync takes the run over
+    assert me._taken_over(1562) == "them"  # the lease failed: read again, and it is theirs
+    assert my_fetches == ["refs/cekura-gitops/state"]

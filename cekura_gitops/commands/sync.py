@@ -60,7 +60,7 @@ from cekura_gitops.replies import LiveMetric
 from cekura_gitops.scores import Score
 from cekura_gitops.selection import in_shard, select
 from cekura_gitops.settings import Settings
-from cekura_gitops.statestore import StateStore
+from cekura_gitops.statestore import STATE_REFSPEC, Gathering, StateStore
 from cekura_gitops.statuses import SyncStatus
 
 FAILED_STATUSES = frozenset({SyncStatus.ERROR})
@@ -292,12 +292,14 @@ def _sync_files(
     shard: tuple[int, int] | None = None,
 ) -> list[SyncResult]:
     base_branch = default_branch(settings, repo, remote, api=publisher.default_branch if publisher else None)
-    base = _base_commit(repo, remote, base_branch)
     identity = Identity(settings.author_name, settings.author_email)
-    store = StateStore(repo, remote, identity, aliases=aliases)
+    gathering = Gathering(f.metric.slug for f in files)
+    store = StateStore(repo, remote, identity, aliases=aliases, gathering=gathering)
     metrics_rel = metrics_folder(settings, repo)
     writer = _branch_writer(settings, repo, identity, remote if push else None, github)
+    base = _base_commit(repo, remote, base_branch, (*writer.refspecs(settings.branch_prefix), STATE_REFSPEC))
     writer.prime(settings.branch_prefix)
+    store.prime()
     with cekura_client(settings, sleep=stop.sleep) as client, ProgressBoard(console) as board:
         optimiser = Optimiser(
             client,
@@ -306,6 +308,7 @@ def _sync_files(
             stop=stop.event,
             on_poll=board.update,
             owner=run_owner(settings.github_run_id),
+            gathering=gathering,
         )
         session = SyncSession(
             settings,
@@ -380,9 +383,11 @@ def _github_publisher(
     )
 
 
-def _base_commit(repo: GitRepo, remote: str | None, branch: str) -> str:
+def _base_commit(repo: GitRepo, remote: str | None, branch: str, also: Sequence[str] = ()) -> str:
+    """The default branch's tip, fetched with `also` (every bot branch and the state ref):
+    everything sync reads from the remote, in one round trip."""
     if remote:
-        repo.fetch(remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}")
+        repo.fetch(remote, f"+refs/heads/{branch}:refs/remotes/{remote}/{branch}", *also, prune=True)
         sha = repo.rev_parse(f"refs/remotes/{remote}/{branch}")
     else:
         sha = repo.rev_parse(f"refs/heads/{branch}") or repo.rev_parse("HEAD")
@@ -407,6 +412,8 @@ def _guarded(session: SyncSession, f: MetricFile) -> SyncResult:
         status = SyncStatus.INTERRUPTED if session.stop.stopped else SyncStatus.ERROR
         result = SyncResult(f.metric.slug, f.metric.id, status, str(err))
     finally:
+        if session.optimiser.gathering is not None:
+            session.optimiser.gathering.done(f.metric.slug)  # no claim (any more): others need not wait
         if session.publisher is not None:
             session.publisher.release_writes()  # what this metric booked and did not write
     session.board.done(f.metric.slug)
