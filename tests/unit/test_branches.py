@@ -1,0 +1,207 @@
+"""branches: the bot branch writer's leases. Rebuilt on the base, idempotent, and never
+pushed over a human's commit, even one that lands between our look and our push."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from cekura_gitops.branches import BranchStatus, BranchWriter
+from tests.conftest import HUMAN, Repo, git
+from tests.unit.conftest import BOT, gitrepo, origin_refs
+
+PREFIX = "cekura-gitops"
+BRANCH = f"{PREFIX}/greets_caller"
+PATH = "metrics/greets_caller.yaml"
+
+
+def writer(r: Repo, remote: str | None = "origin", **kw: str) -> BranchWriter:
+    return BranchWriter(gitrepo(r), BOT, remote, **kw)  # type: ignore[arg-type]
+
+
+def base_of(r: Repo) -> str:
+    return r.git("rev-parse", "HEAD")
+
+
+def human_pushes_onto(r: Repo, clone_dir: Path, branch: str = BRANCH, text: str = "human edit\n") -> str:
+    """A person checks the bot branch out, commits on it and pushes (as they may)."""
+    other = r.fresh_clone(clone_dir)
+    other.git("checkout", "-q", branch)
+    other.write(PATH, text)
+    sha = other.commit_all("a human's fix")
+    other.git("push", "-q", "origin", branch)
+    return sha
+
+
+def test_a_new_branch_is_one_bot_commit_on_the_base(repo: Repo) -> None:
+    base = base_of(repo)
+    result = writer(repo).write(BRANCH, base, PATH, b"v1\n", "Propose v1")
+    assert result.status is BranchStatus.CREATED
+    assert repo.origin_ref(f"refs/heads/{BRANCH}") == result.sha
+    assert git(repo.origin, "rev-parse", f"{result.sha}^") == base
+    assert repo.origin_file(BRANCH, PATH) == "v1\n"
+    assert (
+        git(repo.origin, "log", "-1", "--format=%ae %ce %s", BRANCH) == f"{BOT.email} {BOT.email} Propose v1"
+    )
+    assert repo.git("status", "--porcelain") == "" and repo.git("branch", "--show-current") == "main"
+
+
+def test_the_same_content_on_the_same_base_makes_no_new_commit(repo: Repo) -> None:
+    base = base_of(repo)
+    first = writer(repo).write(BRANCH, base, PATH, b"v1\n", "Propose v1")
+    again = writer(repo).write(BRANCH, base, PATH, b"v1\n", "Propose v1 again")
+    assert (again.status, again.sha) == (BranchStatus.UNCHANGED, first.sha)
+    assert repo.origin_ref(f"refs/heads/{BRANCH}") == first.sha
+
+
+def test_new_content_rebuilds_the_branch_on_the_base_not_on_the_old_tip(repo: Repo) -> None:
+    base = base_of(repo)
+    w = writer(repo)
+    w.write(BRANCH, base, PATH, b"v1\n", "v1")
+    result = w.write(BRANCH, base, PATH, b"v2\n", "v2")
+    assert result.status is BranchStatus.UPDATED
+    assert git(repo.origin, "rev-list", "--count", f"{base}..{BRANCH}") == "1"
+    assert repo.origin_file(BRANCH, PATH) == "v2\n"
+
+
+def test_a_moved_base_rebuilds_the_branch_even_for_the_same_content(repo: Repo) -> None:
+    w = writer(repo)
+    w.write(BRANCH, base_of(repo), PATH, b"v1\n", "v1")
+    repo.write("README.md", "moved on\n")
+    new_base = repo.commit_all("main moves")
+    repo.push()
+    result = w.write(BRANCH, new_base, PATH, b"v1\n", "v1")
+    assert result.status is BranchStatus.UPDATED
+    assert git(repo.origin, "rev-parse", f"{BRANCH}^") == new_base
+    assert repo.origin_file(BRANCH, "README.md") == "moved on\n"
+
+
+def test_a_branch_with_a_human_commit_is_left_alone(repo: Repo, tmp_path: Path) -> None:
+    base = base_of(repo)
+    w = writer(repo)
+    w.write(BRANCH, base, PATH, b"v1\n", "v1")
+    human = human_pushes_onto(repo, tmp_path / "human")
+    result = w.write(BRANCH, base, PATH, b"v2\n", "v2")
+    assert result.status is BranchStatus.HUMAN_EDITED
+    assert [(c.sha, c.author_email) for c in result.human_commits] == [(human, HUMAN["GIT_AUTHOR_EMAIL"])]
+    assert repo.origin_ref(f"refs/heads/{BRANCH}") == human
+    assert repo.origin_file(BRANCH, PATH) == "human edit\n"
+
+
+def test_a_human_commit_landing_after_our_look_is_never_overwritten(repo: Repo, tmp_path: Path) -> None:
+    base = base_of(repo)
+    writer(repo).write(BRANCH, base, PATH, b"v1\n", "v1")
+    w = writer(repo)
+    w.prime(PREFIX)  # we look at the branch (one fetch for all of them) ...
+    human = human_pushes_onto(repo, tmp_path / "human")  # ... a person pushes ...
+    result = w.write(BRANCH, base, PATH, b"v2\n", "v2")  # ... we write on what we saw
+    assert result.status is BranchStatus.HUMAN_EDITED
+    assert repo.origin_ref(f"refs/heads/{BRANCH}") == human
+    assert repo.origin_file(BRANCH, PATH) == "human edit\n"
+
+
+def test_another_bot_run_moving_the_branch_is_looked_at_again_and_rewritten(
+    repo: Repo, tmp_path: Path
+) -> None:
+    base = base_of(repo)
+    writer(repo).write(BRANCH, base, PATH, b"v1\n", "v1")
+    w = writer(repo)
+    w.prime(PREFIX)
+    other = writer(repo.fresh_clone(tmp_path / "other-runner")).write(BRANCH, base, PATH, b"theirs\n", "x")
+    assert other.status is BranchStatus.UPDATED
+    result = w.write(BRANCH, base, PATH, b"ours\n", "ours")
+    assert result.status is BranchStatus.UPDATED
+    assert repo.origin_file(BRANCH, PATH) == "ours\n"
+    assert git(repo.origin, "rev-parse", f"{BRANCH}^") == base
+
+
+def test_two_runs_writing_the_same_proposal_confirm_it_unchanged(repo: Repo, tmp_path: Path) -> None:
+    base = base_of(repo)
+    w = writer(repo)
+    w.prime(PREFIX)  # nothing there yet
+    other = writer(repo.fresh_clone(tmp_path / "other-runner"))
+    theirs = other.write(BRANCH, base, PATH, b"v1\n", "v1 (their run)")
+    ours = w.write(BRANCH, base, PATH, b"v1\n", "v1 (our run)")
+    assert ours.status is BranchStatus.UNCHANGED and ours.sha == theirs.sha
+
+
+def test_a_branch_deleted_after_our_look_is_recreated_not_reported_unchanged(repo: Repo) -> None:
+    base = base_of(repo)
+    writer(repo).write(BRANCH, base, PATH, b"v1\n", "v1")
+    w = writer(repo)
+    w.prime(PREFIX)
+    git(repo.origin, "update-ref", "-d", f"refs/heads/{BRANCH}")  # merged and deleted, say
+    result = w.write(BRANCH, base, PATH, b"v1\n", "v1")
+    assert result.status is BranchStatus.CREATED
+    assert repo.origin_file(BRANCH, PATH) == "v1\n"
+
+
+def test_a_push_refused_every_time_reports_moved(repo: Repo) -> None:
+    hook = repo.origin / "hooks/pre-receive"
+    # What the remote says when another push holds the ref's lock; it never lets go here.
+    hook.write_text("#!/bin/sh\necho 'error: cannot lock ref: is at another value' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    result = writer(repo).write(BRANCH, base_of(repo), PATH, b"v1\n", "v1")
+    assert (result.status, result.sha) == (BranchStatus.MOVED, None)
+    assert origin_refs(repo, "refs/heads/cekura-gitops/") == {}
+
+
+def test_many_branches_written_at_once_all_land(repo: Repo) -> None:
+    base = base_of(repo)
+    w = writer(repo)
+    w.prime(PREFIX)
+    results = {}
+
+    def write(i: int) -> None:
+        results[i] = w.write(f"{PREFIX}/m{i}", base, f"metrics/m{i}.yaml", f"{i}\n".encode(), f"m{i}")
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert {i: r.status for i, r in results.items()} == {i: BranchStatus.CREATED for i in range(6)}
+    assert origin_refs(repo, f"refs/heads/{PREFIX}/") == {
+        f"refs/heads/{PREFIX}/m{i}": results[i].sha for i in range(6)
+    }
+
+
+def test_without_a_remote_local_branches_follow_the_same_rules(repo: Repo) -> None:
+    base = base_of(repo)
+    w = writer(repo, remote=None)
+    assert w.write(BRANCH, base, PATH, b"v1\n", "v1").status is BranchStatus.CREATED
+    assert w.write(BRANCH, base, PATH, b"v1\n", "v1").status is BranchStatus.UNCHANGED
+    assert w.write(BRANCH, base, PATH, b"v2\n", "v2").status is BranchStatus.UPDATED
+    repo.git("checkout", "-q", BRANCH)
+    repo.write(PATH, "mine\n")
+    human = repo.commit_all("local human edit")
+    repo.git("checkout", "-q", "main")
+    assert w.write(BRANCH, base, PATH, b"v3\n", "v3").status is BranchStatus.HUMAN_EDITED
+    assert repo.git("rev-parse", BRANCH) == human
+    assert origin_refs(repo, "refs/heads/cekura-gitops/") == {}  # nothing pushed
+
+
+@pytest.mark.parametrize(
+    ("author", "committer", "bot_login", "is_human"),
+    [
+        (BOT.email, BOT.email, None, False),
+        (BOT.email.upper(), BOT.email, None, False),  # emails compare case-insensitively
+        (BOT.email, "ada@example.com", None, True),  # a human re-committed (amended) it
+        # commit_via: api — GitHub authors as <id>+<login>@users.noreply.github.com
+        ("41898282+my-app[bot]@users.noreply.github.com", "noreply@github.com", "my-app[bot]", False),
+        ("41898282+my-app[bot]@users.noreply.github.com", "noreply@github.com", None, True),
+        ("41898282+other[bot]@users.noreply.github.com", "noreply@github.com", "my-app[bot]", True),
+    ],
+)
+def test_whose_commit_is_it(
+    repo: Repo, author: str, committer: str, bot_login: str | None, is_human: bool
+) -> None:
+    base = base_of(repo)
+    repo.write("f", "x\n")
+    env = {"GIT_AUTHOR_EMAIL": author, "GIT_COMMITTER_EMAIL": committer}
+    repo.git("add", "f")
+    repo.git("commit", "-qm", "c", env=env)
+    w = BranchWriter(gitrepo(repo), BOT, "origin", bot_login=bot_login)
+    assert bool(w.human_commits(base, base_of(repo))) is is_human
