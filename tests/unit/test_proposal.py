@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from cekura_gitops.metric import Metric
-from cekura_gitops.proposal import Proposal, Verdict, changes_for, judge, parse_progress, proposed_values
+from cekura_gitops.progress import parse_progress
+from cekura_gitops.proposal import Proposal, Verdict, changes_for, judge, proposed_values
 from cekura_gitops.scores import Score
 
 FLAT: dict[str, Any] = {
