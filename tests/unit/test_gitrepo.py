@@ -46,7 +46,7 @@ def test_an_empty_repository_has_no_head_and_says_to_commit_first(tmp_path: Path
 def test_a_failing_command_raises_git_error_naming_the_command(repo: Repo) -> None:
     with pytest.raises(GitError, match="^git ls-tree failed: .+"):
         gitrepo(repo).list_files("no-such-rev", "metrics")
-    assert gitrepo(repo).try_run("ls-tree", "no-such-rev") is None
+    assert gitrepo(repo).try_git("ls-tree", "no-such-rev") is None
 
 
 def test_show_file_returns_exact_bytes_or_none(repo: Repo) -> None:

@@ -15,12 +15,12 @@ import pytest
 from cekura_gitops import statestore
 from cekura_gitops.errors import GitError
 from cekura_gitops.optimiser import CLAIM_EXPIRY, Optimiser
-from cekura_gitops.statestore import STATE_FILE, STATE_REF, Conflict, LastRun, State, StateStore
+from cekura_gitops.statestore import STATE_FILE, STATE_REF, Conflict, LastOptimisation, State, StateStore
 from tests.conftest import Repo, git
 from tests.unit.conftest import BOT, gitrepo
 
-# The run record's class is being renamed (RunRecord): build records through this one alias.
-Record = statestore.RunRecord
+# Records are built through this one alias, so a rename of the class touches one line.
+Record = statestore.Claim
 
 
 def record(metric_id: int, *, claimed_at: float = 100.0, progress_id: str | None = None, **kw: Any) -> Any:
@@ -37,9 +37,9 @@ def claim(metric_id: int, owner: str = "me") -> Any:
     """The claim mutator the optimiser uses: refuse a metric someone already holds."""
 
     def mutate(state: State) -> State:
-        if metric_id in state.runs:
+        if metric_id in state.claims:
             raise Conflict(metric_id)
-        return replace(state, runs={**state.runs, metric_id: record(metric_id, owner=owner)})
+        return replace(state, claims={**state.claims, metric_id: record(metric_id, owner=owner)})
 
     return mutate
 
@@ -90,7 +90,7 @@ def test_an_update_that_changes_nothing_pushes_nothing(repo: Repo) -> None:
 def test_a_fresh_clone_reads_what_another_pushed(repo: Repo, clone) -> None:  # type: ignore[no-untyped-def]
     store(repo).update(claim(7, owner="runner a"), "claim")
     other = store(clone())
-    assert other.load().runs[7].owner == "runner a"
+    assert other.load().claims[7].owner == "runner a"
 
 
 def test_load_serves_the_cached_view_until_asked_for_a_fresh_one(repo: Repo, clone) -> None:  # type: ignore[no-untyped-def]
@@ -98,7 +98,7 @@ def test_load_serves_the_cached_view_until_asked_for_a_fresh_one(repo: Repo, clo
     assert mine.load() == State()
     theirs.update(claim(3), "claim")
     assert mine.load() == State()  # a push behind: harmless, the swap is what guards
-    assert 3 in mine.load(fresh=True).runs
+    assert 3 in mine.load(fresh=True).claims
 
 
 # --- compare-and-swap -----------------------------------------------------------------
@@ -112,7 +112,7 @@ def test_a_stale_writer_loses_the_lease_rereads_and_keeps_both_updates(repo: Rep
     seen: list[frozenset[int]] = []
 
     def a_claims_1(state: State) -> State:
-        seen.append(frozenset(state.runs))
+        seen.append(frozenset(state.claims))
         return claim(1, owner="a")(state)
 
     a.update(a_claims_1, "a claims 1")
@@ -154,7 +154,7 @@ def test_a_conflicting_mutator_fails_only_its_own_caller(repo: Repo) -> None:
     for t in threads:
         t.join(timeout=30)
     assert isinstance(results["again"], Conflict)
-    assert isinstance(results["other"], State) and set(results["other"].runs) == {1, 2}
+    assert isinstance(results["other"], State) and set(results["other"].claims) == {1, 2}
     assert git(repo.origin, "rev-parse", f"{STATE_REF}^") == tip  # one new commit, not two
     assert [r["metric_id"] for r in origin_state(repo)["runs"]] == [1, 2]
 
@@ -178,7 +178,7 @@ def test_without_a_remote_the_local_ref_is_swapped_the_same_way(repo: Repo) -> N
     a.load()
     b.update(claim(2), "b")
     a.update(claim(1), "a")
-    assert set(store(repo, remote=None).load().runs) == {1, 2}
+    assert set(store(repo, remote=None).load().claims) == {1, 2}
     assert origin_tip(repo) is None  # --no-push: nothing went to origin
     assert repo.git("rev-parse", "--verify", "--quiet", STATE_REF)
 
@@ -199,7 +199,8 @@ def test_a_bare_claim_expires_after_twice_the_timeout_a_recorded_run_never(
     repo: Repo, age: float, progress_id: str | None, blocks: bool
 ) -> None:
     s = store(repo)
-    s.update(lambda st: replace(st, runs={5: record(5, claimed_at=1000.0, progress_id=progress_id)}), "claim")
+    held_claim = record(5, claimed_at=1000.0, progress_id=progress_id)
+    s.update(lambda st: replace(st, claims={5: held_claim}), "claim")
     optimiser = Optimiser(client=None, store=s, timeout=60.0, clock=lambda: 1000.0 + age)  # type: ignore[arg-type]
     held = optimiser.existing(s.load(fresh=True), 5)
     assert (held is not None) is blocks
@@ -211,9 +212,9 @@ def test_a_bare_claim_expires_after_twice_the_timeout_a_recorded_run_never(
 
 def test_version_2_round_trips_every_field() -> None:
     st = State(
-        runs={9: record(9, progress_id="p", started_at=2.0, fingerprint="f", slug="s")},
-        last={8: LastRun("fp", 3.0, "proposed", "q", ("old", "new"))},
-        legacy_last={"gone": LastRun(None, 1.0, "tied")},
+        claims={9: record(9, progress_id="p", started_at=2.0, fingerprint="f", slug="s")},
+        last={8: LastOptimisation("fp", 3.0, "proposed", "q", ("old", "new"))},
+        legacy_last={"gone": LastOptimisation(None, 1.0, "tied")},
         applied="abc123",
     )
     doc = json.loads(st.to_bytes())
@@ -242,9 +243,9 @@ V1 = {
 
 def test_version_1_claims_move_to_their_metric_id() -> None:
     st = State.from_bytes(json.dumps(V1).encode())
-    assert set(st.runs) == {1562, 7}
-    assert st.runs[1562].progress_id == "p1" and st.runs[1562].owner == "y"
-    assert st.runs[7].slug == "other"  # the v1 key is kept for humans
+    assert set(st.claims) == {1562, 7}
+    assert st.claims[1562].progress_id == "p1" and st.claims[1562].owner == "y"
+    assert st.claims[7].slug == "other"  # the v1 key is kept for humans
     assert st.applied == "deadbeef"
     # Memories stay keyed by slug until a metric file names the slug's id.
     assert st.last == {} and set(st.legacy_last) == {"new_name", "old_name", "deleted_metric"}
@@ -288,7 +289,7 @@ def test_a_state_it_cannot_read_stops_with_advice(data: bytes, says: str) -> Non
     assert STATE_REF in str(info.value)
 
 
-def test_last_run_names_each_slug_once_in_first_seen_order() -> None:
-    last = LastRun("f", 1.0, "proposed", slugs=("a",))
+def test_a_memory_names_each_slug_once_in_first_seen_order() -> None:
+    last = LastOptimisation("f", 1.0, "proposed", slugs=("a",))
     assert last.with_slugs("b", "a", "c").slugs == ("a", "b", "c")
     assert last.with_slugs("a") is last
