@@ -6,6 +6,8 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
+
 from cekura_gitops.sandbox import Fault
 from tests.conftest import Repo, run_subprocess
 
@@ -122,6 +124,48 @@ def test_a_metrics_folder_in_neither_commit_is_an_error(pulled: Repo, cli, cekur
     assert result.code == 1
     assert "no metrics folder 'metricz'" in result.err and "--metrics-dir" in result.err
     assert sandbox.state.patches == []
+
+
+@pytest.mark.parametrize("command", [["apply"], ["apply", "--dry-run"], ["plan"], ["sync", "--no-pr"]])
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_an_unknown_metric_is_an_error_naming_it(  # type: ignore[no-untyped-def]
+    pulled: Repo, cli, cekura_env, sandbox, command: list[str], json_mode: bool
+) -> None:
+    """A typo in --metric must not select nothing and exit 0: every command taking --metric
+    says what was typed and the closest known slug, exits 1 and sends nothing."""
+    edit(pulled, GREETING_FILE, "Score FALSE otherwise.", "Score FALSE otherwise, or if unsure.")
+    pulled.commit_all("change")
+    typo = "caller_greeted_by_nam"
+    flags = ["--json"] if json_mode else []
+    sent = len(sandbox.requests)
+    result = cli(*flags, *command, "--metric", typo, cwd=pulled.work, env=cekura_env)
+    assert result.code == 1
+    assert typo in result.err and "caller_greeted_by_name_1562" in result.err
+    assert "cekura-gitops list" in result.err
+    assert result.out == ""  # --json: one error on stderr, no half document on stdout
+    assert len(sandbox.requests) == sent
+
+
+def test_apply_metric_by_id_and_an_unknown_id(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
+    edit(pulled, GREETING_FILE, "Score FALSE otherwise.", "Score FALSE otherwise, or if unsure.")
+    pulled.commit_all("change")
+    unknown = apply(cli, pulled, cekura_env, "--metric", "1526")
+    assert unknown.code == 1 and "1526" in unknown.err and unknown.out == ""
+    assert sandbox.state.patches == []
+    # A known metric whose file did not change is no error: nothing of it to apply.
+    unchanged = apply(cli, pulled, cekura_env, "--metric", "1563")
+    assert unchanged.code == 0 and unchanged.json()["metrics"] == []
+    by_id = apply(cli, pulled, cekura_env, "--metric", "1562")
+    assert by_id.code == 0 and by_slug(by_id)["caller_greeted_by_name_1562"]["status"] == "applied"
+
+
+def test_apply_metric_names_a_metric_the_range_deletes(pulled: Repo, cli, cekura_env) -> None:  # type: ignore[no-untyped-def]
+    pulled.git("rm", "-q", SATISFACTION_FILE)
+    pulled.commit_all("stop managing satisfaction")
+    result = apply(cli, pulled, cekura_env, "--metric", "customer_satisfaction_1563")
+    assert result.code in (0, 1), result.err
+    assert "no metric file for" not in result.err
+    assert [m["slug"] for m in result.json()["metrics"]] == ["customer_satisfaction_1563"]
 
 
 def test_new_file_creates_the_metric(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]

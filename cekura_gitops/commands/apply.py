@@ -8,7 +8,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from cekura_gitops import actions, changes, crashpoints, dashboard, diffs, githistory, metric_files, yamltext
+from cekura_gitops import (
+    actions,
+    changes,
+    crashpoints,
+    dashboard,
+    diffs,
+    githistory,
+    metric_files,
+    selection,
+    yamltext,
+)
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import GuardResult
 from cekura_gitops.clients import cekura_client, git_repo, github_client
@@ -86,8 +96,10 @@ def apply(
     rel = metrics_folder(settings, repo)
     _require_folder(repo, rel, base, head)
     head_sha = repo.rev_parse(head) or head
-    jobs, problems = _jobs(repo, base, head, rel, head_sha)
+    jobs, problems, known = _jobs(repo, base, head, rel, head_sha)
     if selectors:
+        # Before anything is said or sent: a typo is an error, not "nothing changed".
+        selection.require_known(selectors, known)
         jobs = [j for j in jobs if _named(j, selectors)]
     console.say(
         f"apply: {len(jobs)} changed metric file(s) in {base[:12]}..{head[:12]} ({why})"
@@ -261,7 +273,9 @@ SYMLINK = "120000"
 
 def _jobs(
     repo: GitRepo, base: str, head: str, rel: str, head_sha: str
-) -> tuple[list[Job], list[tuple[str, str]]]:
+) -> tuple[list[Job], list[tuple[str, str]], list[selection.MetricKey]]:
+    """The changed metric files, the problems of those that cannot be applied, and every
+    metric known at head or base (what `--metric` may name)."""
     changes = [
         c
         for c in repo.changed_files(base, head, rel)
@@ -304,19 +318,19 @@ def _jobs(
             problems.append((new_path or "?", f"invalid at {head[:12]}: {err}"))
             continue
         jobs.append(Job(change, old, new, head_sha))
-    clashes = _duplicates(blobs, head, at_head, changed_heads)
+    identities = _identities(blobs, head, at_head)
+    clashes = _duplicates(identities, changed_heads)
     if clashes:
         problems += [(path, message) for path, message in clashes]
         jobs = [j for j in jobs if not (j.change.new_path and j.change.new_path in dict(clashes))]
-    return jobs, problems
+    return jobs, problems, _known(identities, at_head, jobs)
 
 
-def _duplicates(
-    blobs: Mapping[str, bytes | None], head: str, paths: Sequence[str], changed: set[str]
-) -> list[tuple[str, str]]:
-    """Changed files claiming an id or slug another file at head claims too (never PATCH one
-    metric from two files)."""
-    identities = []
+def _identities(
+    blobs: Mapping[str, bytes | None], head: str, paths: Sequence[str]
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """(path, YAML data) of every metric file at head that parses as YAML."""
+    identities: list[tuple[str, Mapping[str, Any]]] = []
     for path in paths:
         try:
             identities.append(
@@ -324,6 +338,28 @@ def _duplicates(
             )
         except MetricValidationError:
             continue
+    return identities
+
+
+def _known(
+    identities: Sequence[tuple[str, Mapping[str, Any]]], at_head: Sequence[str], jobs: Sequence[Job]
+) -> list[selection.MetricKey]:
+    """Every metric `--metric` may name: the files at head (by file name too, should one not
+    parse) and those the range deletes."""
+    known: list[selection.MetricKey] = [(Path(p).stem, None) for p in at_head]
+    for _, data in identities:
+        slug, mid = data.get("slug"), data.get("id")
+        if isinstance(slug, str):
+            known.append((slug, mid if isinstance(mid, int) else None))
+    known += [(j.base.metric.slug, j.base.metric.id) for j in jobs if j.base is not None]
+    return known
+
+
+def _duplicates(
+    identities: Sequence[tuple[str, Mapping[str, Any]]], changed: set[str]
+) -> list[tuple[str, str]]:
+    """Changed files claiming an id or slug another file at head claims too (never PATCH one
+    metric from two files)."""
     out = []
     for (key, value), claimants in metric_files.identity_claims(identities).items():
         where = [path for path, _ in claimants]
@@ -338,7 +374,7 @@ def _duplicates(
 def _named(job: Job, selectors: Sequence[str]) -> bool:
     metric = job.head or job.base
     assert metric is not None
-    return metric.metric.slug in selectors or str(metric.metric.id) in selectors
+    return any(selection.names(s, metric.metric.slug, metric.metric.id) for s in selectors)
 
 
 def _guarded(
