@@ -37,6 +37,9 @@ def sync_once(
     pop = Population(n)
     repo = cfg.template(pop).copy(cfg.fresh(f"sync-{n}"))
     env, log = cfg.git_counter.env(remote_delay=remote_delay)
+    # As the scheduled workflow runs it: GitHub runs a schedule on the default branch and
+    # says so in GITHUB_REF, so sync does not ask the remote for its HEAD (an ls-remote).
+    env |= {"GITHUB_EVENT_NAME": "schedule", "GITHUB_REF": "refs/heads/main"}
     sandbox = new_sandbox(pop, latency=cfg.latency, optimiser_seconds=run_seconds, optimiser_cap=cap)
     try:
         run = cli(

@@ -10,6 +10,9 @@
 - Re-writing the same content on the same base makes no new commit.
 - With `git: {commit_via: api}` the commit is made by GitHub (apicommits.py), and commits
   GitHub authored for the bot's login count as the bot's.
+- A write may carry a condition on the state ref (`holds`: the run is still ours): the
+  branch then goes out in one atomic push with a leased no-op of the state ref
+  (StateStore.push_guarded), so a run taken over by another sync never lands its branch.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from __future__ import annotations
 import enum
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cekura_gitops.errors import GitError
 from cekura_gitops.gitrepo import CommitInfo, GitRepo, Identity
-from cekura_gitops.statestore import END_LINGER
+from cekura_gitops.statestore import END_LINGER, GuardedUpdate, Landing, State, StateStore
 
 WRITE_ATTEMPTS = 3  # a lost lease is retried on a fresh look; a branch in a push war is left
 
@@ -36,6 +40,7 @@ class BranchStatus(enum.Enum):
     UNCHANGED = "unchanged"
     HUMAN_EDITED = "human-edited"
     MOVED = "moved"  # the lease failed: someone pushed while we worked
+    TAKEN_OVER = "taken-over"  # `holds` refused: the run is another sync's now; nothing pushed
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class BranchResult:
     branch: str
     sha: str | None
     human_commits: tuple[CommitInfo, ...] = ()
+    detail: str = ""  # TAKEN_OVER: why the state refused the write
 
 
 @dataclass
@@ -51,8 +57,14 @@ class _Push:
     sha: str
     ref: str
     expected: str | None
+    holds: Callable[[State], str | None] | None = None
     result: bool | None = None
+    refused: str | None = None
     error: GitError | None = None
+
+
+class _Refused(Exception):
+    """The state refused a guarded write (its `holds` said why)."""
 
 
 class BranchWriter:
@@ -64,19 +76,28 @@ class BranchWriter:
         *,
         committer: ApiCommitter | None = None,
         bot_login: str | None = None,
+        state: StateStore | None = None,
     ) -> None:
+        """`state`: the store whose ref guarded writes are pushed with (atomically)."""
         self._repo = repo
         self._identity = identity
         self._remote = remote  # None: local branches only (--no-push)
         # commit_via: api — GitHub makes the commits, authored by `bot_login`.
         self._committer = committer if remote else None
         self._bot_login = bot_login
+        self._state = state if remote and committer is None else None
         self._primed: dict[str, str] | None = None
         self._seen: set[str] = set()
         self._primed_lock = threading.Lock()
         self._push_lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Push] = []
+
+    @property
+    def guards(self) -> bool:
+        """Whether a write's `holds` is checked in the push itself (git pushes to a remote):
+        with GitHub's API committing, or locally, the caller must check before writing."""
+        return self._state is not None
 
     def refspecs(self, prefix: str) -> list[str]:
         """What to fetch (with --prune) before `prime`: every bot branch."""
@@ -93,11 +114,14 @@ class BranchWriter:
             strip = "refs/heads/"
         self._primed = {name[len(strip) :]: sha for name, sha in refs.items()}
 
-    def _push(self, sha: str, ref: str, expected: str | None) -> bool:
+    def _push(
+        self, sha: str, ref: str, expected: str | None, holds: Callable[[State], str | None] | None
+    ) -> bool:
         """Push with a lease; pushes that queue up meanwhile go out in one git push (metrics
-        finishing together would otherwise start one git push each on a small runner)."""
+        finishing together would otherwise start one git push each on a small runner).
+        Raises _Refused when the state refused a guarded push."""
         assert self._remote is not None
-        mine = _Push(sha, ref, expected)
+        mine = _Push(sha, ref, expected, holds if self._state is not None else None)
         with self._queue_lock:
             self._queue.append(mine)
         with self._push_lock:
@@ -106,17 +130,30 @@ class BranchWriter:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 try:
-                    results = self._repo.push_many(self._remote, [(p.sha, p.ref, p.expected) for p in batch])
+                    self._flush(batch)
                 except GitError as err:
                     for p in batch:
                         p.error = err
                         p.result = False
-                else:
-                    for p in batch:
-                        p.result = results[p.ref]
         if mine.error is not None:
             raise mine.error
+        if mine.refused is not None:
+            raise _Refused(mine.refused)
         return bool(mine.result)
+
+    def _flush(self, batch: list[_Push]) -> None:
+        assert self._remote is not None
+        if self._state is None or all(p.holds is None for p in batch):
+            results = self._repo.push_many(self._remote, [(p.sha, p.ref, p.expected) for p in batch])
+            for p in batch:
+                p.result = results[p.ref]
+            return
+        landed = self._state.push_guarded([GuardedUpdate(p.sha, p.ref, p.expected, p.holds) for p in batch])
+        for p in batch:
+            outcome = landed[p.ref]
+            p.result = outcome.landing is Landing.LANDED
+            if outcome.landing is Landing.REFUSED:
+                p.refused = outcome.reason
 
     def tip(self, branch: str) -> str | None:
         # A primed tip serves the first look only; every later look (after a lost lease,
@@ -144,11 +181,37 @@ class BranchWriter:
             c.author_email, c.committer_email, self._bot_login
         )
 
-    def write(self, branch: str, base: str, path: str, content: bytes, message: str) -> BranchResult:
+    def write(
+        self,
+        branch: str,
+        base: str,
+        path: str,
+        content: bytes,
+        message: str,
+        *,
+        holds: Callable[[State], str | None] | None = None,
+    ) -> BranchResult:
         """Put content on branch, cut from base. Every outcome is confirmed by a leased push
         against the tip we inspected, even "unchanged": the tip may be stale (read when the
-        run started), and a branch deleted meanwhile must be recreated, not reported."""
+        run started), and a branch deleted meanwhile must be recreated, not reported.
+        `holds` (checked in the push when `guards`): TAKEN_OVER, nothing pushed, if it
+        refuses."""
         tip = self.tip(branch)
+        try:
+            return self._write(branch, base, path, content, message, tip, holds)
+        except _Refused as refused:
+            return BranchResult(BranchStatus.TAKEN_OVER, branch, tip, detail=str(refused))
+
+    def _write(
+        self,
+        branch: str,
+        base: str,
+        path: str,
+        content: bytes,
+        message: str,
+        tip: str | None,
+        holds: Callable[[State], str | None] | None,
+    ) -> BranchResult:
         for _attempt in range(WRITE_ATTEMPTS):
             if tip is not None:
                 humans = self.human_commits(base, tip)
@@ -161,9 +224,9 @@ class BranchWriter:
             )
             if same and tip is not None:
                 sha: str | None = tip
-                ok = self._confirm(branch, tip)
+                ok = self._confirm(branch, tip, holds)
             else:
-                sha, ok = self._commit(branch, base, path, content, message, tip)
+                sha, ok = self._commit(branch, base, path, content, message, tip, holds)
             if ok and sha is not None:
                 status = BranchStatus.CREATED if tip is None else BranchStatus.UPDATED
                 return BranchResult(BranchStatus.UNCHANGED if same else status, branch, sha)
@@ -176,15 +239,24 @@ class BranchWriter:
             tip = now
         return BranchResult(BranchStatus.MOVED, branch, tip)
 
-    def _confirm(self, branch: str, tip: str) -> bool:
+    def _confirm(self, branch: str, tip: str, holds: Callable[[State], str | None] | None) -> bool:
         """Leave branch at tip, confirming it is still there (a leased no-op update)."""
         if self._committer is not None:
             return self._committer.confirm(branch, tip)
         ref = f"refs/heads/{branch}"
-        return self._push(tip, ref, tip) if self._remote else self._repo.update_local_ref(ref, tip, tip)
+        return (
+            self._push(tip, ref, tip, holds) if self._remote else self._repo.update_local_ref(ref, tip, tip)
+        )
 
     def _commit(
-        self, branch: str, base: str, path: str, content: bytes, message: str, tip: str | None
+        self,
+        branch: str,
+        base: str,
+        path: str,
+        content: bytes,
+        message: str,
+        tip: str | None,
+        holds: Callable[[State], str | None] | None,
     ) -> tuple[str | None, bool]:
         """(new tip, True), or (None, False) when the branch moved under us."""
         if self._committer is not None:
@@ -192,5 +264,5 @@ class BranchWriter:
             return (made.sha, True) if made is not None else (None, False)
         sha = self._repo.commit_files(base, {path: content}, message, self._identity)
         ref = f"refs/heads/{branch}"
-        ok = self._push(sha, ref, tip) if self._remote else self._repo.update_local_ref(ref, sha, tip)
+        ok = self._push(sha, ref, tip, holds) if self._remote else self._repo.update_local_ref(ref, sha, tip)
         return sha, ok

@@ -482,6 +482,39 @@ class GitRepo:
             raise GitError(f"git push failed: {_excerpt(err or out) or 'exit ' + str(done.returncode)}")
         return results
 
+    def push_atomic(self, remote: str, updates: Sequence[tuple[str, str, str | None]]) -> list[str]:
+        """Lease-guarded ref updates in one `git push --atomic`: all land or none does.
+
+        `updates` holds (sha, ref, expected); an update whose sha equals `expected` is a
+        no-op that only confirms the ref is still there. Returns the refs whose lease
+        failed: empty when everything landed, else nothing landed (the other refs report
+        "atomic push failed"). A push that failed for any other reason raises GitError.
+        """
+        import subprocess
+
+        leases = [f"--force-with-lease={ref}:{expected or ''}" for _sha, ref, expected in updates]
+        specs = [f"{sha}:{ref}" for sha, ref, _expected in updates]
+        args, extra = self._net("push", "--porcelain", "--atomic", *leases, remote, *specs)
+        done = subprocess.run(
+            [*GIT, *args],
+            cwd=self.root,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **extra},
+            capture_output=True,
+        )
+        out = done.stdout.decode("utf-8", "replace")
+        err = done.stderr.decode("utf-8", "replace").strip()
+        _raise_if_ruleset(out + err)
+        if done.returncode == 0:
+            return []
+        stale = []
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 3 and parts[0] == "!" and any(r in parts[2] for r in LEASE_FAILURES):
+                stale.append(parts[1].split(":", 1)[-1])
+        if not stale:
+            raise GitError(f"git push failed: {_excerpt(err or out) or 'exit ' + str(done.returncode)}")
+        return stale
+
 
 def _raise_if_ruleset(output: str) -> None:
     # GitHub: "! [remote rejected] b -> b (push declined due to repository rule violations)",

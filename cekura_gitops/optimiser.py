@@ -15,9 +15,12 @@ The protocol, per metric:
    of its length and never more than 30 s late, whatever its length. A later sync
    resumes polling a recorded run instead of starting one: it takes the record over
    (compare-and-swap), and an owner still alive elsewhere sees that when the run ends
-   and stands down (`in-flight`), so one run publishes the result.
+   and stands down (`in-flight`), so one run publishes the result. The owner looks in
+   its branch's push (`holds`, an atomic push leased on the state ref) or, where that
+   push cannot carry it, in a leased no-op push of its own.
 5. **finish** — the caller writes the proposal, then `finish()` clears the record and
-   remembers the feedback fingerprint. A run that times out is cancelled and cleared.
+   remembers the feedback fingerprint, if the record is still ours. A run that times out
+   is cancelled and cleared.
 """
 
 from __future__ import annotations
@@ -150,11 +153,14 @@ class Optimiser:
         fingerprint: str | None,
         *,
         slot: threading.Semaphore | None = None,
+        confirm: bool = True,
     ) -> Optimisation:
         """Resume our recorded run for the metric, or claim and start one; then poll to the end.
 
         `slot` is held only while a run is started and followed (it bounds the runs in
         flight), not while claiming or checking the state ref, which overlap other runs.
+        `confirm`: check, once the run has ended, that it is still ours (IN_FLIGHT if it was
+        taken over). A caller whose branch push carries that check (`holds`) skips it.
         """
         if self.stop.is_set():
             return Optimisation(Outcome.INTERRUPTED, detail="stopped before starting an optimisation")
@@ -178,7 +184,7 @@ class Optimiser:
                 result = self._poll(slug, record, resumed)
         else:
             result = self._claim_and_follow(metric_id, slug, test_set_ids, fingerprint, slot)
-        return self._still_ours(metric_id, result, resumed)
+        return self._still_ours(metric_id, result, resumed) if confirm else result
 
     def _claim_and_follow(
         self,
@@ -228,11 +234,12 @@ class Optimiser:
         and only then is it read again (no fetch per metric).
         """
         taker: list[str] = []
+        holds = self.holds(metric_id)
 
         def still_ours(state: State) -> State:
-            holder = state.claims.get(metric_id)
-            if holder is None or holder.owner != self.owner:
-                taker.append(holder.owner if holder else "another run")
+            who = holds(state)
+            if who is not None:
+                taker.append(who)
                 raise Conflict(metric_id)
             return state
 
@@ -241,6 +248,17 @@ class Optimiser:
         except Conflict:
             return taker[-1]
         return None
+
+    def holds(self, metric_id: int) -> Callable[[State], str | None]:
+        """A condition on the state: None while the metric's run is ours, else who holds it."""
+
+        def ours(state: State) -> str | None:
+            holder = state.claims.get(metric_id)
+            if holder is None or holder.owner != self.owner:
+                return holder.owner if holder else "another run"
+            return None
+
+        return ours
 
     def _not_claiming(self, slug: str) -> None:
         if self.gathering is not None:
@@ -415,16 +433,29 @@ class Optimiser:
 
     def finish(
         self, metric_id: int, slug: str, progress_id: str | None, fingerprint: str | None, outcome: str
-    ) -> None:
-        """Forget the run and remember what it saw (for feedback gating)."""
+    ) -> bool:
+        """Forget the run and remember what it saw (for feedback gating). False, changing
+        nothing, if the run is no longer ours: the sync that took it over finishes it."""
         last = LastOptimisation(fingerprint, self.clock(), outcome, progress_id)
-        self._clear(metric_id, slug, last, linger=END_LINGER)
+        try:
+            self._clear(metric_id, slug, last, linger=END_LINGER, holds=self.holds(metric_id))
+        except Conflict:
+            return False
         crashpoints.hit("finished", slug)
+        return True
 
     def _clear(
-        self, metric_id: int, slug: str, last: LastOptimisation | None, *, linger: float = LINGER
+        self,
+        metric_id: int,
+        slug: str,
+        last: LastOptimisation | None,
+        *,
+        linger: float = LINGER,
+        holds: Callable[[State], str | None] | None = None,
     ) -> None:
         def mutate(state: State) -> State:
+            if holds is not None and holds(state) is not None:
+                raise Conflict(metric_id)
             claims = {k: v for k, v in state.claims.items() if k != metric_id}
             lasts = dict(state.last)
             if last is not None:

@@ -13,10 +13,11 @@ swapped with `git update-ref <ref> <new> <old>`.
 
 from __future__ import annotations
 
+import enum
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -213,6 +214,33 @@ def _newer(a: LastOptimisation | None, b: LastOptimisation) -> LastOptimisation:
 
 class Conflict(Exception):
     """Raised by a mutator to abort an update (e.g. the metric is already claimed)."""
+
+
+class Landing(enum.Enum):
+    """What became of one guarded ref update (StateStore.push_guarded)."""
+
+    LANDED = "landed"
+    MOVED = "moved"  # its own lease failed: the ref moved under us
+    REFUSED = "refused"  # its condition on the state no longer holds (e.g. the run was taken over)
+
+
+@dataclass(frozen=True)
+class GuardedUpdate:
+    """A ref update (a bot branch) that may land only while the state allows it.
+
+    `holds(state)` says why not (e.g. who took the run over), or None if it may.
+    """
+
+    sha: str
+    ref: str
+    expected: str | None
+    holds: Callable[[State], str | None] | None = None
+
+
+@dataclass(frozen=True)
+class GuardedResult:
+    landing: Landing
+    reason: str = ""
 
 
 class Gathering:
@@ -417,6 +445,48 @@ class StateStore:
         if ok:
             self._cached = (new, sha)
         return ok
+
+    def push_guarded(self, updates: Sequence[GuardedUpdate]) -> dict[str, GuardedResult]:
+        """Push `updates` in one atomic push with a leased no-op of the state ref: they land
+        only if the state is still the one each `holds` approved. The check that a run is
+        still ours and its branch then cost one round trip, not two, and no branch of a run
+        taken over lands. Someone else moving the state ref costs a re-read and a retry; a
+        ref whose own lease failed is MOVED, and the others are pushed again without it.
+        """
+        assert self._remote is not None
+        results: dict[str, GuardedResult] = {}
+        with self._lock:  # none of this process's state pushes moves the tip meanwhile
+            pending = list(updates)
+            for attempt in range(self._attempts):
+                state, tip = self._current()
+                going = []
+                for update in pending:
+                    why = update.holds(state) if update.holds is not None else None
+                    if why is None:
+                        going.append(update)
+                    else:
+                        results[update.ref] = GuardedResult(Landing.REFUSED, why)
+                if not going:
+                    return results
+                refs = [(u.sha, u.ref, u.expected) for u in going]
+                if tip is not None and any(u.holds is not None for u in going):
+                    refs.append((tip, STATE_REF, tip))
+                stale = set(self._repo.push_atomic(self._remote, refs))
+                for update in going:
+                    if not stale:
+                        results[update.ref] = GuardedResult(Landing.LANDED)
+                    elif update.ref in stale:
+                        results[update.ref] = GuardedResult(Landing.MOVED)
+                pending = [u for u in going if stale and u.ref not in stale]
+                if not pending:
+                    return results
+                if STATE_REF in stale:
+                    self._cached = None  # someone moved the state: read it and look again
+                    time.sleep(min(0.05 * (attempt + 1), 0.5))
+        raise GitError(
+            f"could not update bot branches guarded by {STATE_REF} after {self._attempts} attempts: "
+            "another run keeps changing it; try again when it has finished"
+        )
 
     def _confirm(self, tip: str | None) -> bool:
         """Is the ref still at tip? A push of tip leased on tip: "up to date" if so,

@@ -117,12 +117,12 @@ def test_sync_counts_its_git_processes_and_round_trips(
 
     Remote operations (fetch, push, ls-remote): one fetch reads everything (plus an
     ls-remote for the default branch's name, since nothing else names it here), and one
-    push claims the whole batch. After that, four steps push: each run's progress id, the
-    check that the run is still ours (a leased no-op push), the branches, the finish; the
-    metrics that reach a step together share one push. The issue's bound, 3 (+ 1 per 50
-    metrics), would need the records held back to share a push, and docs/guarantees.md
+    push claims the whole batch. After that, three steps push: each run's progress id, the
+    branches (in one atomic push with the check that the run is still ours), the finish;
+    the metrics that reach a step together share one push. The issue's bound, 3 (+ 1 per
+    50 metrics), would need the records held back to share a push, and docs/guarantees.md
     says a run's progress id is pushed the moment its start POST returns: the guarantee
-    wins. The bound here is 3 + 4 steps x 4 pushes each (measured: 8-11).
+    wins. The bound here is 3 + 3 steps x 4 pushes each (measured: 6-9).
     """
     import os
     import shutil
@@ -159,7 +159,7 @@ def test_sync_counts_its_git_processes_and_round_trips(
     remote = [c for c in calls if _subcommand(c) in REMOTE]
     print(f"{len(calls)} git processes, {len(remote)} remote operations:", *remote, sep="\n")
     assert len(calls) <= 4 * len(metrics), sorted(calls)
-    assert len(remote) <= 3 + 4 * 4, remote
+    assert len(remote) <= 3 + 3 * 4, remote
     assert [_subcommand(c) for c in remote].count("fetch") == 1, remote
     # The first push is the claims, all 20 of them in one state commit.
     first = next(c for c in remote if _subcommand(c) == "push").split()[-1]

@@ -25,7 +25,7 @@ from cekura_gitops import (
 )
 from cekura_gitops.apicommits import ApiCommitter
 from cekura_gitops.board import ProgressBoard
-from cekura_gitops.branches import BranchStatus, BranchWriter
+from cekura_gitops.branches import BranchResult, BranchStatus, BranchWriter
 from cekura_gitops.cekura import CekuraClient
 from cekura_gitops.changes import field_changes
 from cekura_gitops.clients import cekura_client, git_repo, github_client
@@ -296,7 +296,7 @@ def _sync_files(
     gathering = Gathering(f.metric.slug for f in files)
     store = StateStore(repo, remote, identity, aliases=aliases, gathering=gathering)
     metrics_rel = metrics_folder(settings, repo)
-    writer = _branch_writer(settings, repo, identity, remote if push else None, github)
+    writer = _branch_writer(settings, repo, identity, remote if push else None, github, store)
     base = _base_commit(repo, remote, base_branch, (*writer.refspecs(settings.branch_prefix), STATE_REFSPEC))
     writer.prime(settings.branch_prefix)
     store.prime()
@@ -333,19 +333,25 @@ def _sync_files(
 
 
 def _branch_writer(
-    settings: Settings, repo: GitRepo, identity: Identity, remote: str | None, github: GitHubClient | None
+    settings: Settings,
+    repo: GitRepo,
+    identity: Identity,
+    remote: str | None,
+    github: GitHubClient | None,
+    store: StateStore,
 ) -> BranchWriter:
-    """Bot branches by git push, or (`git: {commit_via: api}`) made by GitHub and signed."""
+    """Bot branches by git push (guarded by the state ref: one atomic push checks the run is
+    still ours), or (`git: {commit_via: api}`) made by GitHub and signed."""
     if github is None:
         if settings.commit_via == "api" and remote is not None:
             raise ConfigError(
                 "git.commit_via: api creates commits through GitHub's API: set GITHUB_REPOSITORY "
                 "and a GitHub App (CEKURA_GITOPS_APP_ID, CEKURA_GITOPS_APP_PRIVATE_KEY) or GITHUB_TOKEN"
             )
-        return BranchWriter(repo, identity, remote)
+        return BranchWriter(repo, identity, remote, state=store)
     login = access_for(settings).bot_login()
     if settings.commit_via != "api" or remote is None:
-        return BranchWriter(repo, identity, remote, bot_login=login)
+        return BranchWriter(repo, identity, remote, bot_login=login, state=store)
     if login is None:
         raise ConfigError(
             "git.commit_via: api needs a GitHub App (CEKURA_GITOPS_APP_ID, "
@@ -485,7 +491,12 @@ def _optimise(
     assert metric_id is not None
     guard = _holdout_plan(session, f, reviews)
     train_ids = guard.split.training if guard.split else f.metric.optimiser.test_set_ids
-    optimisation = session.optimiser.optimise(metric_id, slug, train_ids, fingerprint, slot=session.slots)
+    # Whether the run is still ours is checked in the branch's own push when the writer can
+    # (one round trip fewer); before a billed re-scoring of held-out reviews, up front.
+    confirm = not session.writer.guards or guard.split is not None
+    optimisation = session.optimiser.optimise(
+        metric_id, slug, train_ids, fingerprint, slot=session.slots, confirm=confirm
+    )
     if optimisation.outcome is Outcome.IN_FLIGHT:
         return SyncResult(slug, metric_id, SyncStatus.IN_FLIGHT, optimisation.detail)
     if optimisation.outcome is Outcome.INTERRUPTED or (
@@ -505,18 +516,26 @@ def _optimise(
     progress = optimisation.progress
     assert progress is not None and optimisation.progress_id is not None
     if progress.state is ProgressState.FAILED or progress.proposal is None:
-        session.optimiser.finish(
-            metric_id, slug, optimisation.progress_id, used_fingerprint, SyncStatus.ERROR.value
-        )
-        return SyncResult(
+        result = SyncResult(
             slug,
             metric_id,
             SyncStatus.ERROR,
             f"optimiser failed: {progress.error}",
             progress_id=optimisation.progress_id,
         )
-    result = _propose(session, f, live, progress.proposal, optimisation.progress_id, guard)
-    session.optimiser.finish(metric_id, slug, optimisation.progress_id, used_fingerprint, result.status.value)
+    else:
+        result = _propose(session, f, live, progress.proposal, optimisation.progress_id, guard)
+        if result.status is SyncStatus.IN_FLIGHT:  # taken over: the taker finishes the run
+            return result
+    finished = session.optimiser.finish(
+        metric_id, slug, optimisation.progress_id, used_fingerprint, result.status.value
+    )
+    if not finished and result.branch is None:
+        return replace(
+            result,
+            status=SyncStatus.IN_FLIGHT,
+            detail=f"run {optimisation.progress_id} was taken over by another sync, which finishes it",
+        )
     return result
 
 
@@ -643,23 +662,18 @@ def _publish(
         return refused
     new_text = metric_files.edit_fields(f.text, f.display, changes)
     message = _commit_message(slug, proposal, changes, progress_id, digest, checked.held)
-    written = session.writer.write(branch, session.base, f.display, new_text.encode("utf-8"), message)
+    written = session.writer.write(
+        branch,
+        session.base,
+        f.display,
+        new_text.encode("utf-8"),
+        message,
+        holds=session.optimiser.holds(f.metric.id) if f.metric.id is not None else None,
+    )
+    unwritten = _unwritten(session, written, progress_id, result)
+    if unwritten is not None:
+        return unwritten
     fields = tuple(changes)
-    if written.status is BranchStatus.HUMAN_EDITED:
-        url = session.publisher.human_edited(branch, written).url if session.publisher else None
-        who = ", ".join(sorted({c.author_email for c in written.human_commits}))
-        return result(
-            status=SyncStatus.SKIPPED_EDITED,
-            branch=branch,
-            pull_request=url,
-            detail=f"{branch} has commits by {who}; left alone",
-        )
-    if written.status is BranchStatus.MOVED:
-        return result(
-            status=SyncStatus.ERROR,
-            branch=branch,
-            detail=f"{branch} moved while we worked; the next sync retries",
-        )
     crashpoints.hit("branch-pushed", slug)
     status = SyncStatus.PROPOSED if written.status is BranchStatus.CREATED else SyncStatus.UPDATED
     url = None
@@ -676,6 +690,34 @@ def _publish(
     elif written.status is BranchStatus.UNCHANGED:
         status = SyncStatus.PROPOSED
     return result(status=status, branch=branch, pull_request=url, fields=fields)
+
+
+def _unwritten(
+    session: SyncSession, written: BranchResult, progress_id: str, result: Callable[..., SyncResult]
+) -> SyncResult | None:
+    """What became of a proposal its branch did not take; None if the branch holds it."""
+    branch = written.branch
+    if written.status is BranchStatus.TAKEN_OVER:
+        return result(
+            status=SyncStatus.IN_FLIGHT,
+            detail=f"run {progress_id} was taken over by {written.detail}, which publishes its result",
+        )
+    if written.status is BranchStatus.HUMAN_EDITED:
+        url = session.publisher.human_edited(branch, written).url if session.publisher else None
+        who = ", ".join(sorted({c.author_email for c in written.human_commits}))
+        return result(
+            status=SyncStatus.SKIPPED_EDITED,
+            branch=branch,
+            pull_request=url,
+            detail=f"{branch} has commits by {who}; left alone",
+        )
+    if written.status is BranchStatus.MOVED:
+        return result(
+            status=SyncStatus.ERROR,
+            branch=branch,
+            detail=f"{branch} moved while we worked; the next sync retries",
+        )
+    return None
 
 
 def _refused(

@@ -4,7 +4,9 @@ pushed over a human's commit, even one that lands between our look and our push.
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,3 +207,71 @@ def test_whose_commit_is_it(
     repo.git("commit", "-qm", "c", env=env)
     w = BranchWriter(gitrepo(repo), BOT, "origin", bot_login=bot_login)
     assert bool(w.human_commits(base, base_of(repo))) is is_human
+
+
+# Guarded writes: the branch goes out in one atomic push with a leased no-op of the state
+# ref, so it lands only while the run is still ours (the check costs no round trip of its own).
+
+
+def _guarded(r: Repo, owner: str = "me") -> tuple[BranchWriter, Any, Any]:
+    """A writer guarded by a state store in which `owner` holds metric 7's recorded run."""
+    from cekura_gitops.optimiser import Optimiser
+    from cekura_gitops.statestore import Claim, State, StateStore
+
+    repo = gitrepo(r)  # one, as in a sync: the writer and the store share it
+    store = StateStore(repo, "origin", BOT)
+    store.update(lambda s: State(claims={7: Claim(7, 1.0, owner, progress_id="p7")}), "record p7")
+    optimiser = Optimiser(client=None, store=store, timeout=60, owner=owner)  # type: ignore[arg-type]
+    return BranchWriter(repo, BOT, "origin", state=store), store, optimiser
+
+
+def test_a_guarded_write_of_a_run_still_ours_lands_in_one_push(repo: Repo) -> None:
+    w, store, me = _guarded(repo)
+    pushes: list[str] = []
+    for name in ("push_atomic", "push_many", "push_cas"):  # every way to push
+        real = getattr(w._repo, name)  # type: ignore[attr-defined]
+        setattr(w._repo, name, lambda *a, _n=name, _r=real: pushes.append(_n) or _r(*a))  # type: ignore[attr-defined]
+    result = w.write(BRANCH, base_of(repo), PATH, b"v1\n", "v1", holds=me.holds(7))
+    assert result.status is BranchStatus.CREATED
+    assert repo.origin_file(BRANCH, PATH) == "v1\n"
+    assert pushes == ["push_atomic"]  # the branch and the state's lease: one round trip
+
+
+def test_a_guarded_write_of_a_run_taken_over_pushes_nothing(repo: Repo, tmp_path: Path) -> None:
+    from cekura_gitops.statestore import Claim, State, StateStore
+
+    w, _store, me = _guarded(repo)
+    theirs = StateStore(gitrepo(repo.fresh_clone(tmp_path / "taker")), "origin", BOT)
+    theirs.update(lambda s: State(claims={7: Claim(7, 1.0, "them", progress_id="p7")}), "resume p7")
+    result = w.write(BRANCH, base_of(repo), PATH, b"v1\n", "v1", holds=me.holds(7))
+    assert (result.status, result.detail) == (BranchStatus.TAKEN_OVER, "them")
+    assert repo.origin_ref(f"refs/heads/{BRANCH}") is None  # the taker publishes, not us
+    assert not me.finish(7, "greets_caller", "p7", None, "proposed")  # nor do we finish its run
+
+
+def test_a_guarded_write_lands_after_an_unrelated_state_change(repo: Repo, tmp_path: Path) -> None:
+    # Another sync records a run of another metric: the state ref moved, our run is still
+    # ours, so the lease is renewed on a fresh read and the branch lands.
+    from cekura_gitops.statestore import Claim, StateStore
+
+    w, store, me = _guarded(repo)
+    other = StateStore(gitrepo(repo.fresh_clone(tmp_path / "other")), "origin", BOT)
+    other.update(lambda s: replace(s, claims={**s.claims, 8: Claim(8, 1.0, "them", progress_id="p8")}), "p8")
+    result = w.write(BRANCH, base_of(repo), PATH, b"v1\n", "v1", holds=me.holds(7))
+    assert result.status is BranchStatus.CREATED
+    assert repo.origin_file(BRANCH, PATH) == "v1\n"
+    assert me.finish(7, "greets_caller", "p7", None, "proposed")
+    assert set(store.load(fresh=True).claims) == {8}  # ours cleared, theirs kept
+
+
+def test_a_guarded_write_onto_a_branch_a_human_moved_is_still_refused_by_its_lease(
+    repo: Repo, tmp_path: Path
+) -> None:
+    base = base_of(repo)
+    writer(repo).write(BRANCH, base, PATH, b"v1\n", "v1")
+    w, _store, me = _guarded(repo)
+    w.prime(PREFIX)
+    human = human_pushes_onto(repo, tmp_path / "human")
+    result = w.write(BRANCH, base, PATH, b"v2\n", "v2", holds=me.holds(7))
+    assert result.status is BranchStatus.HUMAN_EDITED
+    assert repo.origin_ref(f"refs/heads/{BRANCH}") == human
