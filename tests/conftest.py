@@ -34,6 +34,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="run the full slow scenarios")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests (or parameter sets) marked `slow` run only with --run-slow: CI runs a sample."""
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: --run-slow runs it")
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(skip)
+
+
 # Variables a developer's or CI's environment could leak into a test or its subprocesses.
 LEAKY_ENV = (
     "CEKURA_API_KEY",
@@ -132,6 +142,17 @@ class Repo:
     def fresh_clone(self, dest: Path) -> Repo:
         git(dest.parent, "clone", "-q", str(self.origin), str(dest))
         return Repo(dest, self.origin)
+
+    def human_edit(self, branch: str, rel: str, dest: Path, text: str | None = None) -> str:
+        """Ada Human, in a fresh clone at dest, commits on branch and pushes it, as people may
+        on a bot's branch: rel gets text (default: its text plus a review line). Her sha."""
+        human = self.fresh_clone(dest)
+        human.git("checkout", "-q", branch)
+        human.write(rel, (human.work / rel).read_text() + "# reviewed by Ada\n" if text is None else text)
+        human.git("add", "-A")
+        human.git("commit", "-qm", "Tweak wording", env=HUMAN)
+        human.git("push", "-q", "origin", branch)
+        return human.git("rev-parse", "HEAD")
 
 
 @pytest.fixture

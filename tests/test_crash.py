@@ -22,44 +22,45 @@ CI runs a fixed sample; `--run-slow` runs every point.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cekura_gitops.sandbox import Sandbox
-from tests._hardening import (  # noqa: F401
+from tests._hardening import (
     GREETING,
     IDS,
     REFUND,
     SATISFACTION,
     SLUGS,
-    TOKEN,
-    assert_no_pr_without_branch,
-    assert_yaml_parses_everywhere,
     cekura_env,
     clean_environ,
-    clone,
     end_state,
     fresh_repo,
-    github_env,
     live_fields,
-    start_github,
     state,
     statuses,
-    template_origin,
+    template_origin,  # noqa: F401 (fixture)
 )
-from tests.conftest import CliResult, Repo, run_subprocess
-from tests.fakes.github_server import FakeGitHub
+from tests.conftest import Repo, run_subprocess
+from tests.kill_world import (  # noqa: F401 (fixtures)
+    RERUN_TIMEOUT_S,
+    SYNC_POINTS,
+    World,
+    cli_subprocess,
+    sample,
+    serve,
+    spawn,
+    uninterrupted_sync,
+    wait_for_claims_to_expire,
+    world,
+)
 
-SYNC_POINTS = ("claimed", "started", "recorded", "polled", "branch-pushed", "published", "finished")
 APPLY_POINTS = ("patched", "verified")
 # A kill here leaves a claim without a progress id: it blocks until it expires.
 BLOCKING = {"claimed", "started", "push-record"}
@@ -79,42 +80,12 @@ APPLY_CASES = [f"{point}:{slug}" for point in APPLY_POINTS for slug in (GREETING
 TIMED_CASES = ["mid-poll", "push-claim", "push-record", "push-branch"]
 
 
-def _param(case: str) -> Any:
-    return pytest.param(case, id=case, marks=() if case in CI_SAMPLE else pytest.mark.slow)
-
-
-@pytest.fixture(autouse=True)
-def _slow_gate(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("slow") and not request.config.getoption("--run-slow"):
-        pytest.skip("every crash point: --run-slow")
-
-
 # -- the uninterrupted runs to compare against ------------------------------------------
-
-
-@contextlib.contextmanager
-def _serve(origin: Path) -> Iterator[tuple[Sandbox, FakeGitHub]]:
-    sandbox = Sandbox().start()
-    gh = start_github(origin)
-    try:
-        yield sandbox, gh
-    finally:
-        gh.stop()
-        sandbox.stop()
-        assert gh.validation_errors == [] and sandbox.validation_errors == []
 
 
 @pytest.fixture(scope="module")
 def sync_baseline(template_origin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("sync-baseline")
-    env = clean_environ(root / "gitconfig")
-    repo = fresh_repo(template_origin, root / "r")
-    with _serve(repo.origin) as (sandbox, gh):
-        done = _cli_subprocess(
-            ["--json", "sync"], repo.work, {**env, **cekura_env(sandbox), **github_env(gh)}
-        )
-        assert done.returncode == 0, done.stderr
-        result = end_state(repo.origin, gh, sandbox)
+    result = uninterrupted_sync(template_origin, tmp_path_factory.mktemp("sync-baseline"))
     assert result["pr_count"] == 3 and len(result["branches"]) == 3 and result["runs"] == {}
     return result
 
@@ -125,21 +96,10 @@ def apply_baseline(template_origin: Path, tmp_path_factory: pytest.TempPathFacto
     env = clean_environ(root / "gitconfig")
     repo = fresh_repo(template_origin, root / "r")
     _two_changes(repo, env)
-    with _serve(repo.origin) as (sandbox, _gh):
-        done = _cli_subprocess(["--json", "apply"], repo.work, {**env, **cekura_env(sandbox)})
+    with serve(repo.origin) as (sandbox, _gh):
+        done = cli_subprocess(["--json", "apply"], repo.work, {**env, **cekura_env(sandbox)})
         assert done.returncode == 0, done.stderr
         return live_fields(sandbox)
-
-
-def _cli_subprocess(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cekura_gitops", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 NEW_DESCRIPTION = "Score FALSE otherwise, or if unsure."
@@ -163,83 +123,9 @@ def _two_changes(repo: Repo, env: dict[str, str] | None = None) -> None:
         subprocess.run(["git", *args], cwd=repo.work, env=env, check=True, capture_output=True)
 
 
-# -- per-test world -------------------------------------------------------------------------
-
-
-class World:
-    def __init__(
-        self, repo: Repo, sandbox: Sandbox, gh: FakeGitHub, cli: Callable[..., CliResult], tmp: Path
-    ):
-        self.repo, self.sandbox, self.gh, self.cli, self.tmp = repo, sandbox, gh, cli, tmp
-        self.env = {**cekura_env(sandbox), **github_env(gh)}
-        self.main = repo.origin_ref("refs/heads/main")
-        self._clones = 0
-
-    def fresh(self) -> Repo:
-        self._clones += 1
-        return clone(self.repo.origin, self.tmp / f"clone{self._clones}")
-
-    def rerun(self, *args: str, **extra: str) -> CliResult:
-        result = self.cli("--json", *args, cwd=self.fresh().work, env={**self.env, **extra})
-        assert "Traceback" not in result.err, result.err
-        return result
-
-    def started(self) -> dict[int, int]:
-        return self.sandbox.state.optimisations_started
-
-    def sound(self) -> None:
-        """What must hold at any moment, killed or not."""
-        assert_yaml_parses_everywhere(self.repo.origin)
-        assert_no_pr_without_branch(self.gh, self.repo.origin)
-        assert all(n <= 2 for n in self.started().values())
-        assert self.repo.origin_ref("refs/heads/main") == self.main, "a human commit on main was lost"
-        heads = [p["head"]["ref"] for p in self.gh.pulls if p["state"] == "open"]
-        assert len(heads) == len(set(heads)), "two open PRs for one branch"
-
-
-# A request whose sender was SIGKILLed between its headers and its body reaches the
-# sandbox without a body; the sandbox validates it anyway (a real server would drop it at
-# the HTTP layer): not the client's fault. Anything else stays a failure.
-TRUNCATED_BY_KILL = "MissingRequiredRequestBody: Missing required request body"
-
-
-@pytest.fixture
-def world(template_origin: Path, tmp_path: Path, sandbox: Sandbox, make_fake_github, cli) -> Iterator[World]:  # type: ignore[no-untyped-def]
-    repo = fresh_repo(template_origin, tmp_path / "r")
-    gh = make_fake_github(origin_path=repo.origin, owner="acme", repo="metrics", token=TOKEN)
-    yield World(repo, sandbox, gh, cli, tmp_path)
-    truncated = [e for e in sandbox.validation_errors if e.endswith(TRUNCATED_BY_KILL)]
-    for error in truncated:
-        sandbox.validation_errors.remove(error)
-    rejected = [r for r in sandbox.requests if r.status == 400]
-    assert len(rejected) == len(truncated) and all(r.body is None for r in rejected), rejected
-    # The fake GitHub says the same in its words, plus that its 400 reply is undocumented.
-    for error in [e for e in gh.validation_errors if "MissingRequiredRequestBody" in e]:
-        request = error.split(":", 1)[0].removeprefix("request ")
-        gh.validation_errors.remove(error)
-        reply = f"response {request} -> 400: ResponseNotFound"
-        gh.validation_errors[:] = [e for e in gh.validation_errors if not e.startswith(reply)]
-
-
 def _killed(world: World, args: list[str], crash_at: str) -> None:
     done = run_subprocess(args, world.repo.work, {**world.env, "CEKURA_GITOPS_CRASH_AT": crash_at})
     assert done.returncode == -signal.SIGKILL, f"not killed at {crash_at}: {done.returncode}\n{done.stderr}"
-
-
-# The re-run after a blocking kill runs with this optimiser timeout (CLAIM_EXPIRY times it
-# is the claim's expiry). The new run's clock starts at its start POST, before its record
-# is pushed: 1 s let a slow push on a loaded machine time the run out before its first poll.
-RERUN_TIMEOUT_S = 3
-
-
-def _wait_for_claims_to_expire(world: World, timeout_s: float = RERUN_TIMEOUT_S) -> None:
-    claims = [r["claimed_at"] for r in state(world.repo.origin)["runs"].values() if "progress_id" not in r]
-    assert claims
-    from cekura_gitops.optimiser import CLAIM_EXPIRY
-
-    wait = max(claims) + CLAIM_EXPIRY * timeout_s + 0.05 - time.time()
-    if wait > 0:
-        time.sleep(wait)
 
 
 def _converge_sync(world: World, baseline: dict[str, Any], must_block: set[str] = frozenset()) -> None:  # type: ignore[assignment]
@@ -262,7 +148,7 @@ def _converge_sync(world: World, baseline: dict[str, Any], must_block: set[str] 
         before = {slug: started.get(IDS[slug], 0) for slug in blocked}
         assert all(n <= 1 for n in before.values())
         world.sound()
-        _wait_for_claims_to_expire(world)
+        wait_for_claims_to_expire(world)
         second = world.rerun("sync", CEKURA_GITOPS_OPTIMISER_TIMEOUT=f"{RERUN_TIMEOUT_S}s")
         assert second.code == 0, second.out
         for slug in blocked:
@@ -273,7 +159,7 @@ def _converge_sync(world: World, baseline: dict[str, Any], must_block: set[str] 
     assert end_state(world.repo.origin, world.gh, world.sandbox) == baseline
 
 
-@pytest.mark.parametrize("case", [_param(c) for c in SYNC_CASES])
+@pytest.mark.parametrize("case", sample(SYNC_CASES, CI_SAMPLE))
 def test_sync_killed_at_a_crash_point(case: str, world: World, sync_baseline: dict[str, Any]) -> None:
     point, slug = case.split(":")
     _killed(world, ["sync"], case)  # all three metrics in flight; the kill takes them all
@@ -281,7 +167,7 @@ def test_sync_killed_at_a_crash_point(case: str, world: World, sync_baseline: di
     _converge_sync(world, sync_baseline, {slug} if point in BLOCKING else set())
 
 
-@pytest.mark.parametrize("case", [_param(c) for c in APPLY_CASES])
+@pytest.mark.parametrize("case", sample(APPLY_CASES, CI_SAMPLE))
 def test_apply_killed_at_a_crash_point(case: str, world: World, apply_baseline: dict[str, Any]) -> None:
     point, slug = case.split(":")
     _two_changes(world.repo)
@@ -319,18 +205,6 @@ exit 0
 """
 
 
-def _spawn(world: World, args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "cekura_gitops", *args],
-        cwd=world.repo.work,
-        env={**os.environ, **world.env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: git children die with it
-    )
-
-
 def _kill_when(proc: subprocess.Popen[str], ready: Callable[[], bool], limit: float = 20.0) -> None:
     deadline = time.monotonic() + limit
     try:
@@ -344,13 +218,13 @@ def _kill_when(proc: subprocess.Popen[str], ready: Callable[[], bool], limit: fl
     assert proc.returncode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("case", [_param(c) for c in TIMED_CASES])
+@pytest.mark.parametrize("case", sample(TIMED_CASES, CI_SAMPLE))
 def test_sync_killed_by_timing(case: str, world: World, sync_baseline: dict[str, Any]) -> None:
     origin = world.repo.origin
     if case == "mid-poll":
         for metric_id in IDS.values():  # all three are polling when the kill comes
             world.sandbox.state.set_optimiser_seconds(metric_id, 30)
-        proc = _spawn(world, ["sync"])
+        proc = spawn(world, ["sync"])
 
         def ready() -> bool:
             runs = state(origin)["runs"]
@@ -372,7 +246,7 @@ def test_sync_killed_by_timing(case: str, world: World, sync_baseline: dict[str,
     hook = origin / "hooks" / "pre-receive"
     hook.write_text(HOOK.format(pattern=pattern, nth=nth, marker=marker, counter=counter))
     hook.chmod(0o755)
-    proc = _spawn(world, ["sync", "--metric", GREETING])  # one metric: its pushes in order
+    proc = spawn(world, ["sync", "--metric", GREETING])  # one metric: its pushes in order
     _kill_when(proc, marker.exists)
     hook.unlink()
     if case == "push-claim":

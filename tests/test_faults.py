@@ -47,7 +47,7 @@ from tests._hardening import (  # noqa: F401
     statuses,
     template_origin,
 )
-from tests.conftest import HUMAN, CliResult, Repo
+from tests.conftest import CliResult, Repo
 from tests.fakes.github_server import FakeGitHub
 
 GREETING_FILE = f"metrics/{GREETING}.yaml"
@@ -161,12 +161,6 @@ CASES = [
     for persistent in (False, True)
     if persistent or kind in RETRYABLE or kind == "missing-fields"
 ]
-
-
-@pytest.fixture(autouse=True)
-def _slow_gate(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("slow") and not request.config.getoption("--run-slow"):
-        pytest.skip("full matrix: --run-slow")
 
 
 @pytest.fixture
@@ -775,11 +769,7 @@ def test_cli_update_and_comment_failures_keep_one_pr_and_one_comment(
     assert statuses(s.run("sync", "--metric", GREETING).json()) == {GREETING: "updated"}
     assert s.sandbox.state.optimisations_started == {1562: 2} and len(gh.pulls) == 1
     # A human commits to the branch; the one-time comment's POST dies after it was made.
-    human = s.repo.fresh_clone(tmp_path / "human")
-    human.git("checkout", "-q", BRANCH)
-    human.write(GREETING_FILE, (human.work / GREETING_FILE).read_text() + "# reviewed by Ada\n")
-    human.git("commit", "-qam", "Tweak wording", env=HUMAN)
-    human.git("push", "-q", "origin", BRANCH)
+    s.repo.human_edit(BRANCH, GREETING_FILE, tmp_path / "human")
     s.sandbox.state.add_review(1562, True, False, feedback="Another label.")
     [pr] = gh.pulls
     on_pr = rf"/issues/{pr['number']}/comments$"  # not the dashboard issue's comments

@@ -7,56 +7,14 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from cekura_gitops import githubapp
 from cekura_gitops.errors import GitHubAppError
 from cekura_gitops.githubapp import AppCredentials, AppTokens, load_private_key
-from tests.conftest import GH_TOKEN, Repo
+from tests.conftest import Repo
 from tests.fakes.github_app import TOKEN_LIFETIME, FakeApp, FakeClock
+from tests.github_app_fixtures import app, clock, env, gh, only, sync  # noqa: F401
 
 GREETING = "caller_greeted_by_name_1562"
 BRANCH = f"cekura-gitops/optimise/{GREETING}"
-
-
-@pytest.fixture
-def app() -> FakeApp:
-    return FakeApp()
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    """The fake GitHub's clock, which the tool's token renewal also reads."""
-    fake_clock = FakeClock()
-    monkeypatch.setattr(githubapp, "CLOCK", fake_clock)
-    return fake_clock
-
-
-@pytest.fixture
-def gh(pulled: Repo, make_fake_github, app: FakeApp, clock: FakeClock):  # type: ignore[no-untyped-def]
-    return make_fake_github(
-        origin_path=pulled.origin, owner="acme", repo="metrics", token=GH_TOKEN, app=app, clock=clock
-    )
-
-
-@pytest.fixture
-def env(cekura_env, gh, app: FakeApp) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """The App instead of GITHUB_TOKEN: id and PEM key, as the Action inputs pass them."""
-    return {
-        **cekura_env,
-        "CEKURA_GITOPS_APP_ID": str(app.app_id),
-        "CEKURA_GITOPS_APP_PRIVATE_KEY": app.private_key,
-        "GITHUB_REPOSITORY": "acme/metrics",
-        "GITHUB_API_URL": gh.url,
-        "CEKURA_GITOPS_GITHUB_WRITE_INTERVAL": "0",
-    }
-
-
-def sync(cli, repo: Repo, env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
-    return cli("--json", "sync", "--metric", GREETING, *args, cwd=repo.work, env=env)
-
-
-def only(result) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    [m] = result.json()["metrics"]
-    return m  # type: ignore[no-any-return]
 
 
 def test_the_jwt_is_rs256_backdated_60_s_and_lives_10_minutes(gh, app: FakeApp, clock: FakeClock) -> None:  # type: ignore[no-untyped-def]

@@ -19,14 +19,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cekura_gitops.optimiser import CLAIM_EXPIRY
 from cekura_gitops.sandbox import Sandbox
 from tests._hardening import (
     GREETING,
@@ -34,16 +32,21 @@ from tests._hardening import (
     REFUND,
     SATISFACTION,
     SLUGS,
-    cekura_env,
-    clean_environ,
     end_state,
-    fresh_repo,
-    github_env,
     state,
     template_origin,  # noqa: F401 (fixture)
 )
 from tests.conftest import git, run_subprocess
-from tests.test_crash import RERUN_TIMEOUT_S, SYNC_POINTS, World, _serve, world  # noqa: F401 (fixture)
+from tests.kill_world import (  # noqa: F401 (fixture)
+    RERUN_TIMEOUT_S,
+    SYNC_POINTS,
+    World,
+    sample,
+    spawn,
+    uninterrupted_sync,
+    wait_for_claims_to_expire,
+    world,
+)
 
 NEW = "caller_greeted_by_first_name_1562"
 RENAMED = {GREETING: NEW}
@@ -67,35 +70,18 @@ RENAME_CASES = [f"{sig}@{point}:{GREETING}" for sig in ("SIGINT", "SIGKILL") for
 BLOCKING = {"claimed", "started"}
 
 
-def _param(case: str) -> Any:
-    return pytest.param(case, id=case, marks=() if case in CI_SAMPLE else pytest.mark.slow)
-
-
-@pytest.fixture(autouse=True)
-def _slow_gate(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("slow") and not request.config.getoption("--run-slow"):
-        pytest.skip("every interrupt point: --run-slow")
-
-
-def _uninterrupted(template_origin: Path, root: Path, rename: bool) -> dict[str, Any]:
-    env = clean_environ(root / "gitconfig")
-    repo = fresh_repo(template_origin, root / "r")
-    with _serve(repo.origin) as (sandbox, gh):
-        if rename:
-            _rename(repo.work, sandbox, env)
-        done = run_subprocess(["--json", "sync"], repo.work, {**env, **cekura_env(sandbox), **github_env(gh)})
-        assert done.returncode == 0, done.stderr
-        return end_state(repo.origin, gh, sandbox)
-
-
 @pytest.fixture(scope="module")
 def baseline(template_origin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _uninterrupted(template_origin, tmp_path_factory.mktemp("baseline"), rename=False)
+    return uninterrupted_sync(template_origin, tmp_path_factory.mktemp("baseline"))
 
 
 @pytest.fixture(scope="module")
 def renamed_baseline(template_origin: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return _uninterrupted(template_origin, tmp_path_factory.mktemp("renamed"), rename=True)
+    return uninterrupted_sync(
+        template_origin,
+        tmp_path_factory.mktemp("renamed"),
+        before=lambda repo, sandbox, env: _rename(repo.work, sandbox, env),
+    )
 
 
 def _rename(work: Path, sandbox: Sandbox, env: dict[str, str] | None = None) -> None:
@@ -139,10 +125,7 @@ def _converge(world: World, baseline: dict[str, Any], must_block: set[int] = fro
         assert world.started().get(metric_id) == 1, f"{metric_id}: {world.started()}: optimised twice"
     if blocked:
         # Only a SIGKILL between the start POST and its record gets here: wait for expiry.
-        claims = [
-            r["claimed_at"] for r in state(world.repo.origin)["runs"].values() if "progress_id" not in r
-        ]
-        time.sleep(max(0.0, max(claims) + CLAIM_EXPIRY * RERUN_TIMEOUT_S + 0.05 - time.time()))
+        wait_for_claims_to_expire(world)
         world.sandbox.state.finish_optimisations()  # the orphaned run ended meanwhile
         second = world.rerun("sync", CEKURA_GITOPS_OPTIMISER_TIMEOUT=f"{RERUN_TIMEOUT_S}s")
         assert second.code == 0, second.out
@@ -169,13 +152,13 @@ def _signalled(world: World, case: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-@pytest.mark.parametrize("case", [_param(c) for c in SIGNAL_CASES])
+@pytest.mark.parametrize("case", sample(SIGNAL_CASES, CI_SAMPLE))
 def test_signal_at_a_point(case: str, world: World, baseline: dict[str, Any]) -> None:
     _signalled(world, case)
     _converge(world, baseline)
 
 
-@pytest.mark.parametrize("case", [_param(c) for c in RENAME_CASES])
+@pytest.mark.parametrize("case", sample(RENAME_CASES, CI_SAMPLE))
 def test_rename_after_a_signal_or_kill(case: str, world: World, renamed_baseline: dict[str, Any]) -> None:
     point = case.split("@")[1].split(":")[0]
     # The other metrics' runs outlast the signal: had they finished first (a slow thread
@@ -208,25 +191,13 @@ def test_rename_after_a_signal_or_kill(case: str, world: World, renamed_baseline
     _converge(world, renamed_baseline, {IDS[GREETING]} if killed_blocking else set())
 
 
-def _spawn(world: World) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "cekura_gitops", "sync"],
-        cwd=world.repo.work,
-        env={**os.environ, **world.env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal's foreground job
-    )
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_stops_within_seconds_with_runs_going_on(
     sig: signal.Signals, world: World, baseline: dict[str, Any]
 ) -> None:
     for metric_id in IDS.values():
         world.sandbox.state.set_optimiser_seconds(metric_id, 40)
-    proc = _spawn(world)
+    proc = spawn(world, ["sync"])
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -264,15 +235,7 @@ def test_a_kill_while_metrics_queue_for_a_slot_blocks_only_the_started_run(
     # claim (with its run recorded), and nothing that blocks the others until it expires.
     for metric_id in IDS.values():
         world.sandbox.state.set_optimiser_seconds(metric_id, 30)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cekura_gitops", "--concurrency", "1", "sync"],
-        cwd=world.repo.work,
-        env={**os.environ, **world.env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = spawn(world, ["--concurrency", "1", "sync"])
     try:
         deadline = time.monotonic() + 30
         while not any("progress_id" in r for r in state(world.repo.origin)["runs"].values()):

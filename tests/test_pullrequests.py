@@ -9,7 +9,7 @@ import pytest
 
 from cekura_gitops import prbody
 from cekura_gitops.sandbox import OptimiserOutcome
-from tests.conftest import GH_TOKEN, HUMAN, Repo
+from tests.conftest import GH_TOKEN, Repo
 
 GREETING = "caller_greeted_by_name_1562"
 GREETING_FILE = f"metrics/{GREETING}.yaml"
@@ -85,11 +85,7 @@ def test_ambiguous_create_is_not_resent(pulled: Repo, cli, env, gh) -> None:  # 
 
 def test_human_commit_stops_the_bot(pulled: Repo, cli, env, gh, sandbox, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert only(sync(cli, pulled, env, "--metric", GREETING))["status"] == "proposed"
-    human = pulled.fresh_clone(tmp_path / "human")
-    human.git("checkout", "-q", BRANCH)
-    human.write(GREETING_FILE, (human.work / GREETING_FILE).read_text() + "# reviewed by Ada\n")
-    human.git("commit", "-qam", "Tweak wording", env=HUMAN)
-    human.git("push", "-q", "origin", BRANCH)
+    pulled.human_edit(BRANCH, GREETING_FILE, tmp_path / "human")
     tip = pulled.origin_ref(f"refs/heads/{BRANCH}")
 
     sandbox.state.add_review(1562, True, False, feedback="New label.")

@@ -230,12 +230,6 @@ def _cases() -> list[Any]:
     return cases
 
 
-@pytest.fixture(autouse=True)
-def _slow_gate(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("slow") and not request.config.getoption("--run-slow"):
-        pytest.skip("full runner matrix: --run-slow")
-
-
 @pytest.mark.parametrize(("event", "depth", "default"), _cases())
 def test_sync_plan_apply_on_a_runner_workspace(
     make_origin: Callable[[str], Origin],

@@ -6,15 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from cekura_gitops import githubapp
 from cekura_gitops.apicommits import ApiCommitter
 from cekura_gitops.github import GitHubClient
 from cekura_gitops.gitrepo import GitRepo
 from tests._hardening import template_origin  # noqa: F401
-from tests.conftest import GH_TOKEN, HUMAN, Repo
-from tests.fakes.github_app import FakeApp, FakeClock
+from tests.conftest import GH_TOKEN, Repo
+from tests.fakes.github_app import FakeApp
+from tests.github_app_fixtures import app, clock, env, gh, only, sync  # noqa: F401
 
 GREETING = "caller_greeted_by_name_1562"
 GREETING_FILE = f"metrics/{GREETING}.yaml"
@@ -22,45 +20,10 @@ BRANCH = f"cekura-gitops/optimise/{GREETING}"
 API_CONFIG = "git: {commit_via: api}\n"
 
 
-@pytest.fixture
-def app() -> FakeApp:
-    return FakeApp()
-
-
-@pytest.fixture
-def gh(pulled: Repo, make_fake_github, app: FakeApp, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    clock = FakeClock()
-    monkeypatch.setattr(githubapp, "CLOCK", clock)
-    return make_fake_github(
-        origin_path=pulled.origin, owner="acme", repo="metrics", token=GH_TOKEN, app=app, clock=clock
-    )
-
-
-@pytest.fixture
-def env(cekura_env, gh, app: FakeApp) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {
-        **cekura_env,
-        "CEKURA_GITOPS_APP_ID": str(app.app_id),
-        "CEKURA_GITOPS_APP_PRIVATE_KEY": app.private_key,
-        "GITHUB_REPOSITORY": "acme/metrics",
-        "GITHUB_API_URL": gh.url,
-        "CEKURA_GITOPS_GITHUB_WRITE_INTERVAL": "0",
-    }
-
-
 def configure(repo: Repo, text: str = API_CONFIG) -> None:
     repo.write("cekura-gitops.yaml", text)
     repo.commit_all("config")
     repo.push()
-
-
-def sync(cli, repo: Repo, env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]
-    return cli("--json", "sync", "--metric", GREETING, *args, cwd=repo.work, env=env)
-
-
-def only(result) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    [m] = result.json()["metrics"]
-    return m  # type: ignore[no-any-return]
 
 
 def test_api_commits_are_verified_and_authored_by_the_app(
@@ -101,11 +64,7 @@ def test_a_human_commit_stops_the_bot_in_api_mode(
 ) -> None:  # type: ignore[no-untyped-def]
     configure(pulled)
     assert only(sync(cli, pulled, env))["status"] == "proposed"
-    human = pulled.fresh_clone(tmp_path / "human")
-    human.git("checkout", "-q", BRANCH)
-    human.write(GREETING_FILE, (human.work / GREETING_FILE).read_text() + "# reviewed by Ada\n")
-    human.git("commit", "-qam", "Tweak wording", env=HUMAN)
-    human.git("push", "-q", "origin", BRANCH)
+    pulled.human_edit(BRANCH, GREETING_FILE, tmp_path / "human")
     tip = pulled.origin_ref(f"refs/heads/{BRANCH}")
     sandbox.state.add_review(1562, True, False, feedback="New label.")
     result = sync(cli, pulled, env)
@@ -123,11 +82,7 @@ def test_the_api_ref_update_is_a_compare_and_swap(pulled: Repo, gh, tmp_path: Pa
         first = committer.commit("bot/x", base, {"a.txt": b"one\n"}, "bot: one", None)
         assert first is not None
         assert committer.commit("bot/x", base, {"a.txt": b"dup\n"}, "bot: again", None) is None  # exists
-        human = pulled.fresh_clone(tmp_path / "human")
-        human.git("checkout", "-q", "bot/x")
-        human.write("b.txt", "human\n")
-        human.commit_all("human work")
-        human.git("push", "-q", "origin", "bot/x")
+        pulled.human_edit("bot/x", "b.txt", tmp_path / "human", "human\n")
         theirs = pulled.origin_ref("refs/heads/bot/x")
         repo.fetch("origin", "+refs/heads/bot/x:refs/remotes/origin/bot/x")
         # We still believe the tip is `first`: the update must lose, not overwrite.

@@ -54,6 +54,28 @@ def _job(repo: Repo, name: str, job: str, tmp: Path, action_dir: Path, **kwargs:
     )
 
 
+def _enabled_job(
+    repo: Repo, name: str, job: str, tmp: Path, action_dir: Path, sandbox: Sandbox, **kwargs: object
+) -> WorkflowJob:
+    """A job of an init-written workflow with Cekura switched on and pointed at the sandbox."""
+    return _job(
+        repo,
+        name,
+        job,
+        tmp,
+        action_dir,
+        vars=ON,
+        secrets={"CEKURA_API_KEY": sandbox.api_key},
+        action_inputs={"cekura-api-url": sandbox.url},
+        **kwargs,
+    )
+
+
+def _stricter_greeting(repo: Repo) -> None:
+    path = repo.work / GREETING
+    path.write_text(path.read_text().replace("Score FALSE otherwise.", "Score FALSE otherwise. Be strict."))
+
+
 def _installed_from(job: WorkflowJob, action_dir: Path) -> None:
     installs = [i for run in job.action_runs for i in run.pip_installs]
     assert installs, "the Action never installed the tool"
@@ -69,15 +91,13 @@ def test_optimise_workflow_opens_a_pull_request(
     make_fake_github: Callable[..., FakeGitHub],
 ) -> None:
     fake = make_fake_github(origin_path=metrics_repo.origin)
-    job = _job(
+    job = _enabled_job(
         metrics_repo,
         "cekura-optimise.yml",
         "sync",
         tmp_path / "runner",
         action_dir,
-        vars=ON,
-        secrets={"CEKURA_API_KEY": sandbox.api_key},
-        action_inputs={"cekura-api-url": sandbox.url},
+        sandbox,
         token=fake.token,
         api_url=fake.url,
         env={"GITHUB_GRAPHQL_URL": fake.graphql_url},
@@ -93,19 +113,16 @@ def test_optimise_workflow_opens_a_pull_request(
 def test_plan_workflow_comments_on_a_pull_request(
     metrics_repo: Repo, action_dir: Path, tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    path = metrics_repo.work / GREETING
-    path.write_text(path.read_text().replace("Score FALSE otherwise.", "Score FALSE otherwise. Be strict."))
+    _stricter_greeting(metrics_repo)
     with FakeGitHub() as fake:
         pr = fake.add_pull(head="feature")
-        job = _job(
+        job = _enabled_job(
             metrics_repo,
             "cekura-plan.yml",
             "plan",
             tmp_path / "runner",
             action_dir,
-            vars=ON,
-            secrets={"CEKURA_API_KEY": sandbox.api_key},
-            action_inputs={"cekura-api-url": sandbox.url},
+            sandbox,
             token=fake.token,
             api_url=fake.url,
         )
@@ -149,20 +166,10 @@ def test_apply_workflow_applies_a_merged_change(
     metrics_repo: Repo, action_dir: Path, tmp_path: Path, sandbox: Sandbox
 ) -> None:
     before = metrics_repo.git("rev-parse", "HEAD")
-    path = metrics_repo.work / GREETING
-    path.write_text(path.read_text().replace("Score FALSE otherwise.", "Score FALSE otherwise. Be strict."))
+    _stricter_greeting(metrics_repo)
     after = metrics_repo.commit_all("stricter greeting")
     metrics_repo.push()
-    job = _job(
-        metrics_repo,
-        "cekura-apply.yml",
-        "apply",
-        tmp_path / "runner",
-        action_dir,
-        vars=ON,
-        secrets={"CEKURA_API_KEY": sandbox.api_key},
-        action_inputs={"cekura-api-url": sandbox.url},
-    )
+    job = _enabled_job(metrics_repo, "cekura-apply.yml", "apply", tmp_path / "runner", action_dir, sandbox)
     result = job.run(event_name="push", event=push_event(before, after))
     assert result.ok, result.describe()
     statuses = {m["slug"]: m["status"] for m in json.loads(result.step("apply").outputs["result"])}

@@ -29,12 +29,7 @@ def base_of(r: Repo) -> str:
 
 def human_pushes_onto(r: Repo, clone_dir: Path, branch: str = BRANCH, text: str = "human edit\n") -> str:
     """A person checks the bot branch out, commits on it and pushes (as they may)."""
-    other = r.fresh_clone(clone_dir)
-    other.git("checkout", "-q", branch)
-    other.write(PATH, text)
-    sha = other.commit_all("a human's fix")
-    other.git("push", "-q", "origin", branch)
-    return sha
+    return r.human_edit(branch, PATH, clone_dir, text)
 
 
 def test_a_new_branch_is_one_bot_commit_on_the_base(repo: Repo) -> None:
