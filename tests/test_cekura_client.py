@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import socket
 import threading
 import time
 import traceback
@@ -19,6 +18,7 @@ from cekura_gitops import __version__
 from cekura_gitops.cekura import CekuraClient, ProgressReply
 from cekura_gitops.errors import CekuraAPIError
 from cekura_gitops.sandbox import Fault, Sandbox
+from tests.deadport import DEAD_URL
 
 BASE = "https://api.cekura.test"
 KEY = "ck_live_S3CRET-do-not-leak"
@@ -719,11 +719,7 @@ def test_hung_start_is_ambiguous_and_not_resent(sandbox: Sandbox, impatient: Cek
 
 
 def test_unreachable_server() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    client = CekuraClient(url, KEY, max_attempts=2, backoff_base=0.001)
+    client = CekuraClient(DEAD_URL, KEY, max_attempts=2, backoff_base=0.001)
     with client, pytest.raises(CekuraAPIError) as info:
         client.start_optimiser(1, None)
     assert (info.value.status, info.value.ambiguous) == (None, False)

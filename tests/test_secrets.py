@@ -17,7 +17,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from cekura_gitops.github import GitHubClient
 from cekura_gitops.sandbox import Fault, Sandbox
 from cekura_gitops.settings import resolve
 from tests.conftest import CliResult, Repo
+from tests.deadport import DEAD_URL
 from tests.fakes.github_server import FakeGitHub
 
 KEY = "ck_SECRET_" + secrets.token_hex(12)
@@ -48,12 +48,6 @@ def _needles(secret: str) -> list[str]:
     """The secret, its random core (catches escaped or partial forms) and its base64."""
     core = secret.strip().rsplit("_", 1)[-1][:16]
     return [secret.strip(), core, base64.b64encode(secret.encode()).decode()]
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _git_dump(path: Path) -> str:
@@ -205,7 +199,7 @@ def test_happy_path_under_actions_leaks_nothing(harness: Harness, cli) -> None: 
 
 
 def _dead_cekura(h: Harness) -> dict[str, str | None]:
-    return h.env(CEKURA_API_URL=f"http://127.0.0.1:{_closed_port()}")
+    return h.env(CEKURA_API_URL=DEAD_URL)
 
 
 def _cekura_401_echo(h: Harness) -> dict[str, str | None]:
@@ -361,7 +355,7 @@ def _first_lines_are_masks(args: list[str], env: dict[str, str], cwd: Path) -> l
 
 
 def test_secrets_are_masked_before_anything_else_under_actions(harness: Harness) -> None:
-    env = {k: v for k, v in harness.env(CEKURA_API_URL=f"http://127.0.0.1:{_closed_port()}").items() if v}
+    env = {k: v for k, v in harness.env(CEKURA_API_URL=DEAD_URL).items() if v}
     # A usage error, a dead API with a verbose failure, and a JSON run all start with the masks.
     _first_lines_are_masks(["plan", "--bogus-flag"], env, harness.repo.work)
     lines = _first_lines_are_masks(["-v", "plan"], env, harness.repo.work)
