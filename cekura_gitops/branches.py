@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from cekura_gitops.errors import GitError
 from cekura_gitops.gitrepo import CommitInfo, GitRepo, Identity
-from cekura_gitops.statestore import END_LINGER, GuardedUpdate, Landing, State, StateStore
+from cekura_gitops.statestore import END_LINGER, Activity, GuardedUpdate, Landing, State, StateStore
 
 WRITE_ATTEMPTS = 3  # a lost lease is retried on a fresh look; a branch in a push war is left
 
@@ -77,8 +77,11 @@ class BranchWriter:
         committer: ApiCommitter | None = None,
         bot_login: str | None = None,
         state: StateStore | None = None,
+        activity: Activity | None = None,
     ) -> None:
-        """`state`: the store whose ref guarded writes are pushed with (atomically)."""
+        """`state`: the store whose ref guarded writes are pushed with (atomically);
+        `activity`: a push stops waiting for others once every metric at work has queued."""
+        self._activity = activity
         self._repo = repo
         self._identity = identity
         self._remote = remote  # None: local branches only (--no-push)
@@ -126,7 +129,7 @@ class BranchWriter:
             self._queue.append(mine)
         with self._push_lock:
             if mine.result is None:
-                time.sleep(END_LINGER)
+                self._linger()
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
                 try:
@@ -140,6 +143,16 @@ class BranchWriter:
         if mine.refused is not None:
             raise _Refused(mine.refused)
         return bool(mine.result)
+
+    def _linger(self) -> None:
+        """Wait (END_LINGER at most) for other metrics' pushes to join this one."""
+        until = time.monotonic() + END_LINGER
+        while time.monotonic() < until:
+            with self._queue_lock:
+                queued = len(self._queue)
+            if self._activity is not None and self._activity.all_queued(queued):
+                return
+            time.sleep(0.005)
 
     def _flush(self, batch: list[_Push]) -> None:
         assert self._remote is not None

@@ -264,6 +264,25 @@ class Gathering:
             return self._cond.wait_for(lambda: not self._pending, timeout)
 
 
+class Activity:
+    """How many of one sync's metrics are still at work. An update (or a branch push) that
+    waits for others to join its push stops waiting once every metric still at work has
+    queued: the only one, or the last to arrive, goes at once instead of sleeping out its
+    linger for company that cannot come."""
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+        self._lock = threading.Lock()
+
+    def done(self) -> None:
+        """One metric is through: it queues nothing more."""
+        with self._lock:
+            self._count -= 1
+
+    def all_queued(self, queued: int) -> bool:
+        return queued >= self._count
+
+
 @dataclass
 class _Pending:
     mutate: Callable[[State], State]
@@ -302,10 +321,13 @@ class StateStore:
         attempts: int = 20,
         aliases: Mapping[str, int] | None = None,
         gathering: Gathering | None = None,
+        activity: Activity | None = None,
     ) -> None:
         """`aliases` (slug -> metric id, from the metric files) migrates version-1 memories;
-        `gathering` lets claims wait for each other (one push for a batch of metrics)."""
+        `gathering` lets claims wait for each other (one push for a batch of metrics);
+        `activity` ends a linger once every metric still at work has queued."""
         self._gathering = gathering
+        self._activity = activity
         self._repo = repo
         self._aliases = dict(aliases or {})
         self._remote = remote
@@ -385,12 +407,19 @@ class StateStore:
         """Let updates from other metrics' threads join this push: they tend to arrive
         together (claims at the start, finishes at the end). A batch of claims waits for
         the metrics still checking (at most GATHER_LIMIT); anything else waits its own
-        `linger` at most, so a run's record goes out the moment its start returns."""
-        time.sleep(LINGER)
+        `linger` at most, so a run's record goes out the moment its start returns, and
+        nothing waits once every metric still at work has queued (`activity`)."""
         gather_until = time.monotonic() + GATHER_LIMIT
+        first = True
         while True:
             with self._queue_lock:
                 queue = list(self._queue)
+            if self._activity is not None and self._activity.all_queued(len(queue)):
+                return
+            if first:
+                time.sleep(LINGER)
+                first = False
+                continue
             now = time.monotonic()
             if queue and all(p.gather for p in queue):
                 if self._gathering is None or now >= gather_until or self._gathering.wait(0.01):

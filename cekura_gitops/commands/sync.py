@@ -60,7 +60,7 @@ from cekura_gitops.replies import LiveMetric
 from cekura_gitops.scores import Score
 from cekura_gitops.selection import in_shard, select
 from cekura_gitops.settings import Settings
-from cekura_gitops.statestore import STATE_REFSPEC, Gathering, StateStore
+from cekura_gitops.statestore import STATE_REFSPEC, Activity, Gathering, StateStore
 from cekura_gitops.statuses import SyncStatus
 
 FAILED_STATUSES = frozenset({SyncStatus.ERROR})
@@ -135,6 +135,8 @@ class SyncSession:
     slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(8))
     stop: StopSignal = field(default_factory=StopSignal)
     shard: tuple[int, int] | None = None
+    # The metrics still at work: pushes stop waiting for company once all have queued.
+    activity: Activity | None = None
 
 
 def sync(
@@ -294,9 +296,10 @@ def _sync_files(
     base_branch = default_branch(settings, repo, remote, api=publisher.default_branch if publisher else None)
     identity = Identity(settings.author_name, settings.author_email)
     gathering = Gathering(f.metric.slug for f in files)
-    store = StateStore(repo, remote, identity, aliases=aliases, gathering=gathering)
+    activity = Activity(len(files))
+    store = StateStore(repo, remote, identity, aliases=aliases, gathering=gathering, activity=activity)
     metrics_rel = metrics_folder(settings, repo)
-    writer = _branch_writer(settings, repo, identity, remote if push else None, github, store)
+    writer = _branch_writer(settings, repo, identity, remote if push else None, github, store, activity)
     base = _base_commit(repo, remote, base_branch, (*writer.refspecs(settings.branch_prefix), STATE_REFSPEC))
     writer.prime(settings.branch_prefix)
     store.prime()
@@ -326,6 +329,7 @@ def _sync_files(
             threading.Semaphore(settings.concurrency),
             stop,
             shard,
+            activity,
         )
         console.say(f"sync: {len(files)} metric(s) on {base_branch} @ {base[:8]}")
         workers = min(64, 2 * settings.concurrency)
@@ -339,6 +343,7 @@ def _branch_writer(
     remote: str | None,
     github: GitHubClient | None,
     store: StateStore,
+    activity: Activity,
 ) -> BranchWriter:
     """Bot branches by git push (guarded by the state ref: one atomic push checks the run is
     still ours), or (`git: {commit_via: api}`) made by GitHub and signed."""
@@ -348,17 +353,19 @@ def _branch_writer(
                 "git.commit_via: api creates commits through GitHub's API: set GITHUB_REPOSITORY "
                 "and a GitHub App (CEKURA_GITOPS_APP_ID, CEKURA_GITOPS_APP_PRIVATE_KEY) or GITHUB_TOKEN"
             )
-        return BranchWriter(repo, identity, remote, state=store)
+        return BranchWriter(repo, identity, remote, state=store, activity=activity)
     login = access_for(settings).bot_login()
     if settings.commit_via != "api" or remote is None:
-        return BranchWriter(repo, identity, remote, bot_login=login, state=store)
+        return BranchWriter(repo, identity, remote, bot_login=login, state=store, activity=activity)
     if login is None:
         raise ConfigError(
             "git.commit_via: api needs a GitHub App (CEKURA_GITOPS_APP_ID, "
             "CEKURA_GITOPS_APP_PRIVATE_KEY) or the Actions GITHUB_TOKEN: GitHub authors those "
             "commits, and sync must recognise them as its own"
         )
-    return BranchWriter(repo, identity, remote, committer=ApiCommitter(github, repo), bot_login=login)
+    return BranchWriter(
+        repo, identity, remote, committer=ApiCommitter(github, repo), bot_login=login, activity=activity
+    )
 
 
 def _enabled(f: MetricFile, settings: Settings) -> bool:
@@ -422,6 +429,8 @@ def _guarded(session: SyncSession, f: MetricFile) -> SyncResult:
             session.optimiser.gathering.done(f.metric.slug)  # no claim (any more): others need not wait
         if session.publisher is not None:
             session.publisher.release_writes()  # what this metric booked and did not write
+        if session.activity is not None:
+            session.activity.done()
     session.board.done(f.metric.slug)
     session.console.say(_line(result))
     return result

@@ -270,3 +270,20 @@ def test_a_guarded_write_onto_a_branch_a_human_moved_is_still_refused_by_its_lea
     result = w.write(BRANCH, base, PATH, b"v2\n", "v2", holds=me.holds(7))
     assert result.status is BranchStatus.HUMAN_EDITED
     assert repo.origin_ref(f"refs/heads/{BRANCH}") == human
+
+
+def test_a_push_waits_for_no_company_once_every_metric_at_work_has_queued(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cekura_gitops import branches
+    from cekura_gitops.statestore import Activity
+
+    slept: list[float] = []
+    real_sleep = branches.time.sleep
+    monkeypatch.setattr(branches.time, "sleep", lambda t: slept.append(t) or real_sleep(t))
+    lone = BranchWriter(gitrepo(repo), BOT, "origin", activity=Activity(1))
+    assert lone.write(BRANCH, base_of(repo), PATH, b"v1\n", "v1").status is BranchStatus.CREATED
+    assert slept == []  # the only metric at work: nobody to wait for
+    two = BranchWriter(gitrepo(repo), BOT, "origin", activity=Activity(2))
+    assert two.write(f"{BRANCH}-2", base_of(repo), PATH, b"v1\n", "v1").status is BranchStatus.CREATED
+    assert slept  # it waited for the other metric

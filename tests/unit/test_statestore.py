@@ -293,3 +293,22 @@ def test_a_memory_names_each_slug_once_in_first_seen_order() -> None:
     last = LastOptimisation("f", 1.0, "proposed", slugs=("a",))
     assert last.with_slugs("b", "a", "c").slugs == ("a", "b", "c")
     assert last.with_slugs("a") is last
+
+
+def test_an_update_waits_for_no_company_once_every_metric_at_work_has_queued(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One metric left at work: its update cannot be joined by anyone, so it does not sleep
+    # out its linger. With two at work, it waits for the other (a second update to batch).
+    activity = statestore.Activity(1)
+    s = store(repo, activity=activity)
+    slept: list[float] = []
+    real_sleep = statestore.time.sleep
+    monkeypatch.setattr(statestore.time, "sleep", lambda t: slept.append(t) or real_sleep(t))
+    s.update(claim(1), "claim 1", linger=statestore.END_LINGER)
+    assert slept == []
+    assert [r["metric_id"] for r in origin_state(repo)["runs"]] == [1]
+
+    waiting = store(repo, activity=statestore.Activity(2))
+    waiting.update(claim(2), "claim 2", linger=statestore.END_LINGER)
+    assert slept  # it lingered for the metric that never came
