@@ -32,6 +32,7 @@ def test_the_contracts_declare_the_layers_and_forbid_loops() -> None:
     (layers,) = [c for c in contracts if c["type"] == "layers"]
     order = [str(layer).split(":")[0].strip().strip("()") for layer in layers["layers"]]
     assert order.index("cli") < order.index("commands") < order.index("clients") < order.index("cekura")
+    assert order.index("cekura") < order.index("redaction")  # the domain sits below the adapters
     assert order[-1] == "errors"
     assert any(c["type"] == "acyclic_siblings" for c in contracts)
 
