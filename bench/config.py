@@ -6,7 +6,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import GitCounter, Population, Repo, new_repo, seed
+from harness import GitCounter, Population, Repo, compiled, new_repo, seed
 
 from cekura_gitops.cekura import LiveMetric
 from cekura_gitops.commands.pull import file_fields
@@ -74,5 +74,6 @@ class Config:
                 self.baseline_ref = None
                 return None
             subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+            compiled(dest / "cekura_gitops")
             self._old_code = dest
         return self._old_code

@@ -104,11 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.code != CODE_REV:
         parser.error("--code takes effect only on the command line (python bench/run.py --code REV)")
     harness.PRODUCT_CODE = MEASURED
-    if MEASURED is not None:
-        import cekura_gitops
+    import cekura_gitops
 
-        if not Path(cekura_gitops.__file__ or "").is_relative_to(MEASURED):
-            raise RuntimeError(f"--code: the package came from {cekura_gitops.__file__}, not {MEASURED}")
+    if MEASURED is not None and not Path(cekura_gitops.__file__ or "").is_relative_to(MEASURED):
+        raise RuntimeError(f"--code: the package came from {cekura_gitops.__file__}, not {MEASURED}")
+    harness.compiled(Path(cekura_gitops.__file__ or "").parent)
     with isolated_git(tmp):
         cfg = Config(
             smoke=args.smoke,

@@ -34,6 +34,9 @@ def extract(rev: str) -> Path:
     if archive.returncode != 0:
         raise SystemExit(f"--code {rev}: {archive.stderr.decode(errors='replace').strip()}")
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    import compileall  # bytecode, as `pip install` writes it (harness.compiled)
+
+    compileall.compile_dir(dest / "cekura_gitops", quiet=1)
     return dest
 
 
