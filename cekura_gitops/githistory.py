@@ -13,16 +13,26 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from cekura_gitops import metric_files, prbody, scores
 from cekura_gitops.errors import GitOpsError
 from cekura_gitops.gitrepo import GitRepo, LogEntry
-from cekura_gitops.metric import normalise
+from cekura_gitops.metric import Metric, normalise
 
-__all__ = ["Restored", "ScorePoint", "earlier_version", "parse_point", "score_history", "trailers"]
+__all__ = [
+    "EarlierVersions",
+    "Restored",
+    "ScorePoint",
+    "earlier_version",
+    "parse_point",
+    "score_history",
+    "trailers",
+]
 
 MAX_VERSIONS = 200
 MAX_COMMITS = 5000
@@ -35,26 +45,85 @@ class Restored:
     subject: str
 
 
+@dataclass(frozen=True)
+class _Version:
+    sha: str
+    subject: str
+    metric: Metric
+
+
 def earlier_version(
     repo: GitRepo, rev: str, rel_path: str, proposed: Mapping[str, Any], slug: str
 ) -> Restored | None:
     """The newest earlier version of the file (in rev's history) that already had `proposed`."""
+    return _restored(_earlier_versions(repo, rev, rel_path, slug), proposed)
+
+
+def _earlier_versions(repo: GitRepo, rev: str, rel_path: str, slug: str) -> list[_Version]:
+    """The file's valid versions before its current one in rev's history, newest first."""
     entries = repo.log(rev, [rel_path], limit=MAX_VERSIONS)
     if len(entries) < 2:
-        return None  # only the current version: nothing earlier to read (no git process)
+        return []  # only the current version: nothing earlier to read (no git process)
     blobs = repo.read_blobs([f"{e.sha}:{rel_path}" for e in entries[1:]])
-    wanted = {k: normalise(v) for k, v in proposed.items()}
+    versions = []
     for entry in entries[1:]:  # the newest one is the current version
         try:
             parsed = metric_files.parse_blob(blobs.get(f"{entry.sha}:{rel_path}"), rel_path, file_stem=slug)
         except GitOpsError:
             continue  # an invalid version was never live
-        if parsed is None:
-            continue
-        metric = parsed.metric
-        if all(normalise(metric.fields.get(k)) == v for k, v in wanted.items()):
-            return Restored(entry.sha, entry.message.split("\n", 1)[0])
+        if parsed is not None:
+            versions.append(_Version(entry.sha, entry.message.split("\n", 1)[0], parsed.metric))
+    return versions
+
+
+def _restored(versions: list[_Version], proposed: Mapping[str, Any]) -> Restored | None:
+    wanted = {k: normalise(v) for k, v in proposed.items()}
+    for version in versions:
+        if all(normalise(version.metric.fields.get(k)) == v for k, v in wanted.items()):
+            return Restored(version.sha, version.subject)
     return None
+
+
+class EarlierVersions:
+    """`earlier_version` for many files at one commit, their history read ahead.
+
+    sync asks only once a metric's optimiser run has ended, but the history it reads is
+    fixed when the run starts: reading it while the run is in flight (from its first
+    poll, so that it does not compete with the claims and starts), in one background
+    thread, takes two git processes per metric off the end of the run.
+    """
+
+    def __init__(self, repo: GitRepo, rev: str) -> None:
+        self._repo = repo
+        self._rev = rev
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
+        self._lock = threading.Lock()
+        self._files: dict[str, str] = {}  # slug -> the file's path in the repository
+        self._reads: dict[str, Future[list[_Version]]] = {}
+
+    def want(self, slug: str, rel_path: str) -> None:
+        """The metric's file will be asked about (nothing is read yet)."""
+        with self._lock:
+            self._files[slug] = rel_path
+
+    def read_ahead(self, slug: str) -> None:
+        """Start reading the wanted file's history in the background (once)."""
+        with self._lock:
+            rel_path = self._files.get(slug)
+            if rel_path is not None and slug not in self._reads:
+                self._reads[slug] = self._pool.submit(
+                    _earlier_versions, self._repo, self._rev, rel_path, slug
+                )
+
+    def find(self, slug: str, proposed: Mapping[str, Any]) -> Restored | None:
+        """As `earlier_version` for the wanted file; a read that failed in the background
+        raises here."""
+        self.read_ahead(slug)
+        return _restored(self._reads[slug].result(), proposed)
+
+    def close(self) -> None:
+        """Drop the reads nobody asked for (a stopped sync exits without waiting for them)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def trailers(

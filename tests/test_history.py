@@ -121,3 +121,42 @@ def test_merged_proposals_are_read_from_any_merge_style(message: str, expected: 
     point = githistory.parse_point(LogEntry("f" * 40, 0, message))
     got = (point.slug, point.old, point.new, point.holdout_old, point.holdout_new) if point else None
     assert got == expected
+
+
+def test_earlier_versions_are_read_ahead_and_answer_as_earlier_version_does(pulled: Repo) -> None:
+    # sync reads a file's history while its run is in flight: by the time the run ends,
+    # the answer needs no git process, and it is the answer earlier_version gives.
+    tried = set_description(pulled, "first 3 turns", "first 5 turns", "Try a looser greeting window")
+    set_description(pulled, "first 5 turns", "first 3 turns", "Back to 3 turns")
+    repo = GitRepo(pulled.work)
+    head = pulled.git("rev-parse", "HEAD")
+    from cekura_gitops import metric_files
+
+    then = metric_files.parse_blob(repo.show_file(tried, GREETING_FILE), GREETING_FILE, file_stem=GREETING)
+    assert then is not None
+    proposed = {"description": then.metric.fields["description"]}  # the looser window again
+    expected = githistory.earlier_version(repo, head, GREETING_FILE, proposed, GREETING)
+    assert expected is not None and expected.sha == tried
+
+    ahead = githistory.EarlierVersions(repo, head)
+    ahead.want(GREETING, GREETING_FILE)
+    ahead.read_ahead(GREETING)
+    ahead._reads[GREETING].result(timeout=60)  # read in the background
+    started: list[tuple[str, ...]] = []
+    real = repo.git
+    repo.git = lambda *a, **k: started.append(a) or real(*a, **k)  # type: ignore[method-assign]
+    assert ahead.find(GREETING, proposed) == expected
+    assert ahead.find(GREETING, {"description": "a text no version had"}) is None
+    assert started == []  # answered from what was read ahead
+    ahead.close()
+
+
+def test_a_history_read_that_failed_in_the_background_fails_the_metric_that_asks(pulled: Repo) -> None:
+    from cekura_gitops.errors import GitError
+
+    ahead = githistory.EarlierVersions(GitRepo(pulled.work), "f" * 40)  # no such commit
+    ahead.want(GREETING, GREETING_FILE)
+    ahead.read_ahead(GREETING)
+    with pytest.raises(GitError):
+        ahead.find(GREETING, {"description": "x"})
+    ahead.close()

@@ -130,6 +130,8 @@ class SyncSession:
     force: bool
     publisher: Publisher | None
     board: ProgressBoard
+    # Earlier versions of each file, for the oscillation check: read while the runs go on.
+    history: githistory.EarlierVersions
     # --concurrency bounds optimisations in flight (the load on Cekura); the git and HTTP
     # work before and after a run overlaps other metrics' runs.
     slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(8))
@@ -295,7 +297,10 @@ def _sync_files(
 ) -> list[SyncResult]:
     base_branch = default_branch(settings, repo, remote, api=publisher.default_branch if publisher else None)
     identity = Identity(settings.author_name, settings.author_email)
-    gathering = Gathering(f.metric.slug for f in files)
+    workers = min(64, 2 * settings.concurrency)
+    # The metrics the pool starts at once: their claims wait for each other (one push). A
+    # metric the pool takes up later cannot claim soon, so nobody waits for it.
+    gathering = Gathering(f.metric.slug for f in files[:workers])
     activity = Activity(len(files))
     store = StateStore(repo, remote, identity, aliases=aliases, gathering=gathering, activity=activity)
     metrics_rel = metrics_folder(settings, repo)
@@ -303,16 +308,9 @@ def _sync_files(
     base = _base_commit(repo, remote, base_branch, (*writer.refspecs(settings.branch_prefix), STATE_REFSPEC))
     writer.prime(settings.branch_prefix)
     store.prime()
+    history = githistory.EarlierVersions(repo, base)
     with cekura_client(settings, sleep=stop.sleep) as client, ProgressBoard(console) as board:
-        optimiser = Optimiser(
-            client,
-            store,
-            settings.optimiser.timeout,
-            stop=stop.event,
-            on_poll=board.update,
-            owner=run_owner(settings.github_run_id),
-            gathering=gathering,
-        )
+        optimiser = _optimiser(settings, client, store, stop, board, history, gathering)
         session = SyncSession(
             settings,
             console,
@@ -326,14 +324,41 @@ def _sync_files(
             force,
             publisher,
             board,
+            history,
             threading.Semaphore(settings.concurrency),
             stop,
             shard,
             activity,
         )
         console.say(f"sync: {len(files)} metric(s) on {base_branch} @ {base[:8]}")
-        workers = min(64, 2 * settings.concurrency)
-        return parallel_map(lambda f: _guarded(session, f), files, workers)
+        try:
+            return parallel_map(lambda f: _guarded(session, f), files, workers)
+        finally:
+            session.history.close()
+
+
+def _optimiser(
+    settings: Settings,
+    client: CekuraClient,
+    store: StateStore,
+    stop: StopSignal,
+    board: ProgressBoard,
+    history: githistory.EarlierVersions,
+    gathering: Gathering,
+) -> Optimiser:
+    def polled(slug: str, status: str, elapsed: float) -> None:
+        board.update(slug, status, elapsed)
+        history.read_ahead(slug)  # the run is in flight: its file's history is read now
+
+    return Optimiser(
+        client,
+        store,
+        settings.optimiser.timeout,
+        stop=stop.event,
+        on_poll=polled,
+        owner=run_owner(settings.github_run_id),
+        gathering=gathering,
+    )
 
 
 def _branch_writer(
@@ -500,6 +525,7 @@ def _optimise(
     assert metric_id is not None
     guard = _holdout_plan(session, f, reviews)
     train_ids = guard.split.training if guard.split else f.metric.optimiser.test_set_ids
+    session.history.want(slug, _rel(session, f))  # read while the run is in flight
     # Whether the run is still ours is checked in the branch's own push when the writer can
     # (one round trip fewer); before a billed re-scoring of held-out reviews, up front.
     confirm = not session.writer.guards or guard.split is not None
@@ -630,7 +656,7 @@ def _propose(
     rejected = _guard(session, proposal, held, result)
     if rejected is not None:
         return rejected
-    restored = githistory.earlier_version(session.repo, session.base, _rel(session, f), changes, slug)
+    restored = session.history.find(slug, changes)
     if restored is not None:
         return result(
             status=SyncStatus.OSCILLATION,
