@@ -53,7 +53,8 @@ class Report:
         for s in self.sections:
             title = f"**{s.title}**\n" if markdown else f"{s.title}\n"
             parts += [title, table(s.headers, s.rows), ""]
-        rows, failed, missed = [], 0, []
+        rows, failed = [], 0
+        missed: dict[str, list[Target]] = {}  # one reason, the targets it explains
         for t in self.targets:
             verdict = "PASS" if t.ok else "MISS"
             enforced = t.kind == "correct" or not smoke
@@ -62,16 +63,26 @@ class Report:
             elif not t.ok:
                 verdict += " (not enforced in --smoke)"
             if not t.ok and t.why:
-                missed.append(
-                    f"**{t.scenario}** ({t.target}): {t.why}" if markdown else f"{t.scenario}: {t.why}"
-                )
+                missed.setdefault(t.why, []).append(t)
             rows.append((t.scenario, t.target, t.measured, verdict))
         parts += ["**Targets**\n" if markdown else "Targets\n"]
         parts += [table(("scenario", "target", "measured", "result"), rows), ""]
         if missed:
-            parts += ["Missed, and why:\n", *(f"- {m}" for m in missed), ""]
+            parts += [
+                "Missed, and why:\n",
+                *(f"- {_missed(ts, why, markdown)}" for why, ts in missed.items()),
+                "",
+            ]
         parts += [f"- {n}" for n in self.notes]
         return "\n".join(parts).rstrip("\n") + "\n", failed
+
+
+def _missed(targets: list[Target], why: str, markdown: bool) -> str:
+    """The targets one reason explains (their scenarios, then the target once), and it."""
+    names = ", ".join(f"**{t.scenario}**" if markdown else t.scenario for t in targets)
+    if markdown and len({t.target for t in targets}) == 1:
+        names += f" ({targets[0].target})"
+    return f"{names}: {why}"
 
 
 @dataclass(frozen=True)

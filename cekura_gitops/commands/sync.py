@@ -132,6 +132,8 @@ class SyncSession:
     board: ProgressBoard
     # Earlier versions of each file, for the oscillation check: read while the runs go on.
     history: githistory.EarlierVersions
+    # Each metric file as the default branch has it (by path), read in one git process.
+    at_base: Mapping[str, bytes | None]
     # --concurrency bounds optimisations in flight (the load on Cekura); the git and HTTP
     # work before and after a run overlaps other metrics' runs.
     slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(8))
@@ -309,6 +311,7 @@ def _sync_files(
     writer.prime(settings.branch_prefix)
     store.prime()
     history = githistory.EarlierVersions(repo, base)
+    at_base = repo.read_blobs([f"{base}:{_rel_path(metrics_rel, f)}" for f in files])
     with cekura_client(settings, sleep=stop.sleep) as client, ProgressBoard(console) as board:
         optimiser = _optimiser(settings, client, store, stop, board, history, gathering)
         session = SyncSession(
@@ -325,6 +328,7 @@ def _sync_files(
             publisher,
             board,
             history,
+            {spec.split(":", 1)[1]: blob for spec, blob in at_base.items()},
             threading.Semaphore(settings.concurrency),
             stop,
             shard,
@@ -463,13 +467,18 @@ def _guarded(session: SyncSession, f: MetricFile) -> SyncResult:
 
 def _rel(session: SyncSession, f: MetricFile) -> str:
     """The metric file's path in the repository."""
-    return f"{session.metrics_rel}/{f.path.name}" if session.metrics_rel != "." else f.path.name
+    return _rel_path(session.metrics_rel, f)
+
+
+def _rel_path(metrics_rel: str, f: MetricFile) -> str:
+    return f"{metrics_rel}/{f.path.name}" if metrics_rel != "." else f.path.name
 
 
 def _at_base(session: SyncSession, f: MetricFile) -> MetricFile | None:
     """The metric file as the default branch has it (proposals are cut from there)."""
     rel = _rel(session, f)
-    parsed = metric_files.parse_blob(session.repo.show_file(session.base, rel), rel, file_stem=f.metric.slug)
+    blob = session.at_base[rel] if rel in session.at_base else session.repo.show_file(session.base, rel)
+    parsed = metric_files.parse_blob(blob, rel, file_stem=f.metric.slug)
     return replace(parsed, path=f.path) if parsed is not None else None
 
 
