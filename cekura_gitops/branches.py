@@ -63,6 +63,18 @@ class _Push:
     error: GitError | None = None
 
 
+@dataclass(frozen=True)
+class _Write:
+    """One write's request: content for path on branch, cut from base."""
+
+    branch: str
+    base: str
+    path: str
+    content: bytes
+    message: str
+    holds: Callable[[State], str | None] | None
+
+
 class _Refused(Exception):
     """The state refused a guarded write (its `holds` said why)."""
 
@@ -211,20 +223,12 @@ class BranchWriter:
         refuses."""
         tip = self.tip(branch)
         try:
-            return self._write(branch, base, path, content, message, tip, holds)
+            return self._write(_Write(branch, base, path, content, message, holds), tip)
         except _Refused as refused:
             return BranchResult(BranchStatus.TAKEN_OVER, branch, tip, detail=str(refused))
 
-    def _write(
-        self,
-        branch: str,
-        base: str,
-        path: str,
-        content: bytes,
-        message: str,
-        tip: str | None,
-        holds: Callable[[State], str | None] | None,
-    ) -> BranchResult:
+    def _write(self, w: _Write, tip: str | None) -> BranchResult:
+        branch, base, path, content, holds = w.branch, w.base, w.path, w.content, w.holds
         for _attempt in range(WRITE_ATTEMPTS):
             if tip is not None:
                 humans = self.human_commits(base, tip)
@@ -239,7 +243,7 @@ class BranchWriter:
                 sha: str | None = tip
                 ok = self._confirm(branch, tip, holds)
             else:
-                sha, ok = self._commit(branch, base, path, content, message, tip, holds)
+                sha, ok = self._commit(w, tip)
             if ok and sha is not None:
                 status = BranchStatus.CREATED if tip is None else BranchStatus.UPDATED
                 return BranchResult(BranchStatus.UNCHANGED if same else status, branch, sha)
@@ -261,21 +265,14 @@ class BranchWriter:
             self._push(tip, ref, tip, holds) if self._remote else self._repo.update_local_ref(ref, tip, tip)
         )
 
-    def _commit(
-        self,
-        branch: str,
-        base: str,
-        path: str,
-        content: bytes,
-        message: str,
-        tip: str | None,
-        holds: Callable[[State], str | None] | None,
-    ) -> tuple[str | None, bool]:
+    def _commit(self, w: _Write, tip: str | None) -> tuple[str | None, bool]:
         """(new tip, True), or (None, False) when the branch moved under us."""
         if self._committer is not None:
-            made = self._committer.commit(branch, base, {path: content}, message, tip)
+            made = self._committer.commit(w.branch, w.base, {w.path: w.content}, w.message, tip)
             return (made.sha, True) if made is not None else (None, False)
-        sha = self._repo.commit_files(base, {path: content}, message, self._identity)
-        ref = f"refs/heads/{branch}"
-        ok = self._push(sha, ref, tip, holds) if self._remote else self._repo.update_local_ref(ref, sha, tip)
+        sha = self._repo.commit_files(w.base, {w.path: w.content}, w.message, self._identity)
+        ref = f"refs/heads/{w.branch}"
+        ok = (
+            self._push(sha, ref, tip, w.holds) if self._remote else self._repo.update_local_ref(ref, sha, tip)
+        )
         return sha, ok

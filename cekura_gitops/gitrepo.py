@@ -21,9 +21,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cekura_gitops.errors import GitError
+
+if TYPE_CHECKING:
+    import subprocess  # imported where a git runs: `--version` starts no subprocess module
 
 ZERO_SHA = "0" * 40
 # Every git the tool starts: no automatic gc or maintenance. A sync makes many small
@@ -430,16 +433,7 @@ class GitRepo:
         Returns False when the lease failed (someone else moved the ref); other failures
         raise GitError.
         """
-        import subprocess
-
-        lease = f"--force-with-lease={ref}:{expected or ''}"
-        args, extra = self._net("push", "--porcelain", "--quiet", lease, remote, f"{sha}:{ref}")
-        done = subprocess.run(
-            [*GIT, *args],
-            cwd=self.root,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **extra},
-            capture_output=True,
-        )
+        done = self._push_leased(remote, [(sha, ref, expected)], "--quiet")
         if done.returncode == 0:
             return True
         # With --porcelain git reports the refused ref on stdout ("!\t…\t[rejected] (stale
@@ -451,24 +445,31 @@ class GitRepo:
             return False
         raise GitError(f"git push failed: {_excerpt(err or out) or 'exit ' + str(done.returncode)}")
 
-    def push_many(self, remote: str, updates: Sequence[tuple[str, str, str | None]]) -> dict[str, bool]:
-        """Several lease-guarded ref updates in one `git push` (not atomic: each ref stands
-        alone). `updates` holds (sha, ref, expected); returns ref -> pushed. A ref whose
-        lease failed is False; a push that failed as a whole raises GitError."""
+    def _push_leased(
+        self, remote: str, updates: Sequence[tuple[str, str, str | None]], *flags: str
+    ) -> subprocess.CompletedProcess[bytes]:
+        """One `git push --porcelain` of (sha, ref, expected) updates, each leased on its
+        expected tip (none: the ref must not exist)."""
         import subprocess
 
-        if len(updates) == 1:
-            sha, ref, expected = updates[0]
-            return {ref: self.push_cas(remote, sha, ref, expected)}
         leases = [f"--force-with-lease={ref}:{expected or ''}" for _sha, ref, expected in updates]
         specs = [f"{sha}:{ref}" for sha, ref, _expected in updates]
-        args, extra = self._net("push", "--porcelain", *leases, remote, *specs)
-        done = subprocess.run(
+        args, extra = self._net("push", "--porcelain", *flags, *leases, remote, *specs)
+        return subprocess.run(
             [*GIT, *args],
             cwd=self.root,
             env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **extra},
             capture_output=True,
         )
+
+    def push_many(self, remote: str, updates: Sequence[tuple[str, str, str | None]]) -> dict[str, bool]:
+        """Several lease-guarded ref updates in one `git push` (not atomic: each ref stands
+        alone). `updates` holds (sha, ref, expected); returns ref -> pushed. A ref whose
+        lease failed is False; a push that failed as a whole raises GitError."""
+        if len(updates) == 1:
+            sha, ref, expected = updates[0]
+            return {ref: self.push_cas(remote, sha, ref, expected)}
+        done = self._push_leased(remote, updates)
         out = done.stdout.decode("utf-8", "replace")
         _raise_if_ruleset(out + done.stderr.decode("utf-8", "replace"))
         results: dict[str, bool] = {}
@@ -490,17 +491,7 @@ class GitRepo:
         failed: empty when everything landed, else nothing landed (the other refs report
         "atomic push failed"). A push that failed for any other reason raises GitError.
         """
-        import subprocess
-
-        leases = [f"--force-with-lease={ref}:{expected or ''}" for _sha, ref, expected in updates]
-        specs = [f"{sha}:{ref}" for sha, ref, _expected in updates]
-        args, extra = self._net("push", "--porcelain", "--atomic", *leases, remote, *specs)
-        done = subprocess.run(
-            [*GIT, *args],
-            cwd=self.root,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **extra},
-            capture_output=True,
-        )
+        done = self._push_leased(remote, updates, "--atomic")
         out = done.stdout.decode("utf-8", "replace")
         err = done.stderr.decode("utf-8", "replace").strip()
         _raise_if_ruleset(out + err)
