@@ -9,11 +9,13 @@ dashboard — by `text`, and read back from git history by `parse_text`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["Score", "pair", "parse_text", "text"]
+
+N = TypeVar("N", int, float)
 
 MISSING = "?"
 
@@ -33,8 +35,8 @@ class Score:
         """A score object of Cekura's JSON (`num_correct`, `num_total`, `score`), if it holds one."""
         if not isinstance(data, Mapping):
             return None
-        correct, total = _int(data.get("num_correct")), _int(data.get("num_total"))
-        score = _float(data.get("score"))
+        correct, total = _number(data.get("num_correct"), int), _number(data.get("num_total"), int)
+        score = _number(data.get("score"), float)
         if correct is None and score is None:
             return None
         return cls(correct, total, score)
@@ -76,19 +78,11 @@ def parse_text(value: str | None) -> Score | None:
     return Score.of(int(match[1]), int(match[2])) if match else None
 
 
-def _int(v: Any) -> int | None:
-    if isinstance(v, bool):
+def _number(v: Any, kind: Callable[[Any], N]) -> N | None:
+    """v as a number of `kind` (int or float); None for a bool, None, "" or a non-number."""
+    if isinstance(v, bool) or v is None or v == "":
         return None
     try:
-        return int(v) if v is not None and v != "" else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _float(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return None
-    try:
-        return float(v) if v is not None and v != "" else None
+        return kind(v)
     except (TypeError, ValueError):
         return None
