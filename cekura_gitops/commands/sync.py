@@ -311,7 +311,8 @@ def _sync_files(
     writer.prime(settings.branch_prefix)
     store.prime()
     history = githistory.EarlierVersions(repo, base)
-    at_base = repo.read_blobs([f"{base}:{_rel_path(metrics_rel, f)}" for f in files])
+    rels = [_rel_path(metrics_rel, f) for f in files]
+    blobs = repo.read_blobs([f"{base}:{rel}" for rel in rels])
     with cekura_client(settings, sleep=stop.sleep) as client, ProgressBoard(console) as board:
         optimiser = _optimiser(settings, client, store, stop, board, history, gathering)
         session = SyncSession(
@@ -328,7 +329,7 @@ def _sync_files(
             publisher,
             board,
             history,
-            {spec.split(":", 1)[1]: blob for spec, blob in at_base.items()},
+            {rel: blobs[f"{base}:{rel}"] for rel in rels},
             threading.Semaphore(settings.concurrency),
             stop,
             shard,
@@ -477,8 +478,7 @@ def _rel_path(metrics_rel: str, f: MetricFile) -> str:
 def _at_base(session: SyncSession, f: MetricFile) -> MetricFile | None:
     """The metric file as the default branch has it (proposals are cut from there)."""
     rel = _rel(session, f)
-    blob = session.at_base[rel] if rel in session.at_base else session.repo.show_file(session.base, rel)
-    parsed = metric_files.parse_blob(blob, rel, file_stem=f.metric.slug)
+    parsed = metric_files.parse_blob(session.at_base[rel], rel, file_stem=f.metric.slug)
     return replace(parsed, path=f.path) if parsed is not None else None
 
 
