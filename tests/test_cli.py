@@ -50,6 +50,17 @@ def test_version_imports_nothing_it_does_not_need() -> None:
     assert via_click.returncode == 0 and via_click.stdout == out.stdout.splitlines()[0] + "\n"
 
 
+def test_httpx_command_line_client_is_never_imported() -> None:
+    # httpx imports its own CLI (rich, pygments) whenever they are installed; the console
+    # script keeps it out. Checked with httpx imported after a command, as any command does.
+    code = (
+        "import sys\nfrom cekura_gitops.entry import main\nmain(['--help'])\n"
+        "import httpx\nprint('MAIN', sys.modules.get('httpx._main', 'absent'), 'rich' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "MAIN None False"
+
+
 def test_global_options_before_and_after_the_command(cli) -> None:  # type: ignore[no-untyped-def]
     before = cli("--json", "--metrics-dir", "metrics", "list", cwd=ROOT)
     after = cli("list", "--json", "--metrics-dir", "metrics", cwd=ROOT)
