@@ -24,16 +24,17 @@ class SyncRun:
     starts: Counter[int]
 
 
-# Why the remote operations stop at 1 + 4 per wave of metrics, not 3 (docs/guarantees.md).
+# Why the remote operations stop at 1 + 3 per wave of metrics, not 3 (docs/guarantees.md).
 REMOTE_WHY = (
-    "one fetch reads everything, then four steps push, and the metrics that reach a step "
+    "one fetch reads everything, then three steps push, and the metrics that reach a step "
     "together share its push: the claims (before any start POST: a sync killed after it "
     "leaves no run unclaimed), the records (each run's progress id the moment its POST "
-    "returns, so a crash never loses a run that Cekura is billing), the branches (one atomic "
-    "push that also checks the run is still ours), the finishes (after the pull request, so "
-    "a crash in between still opens it next time). The nearest safe figure is 5 when every "
-    "metric reaches each step together; records and ends that arrive apart take a push "
-    "each, and 100 metrics run in two waves (the pool runs 64 at once)."
+    "returns, so a crash never loses a run that Cekura is billing), the branches with the "
+    "runs' finishes (one atomic push that also checks each run is still ours; with pull "
+    "requests the finishes are a fourth push, after the pull requests, so a crash in between "
+    "still opens them next time). The nearest safe figure is 4 when every metric reaches "
+    "each step together; records and ends that arrive apart take a push each, and 100 "
+    "metrics run in two waves (--concurrency 64 runs 64 at once)."
 )
 
 

@@ -11,8 +11,9 @@
 - With `git: {commit_via: api}` the commit is made by GitHub (apicommits.py), and commits
   GitHub authored for the bot's login count as the bot's.
 - A write may carry a condition on the state ref (`holds`: the run is still ours): the
-  branch then goes out in one atomic push with a leased no-op of the state ref
-  (StateStore.push_guarded), so a run taken over by another sync never lands its branch.
+  branch then goes out in one atomic push with the state ref, leased on the state that
+  allowed it (StateStore.push_guarded), so a run taken over by another sync never lands its
+  branch. The same push can carry the run's finish (`finish`), when nothing follows it.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class _Push:
     ref: str
     expected: str | None
     holds: Callable[[State], str | None] | None = None
+    then: Callable[[State], State] | None = None
     result: bool | None = None
     refused: str | None = None
     error: GitError | None = None
@@ -73,6 +75,11 @@ class _Write:
     content: bytes
     message: str
     holds: Callable[[State], str | None] | None
+    # The state change that lands with the branch (given what the write did to it).
+    finish: Callable[[BranchStatus], Callable[[State], State]] | None = None
+
+    def then(self, status: BranchStatus) -> Callable[[State], State] | None:
+        return self.finish(status) if self.finish is not None else None
 
 
 class _Refused(Exception):
@@ -130,13 +137,19 @@ class BranchWriter:
         self._primed = {name[len(strip) :]: sha for name, sha in refs.items()}
 
     def _push(
-        self, sha: str, ref: str, expected: str | None, holds: Callable[[State], str | None] | None
+        self,
+        sha: str,
+        ref: str,
+        expected: str | None,
+        holds: Callable[[State], str | None] | None,
+        then: Callable[[State], State] | None = None,
     ) -> bool:
         """Push with a lease; pushes that queue up meanwhile go out in one git push (metrics
         finishing together would otherwise start one git push each on a small runner).
         Raises _Refused when the state refused a guarded push."""
         assert self._remote is not None
-        mine = _Push(sha, ref, expected, holds if self._state is not None else None)
+        guarded = self._state is not None
+        mine = _Push(sha, ref, expected, holds if guarded else None, then if guarded else None)
         with self._queue_lock:
             self._queue.append(mine)
         with self._push_lock:
@@ -168,12 +181,14 @@ class BranchWriter:
 
     def _flush(self, batch: list[_Push]) -> None:
         assert self._remote is not None
-        if self._state is None or all(p.holds is None for p in batch):
+        if self._state is None or all(p.holds is None and p.then is None for p in batch):
             results = self._repo.push_many(self._remote, [(p.sha, p.ref, p.expected) for p in batch])
             for p in batch:
                 p.result = results[p.ref]
             return
-        landed = self._state.push_guarded([GuardedUpdate(p.sha, p.ref, p.expected, p.holds) for p in batch])
+        landed = self._state.push_guarded(
+            [GuardedUpdate(p.sha, p.ref, p.expected, p.holds, p.then) for p in batch]
+        )
         for p in batch:
             outcome = landed[p.ref]
             p.result = outcome.landing is Landing.LANDED
@@ -215,15 +230,17 @@ class BranchWriter:
         message: str,
         *,
         holds: Callable[[State], str | None] | None = None,
+        finish: Callable[[BranchStatus], Callable[[State], State]] | None = None,
     ) -> BranchResult:
         """Put content on branch, cut from base. Every outcome is confirmed by a leased push
         against the tip we inspected, even "unchanged": the tip may be stale (read when the
         run started), and a branch deleted meanwhile must be recreated, not reported.
         `holds` (checked in the push when `guards`): TAKEN_OVER, nothing pushed, if it
-        refuses."""
+        refuses. `finish(status)` (when `guards`): a state change that lands in the same
+        push as the branch, given the status the write will report."""
         tip = self.tip(branch)
         try:
-            return self._write(_Write(branch, base, path, content, message, holds), tip)
+            return self._write(_Write(branch, base, path, content, message, holds, finish), tip)
         except _Refused as refused:
             return BranchResult(BranchStatus.TAKEN_OVER, branch, tip, detail=str(refused))
 
@@ -239,14 +256,20 @@ class BranchWriter:
                 and self._repo.show_file(tip, path) == content
                 and self._repo.is_ancestor(base, tip)
             )
+            status = (
+                BranchStatus.UNCHANGED
+                if same
+                else BranchStatus.CREATED
+                if tip is None
+                else BranchStatus.UPDATED
+            )
             if same and tip is not None:
                 sha: str | None = tip
-                ok = self._confirm(branch, tip, holds)
+                ok = self._confirm(branch, tip, holds, w.then(status))
             else:
-                sha, ok = self._commit(w, tip)
+                sha, ok = self._commit(w, tip, w.then(status))
             if ok and sha is not None:
-                status = BranchStatus.CREATED if tip is None else BranchStatus.UPDATED
-                return BranchResult(BranchStatus.UNCHANGED if same else status, branch, sha)
+                return BranchResult(status, branch, sha)
             # The lease lost: the branch moved or vanished since we looked. Look again; a
             # human's commit stops us above, a deletion is recreated, our own identical
             # write (two runs finishing one optimisation) confirms as unchanged.
@@ -256,16 +279,26 @@ class BranchWriter:
             tip = now
         return BranchResult(BranchStatus.MOVED, branch, tip)
 
-    def _confirm(self, branch: str, tip: str, holds: Callable[[State], str | None] | None) -> bool:
+    def _confirm(
+        self,
+        branch: str,
+        tip: str,
+        holds: Callable[[State], str | None] | None,
+        then: Callable[[State], State] | None,
+    ) -> bool:
         """Leave branch at tip, confirming it is still there (a leased no-op update)."""
         if self._committer is not None:
             return self._committer.confirm(branch, tip)
         ref = f"refs/heads/{branch}"
         return (
-            self._push(tip, ref, tip, holds) if self._remote else self._repo.update_local_ref(ref, tip, tip)
+            self._push(tip, ref, tip, holds, then)
+            if self._remote
+            else self._repo.update_local_ref(ref, tip, tip)
         )
 
-    def _commit(self, w: _Write, tip: str | None) -> tuple[str | None, bool]:
+    def _commit(
+        self, w: _Write, tip: str | None, then: Callable[[State], State] | None
+    ) -> tuple[str | None, bool]:
         """(new tip, True), or (None, False) when the branch moved under us."""
         if self._committer is not None:
             made = self._committer.commit(w.branch, w.base, {w.path: w.content}, w.message, tip)
@@ -273,6 +306,8 @@ class BranchWriter:
         sha = self._repo.commit_files(w.base, {w.path: w.content}, w.message, self._identity)
         ref = f"refs/heads/{w.branch}"
         ok = (
-            self._push(sha, ref, tip, w.holds) if self._remote else self._repo.update_local_ref(ref, sha, tip)
+            self._push(sha, ref, tip, w.holds, then)
+            if self._remote
+            else self._repo.update_local_ref(ref, sha, tip)
         )
         return sha, ok

@@ -63,6 +63,10 @@ MIN_POLL = 0.4  # short runs: their end is noticed within 0.5 s, round trip incl
 MAX_POLL = 29.0
 
 
+# A run's finish as a state change, given the outcome to remember (Optimiser.finishing).
+Finishing = Callable[[str], Callable[[State], State]]
+
+
 def next_poll_delay(elapsed: float, retry_after: float | None = None) -> float:
     """Fast at first, then 20 % of the elapsed time, at most 29 s; Retry-After wins.
 
@@ -127,6 +131,8 @@ class Optimiser:
     # sync's metrics that may still claim (by slug): claims wait for each other, so a
     # metric that will not claim now (it resumes a run, or waits for a slot) says so.
     gathering: Gathering | None = None
+    # metric id -> (progress id, time) of a finish that rides with its branch's push.
+    _folded: dict[int, tuple[str, float]] = dataclasses.field(default_factory=dict, repr=False)
 
     def existing(self, state: State, metric_id: int) -> Claim | None:
         """Our record for the metric; a claim older than the expiry without a run is dropped.
@@ -435,7 +441,14 @@ class Optimiser:
         self, metric_id: int, slug: str, progress_id: str | None, fingerprint: str | None, outcome: str
     ) -> bool:
         """Forget the run and remember what it saw (for feedback gating). False, changing
-        nothing, if the run is no longer ours: the sync that took it over finishes it."""
+        nothing, if the run is no longer ours: the sync that took it over finishes it.
+        True at once if its branch's push already finished it (`finishing`)."""
+        state = self.store.load()
+        done = state.last.get(metric_id)
+        folded = self._folded.get(metric_id)
+        if metric_id not in state.claims and done and (done.progress_id, done.completed_at) == folded:
+            crashpoints.hit("finished", slug)
+            return True
         last = LastOptimisation(fingerprint, self.clock(), outcome, progress_id)
         try:
             self._clear(metric_id, slug, last, linger=END_LINGER, holds=self.holds(metric_id))
@@ -443,6 +456,19 @@ class Optimiser:
             return False
         crashpoints.hit("finished", slug)
         return True
+
+    def finishing(self, metric_id: int, slug: str, progress_id: str, fingerprint: str | None) -> Finishing:
+        """`finish` as a state change to push with the run's branch (given the outcome),
+        when nothing else is left to do after the branch; the push checks `holds` itself."""
+
+        def change(outcome: str) -> Callable[[State], State]:
+            last = LastOptimisation(fingerprint, self.clock(), outcome, progress_id)
+            # What `finish` recognises as this change having landed (no other finish of
+            # the run, e.g. by a sync that took it over, has this very time).
+            self._folded[metric_id] = (progress_id, last.completed_at)
+            return _cleared(metric_id, slug, last)
+
+        return change
 
     def _clear(
         self,
@@ -453,17 +479,28 @@ class Optimiser:
         linger: float = LINGER,
         holds: Callable[[State], str | None] | None = None,
     ) -> None:
-        def mutate(state: State) -> State:
-            if holds is not None and holds(state) is not None:
-                raise Conflict(metric_id)
-            claims = {k: v for k, v in state.claims.items() if k != metric_id}
-            lasts = dict(state.last)
-            if last is not None:
-                # Every slug the metric ran under: its branches (and rejected PRs) bear them.
-                lasts[metric_id] = last.with_slugs(*_slugs(state.last.get(metric_id)), slug)
-            return dataclasses.replace(state, claims=claims, last=lasts)
+        self.store.update(_cleared(metric_id, slug, last, holds), f"done {slug} ({metric_id})", linger=linger)
 
-        self.store.update(mutate, f"done {slug} ({metric_id})", linger=linger)
+
+def _cleared(
+    metric_id: int,
+    slug: str,
+    last: LastOptimisation | None,
+    holds: Callable[[State], str | None] | None = None,
+) -> Callable[[State], State]:
+    """The state without the metric's claim, remembering `last` (Conflict unless `holds`)."""
+
+    def mutate(state: State) -> State:
+        if holds is not None and holds(state) is not None:
+            raise Conflict(metric_id)
+        claims = {k: v for k, v in state.claims.items() if k != metric_id}
+        lasts = dict(state.last)
+        if last is not None:
+            # Every slug the metric ran under: its branches (and rejected PRs) bear them.
+            lasts[metric_id] = last.with_slugs(*_slugs(state.last.get(metric_id)), slug)
+        return dataclasses.replace(state, claims=claims, last=lasts)
+
+    return mutate
 
 
 def _slugs(last: LastOptimisation | None) -> tuple[str, ...]:

@@ -228,13 +228,16 @@ class Landing(enum.Enum):
 class GuardedUpdate:
     """A ref update (a bot branch) that may land only while the state allows it.
 
-    `holds(state)` says why not (e.g. who took the run over), or None if it may.
+    `holds(state)` says why not (e.g. who took the run over), or None if it may. `then`
+    changes the state in the same atomic push: it lands with the ref or not at all (a
+    run's finish, when nothing is left to do once its branch is out: one push, not two).
     """
 
     sha: str
     ref: str
     expected: str | None
     holds: Callable[[State], str | None] | None = None
+    then: Callable[[State], State] | None = None
 
 
 @dataclass(frozen=True)
@@ -476,8 +479,9 @@ class StateStore:
         return ok
 
     def push_guarded(self, updates: Sequence[GuardedUpdate]) -> dict[str, GuardedResult]:
-        """Push `updates` in one atomic push with a leased no-op of the state ref: they land
-        only if the state is still the one each `holds` approved. The check that a run is
+        """Push `updates` in one atomic push with the state ref, leased on the state each
+        `holds` approved (a no-op unless a `then` changes it): they land only if the state
+        is still that one. The check that a run is
         still ours and its branch then cost one round trip, not two, and no branch of a run
         taken over lands. Someone else moving the state ref costs a re-read and a retry; a
         ref whose own lease failed is MOVED, and the others are pushed again without it.
@@ -498,9 +502,14 @@ class StateStore:
                 if not going:
                     return results
                 refs = [(u.sha, u.ref, u.expected) for u in going]
-                if tip is not None and any(u.holds is not None for u in going):
+                changed = self._changed_with(state, tip, going)
+                if changed is not None:
+                    refs.append((changed[1], STATE_REF, tip))
+                elif tip is not None and any(u.holds is not None for u in going):
                     refs.append((tip, STATE_REF, tip))
                 stale = set(self._repo.push_atomic(self._remote, refs))
+                if not stale and changed is not None:
+                    self._cached = changed
                 for update in going:
                     if not stale:
                         results[update.ref] = GuardedResult(Landing.LANDED)
@@ -516,6 +525,19 @@ class StateStore:
             f"could not update bot branches guarded by {STATE_REF} after {self._attempts} attempts: "
             "another run keeps changing it; try again when it has finished"
         )
+
+    def _changed_with(
+        self, state: State, tip: str | None, going: Sequence[GuardedUpdate]
+    ) -> tuple[State, str] | None:
+        """The state the updates' `then`s make, committed on tip; None if they change nothing."""
+        new = state
+        for update in going:
+            if update.then is not None:
+                new = update.then(new)
+        if new == state:
+            return None
+        message = f"{sum(u.then is not None for u in going)} run(s) done, with their branches"
+        return new, self._repo.commit_files(tip, {STATE_FILE: new.to_bytes()}, message, self._identity)
 
     def _confirm(self, tip: str | None) -> bool:
         """Is the ref still at tip? A push of tip leased on tip: "up to date" if so,

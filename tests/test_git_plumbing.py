@@ -117,14 +117,15 @@ def test_sync_counts_its_git_processes_and_round_trips(
 
     Remote operations (fetch, push, ls-remote): one fetch reads everything (plus an
     ls-remote for the default branch's name, since nothing else names it here), and one
-    push claims the whole batch. After that, three steps push: each run's progress id, the
-    branches (in one atomic push with the check that the run is still ours), the finish;
-    the metrics that reach a step together share one push. The issue's bound, 3 (+ 1 per
-    50 metrics), would need the records held back to share a push, and docs/guarantees.md
-    says a run's progress id is pushed the moment its start POST returns: the guarantee
-    wins. The bound here is 3 + 3 steps x 6 pushes each: measured 6-9 alone, up to 16 with
-    the suite's workers loading the machine (the metrics' starts return further apart, and
-    each record goes out when its start returns). Unbatched, it would be 3 + 3 x 20.
+    push claims the whole batch. After that, two steps push: each run's progress id, and
+    the branches with their runs' finishes (one atomic push that also checks the run is
+    still ours: with --no-pr no pull request comes between the two); the metrics that
+    reach a step together share one push. The issue's bound, 3 (+ 1 per 50 metrics),
+    would need the records held back to share a push, and docs/guarantees.md says a run's
+    progress id is pushed the moment its start POST returns: the guarantee wins. The bound
+    here is 3 + 2 steps x 7 pushes each: measured 5-7 alone, more with the suite's
+    workers loading the machine (the metrics' starts return further apart, and each
+    record goes out when its start returns). Unbatched, it would be 3 + 2 x 20.
     """
     import os
     import shutil
@@ -161,13 +162,19 @@ def test_sync_counts_its_git_processes_and_round_trips(
     remote = [c for c in calls if _subcommand(c) in REMOTE]
     print(f"{len(calls)} git processes, {len(remote)} remote operations:", *remote, sep="\n")
     assert len(calls) <= 4 * len(metrics), sorted(calls)
-    assert len(remote) <= 3 + 3 * 6, remote
+    assert len(remote) <= 3 + 2 * 7, remote
     assert [_subcommand(c) for c in remote].count("fetch") == 1, remote
     # The first push is the claims, all 20 of them in one state commit.
     first = next(c for c in remote if _subcommand(c) == "push").split()[-1]
     sha, _ref = first.split(":")
     claims = json.loads(pulled.origin_git("show", f"{sha}:state.json"))["runs"]
     assert len(claims) == 20 and not any("progress_id" in c for c in claims), claims
+    # The finishes went out with the branches: no push of the state alone after them, and
+    # nothing left claimed.
+    pushes = [c for c in remote if _subcommand(c) == "push"]
+    first_branches = next(i for i, c in enumerate(pushes) if "--atomic" in c)
+    assert all("--atomic" in c for c in pushes[first_branches:]), pushes
+    assert json.loads(pulled.origin_git("show", "refs/cekura-gitops/state:state.json"))["runs"] == []
 
 
 def test_a_run_taken_over_is_seen_by_the_lease_not_by_a_fetch(pulled: Repo) -> None:

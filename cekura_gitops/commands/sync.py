@@ -49,7 +49,7 @@ from cekura_gitops.interrupts import StopSignal
 from cekura_gitops.metric import thaw
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.metricsdir import load_files, metrics_folder
-from cekura_gitops.optimiser import Optimiser, Outcome, run_owner
+from cekura_gitops.optimiser import Finishing, Optimiser, Outcome, run_owner
 from cekura_gitops.pool import parallel_map
 from cekura_gitops.prbody import HoldoutScores
 from cekura_gitops.progress import ProgressState
@@ -60,7 +60,7 @@ from cekura_gitops.replies import LiveMetric
 from cekura_gitops.scores import Score
 from cekura_gitops.selection import in_shard, select
 from cekura_gitops.settings import Settings
-from cekura_gitops.statestore import STATE_REFSPEC, Activity, Gathering, StateStore
+from cekura_gitops.statestore import STATE_REFSPEC, Activity, Gathering, State, StateStore
 from cekura_gitops.statuses import SyncStatus
 
 FAILED_STATUSES = frozenset({SyncStatus.ERROR})
@@ -568,7 +568,17 @@ def _optimise(
             progress_id=optimisation.progress_id,
         )
     else:
-        result = _propose(session, f, live, progress.proposal, optimisation.progress_id, guard)
+        # Without a pull request to open after the branch, the run's finish rides in the
+        # branch's own push (one push fewer); with one, it waits for the pull request, so
+        # a crash in between still opens it next time.
+        finishing = (
+            session.optimiser.finishing(metric_id, slug, optimisation.progress_id, used_fingerprint)
+            if session.publisher is None
+            else None
+        )
+        result = _propose(
+            session, f, live, progress.proposal, optimisation.progress_id, guard, finishing=finishing
+        )
         if result.status is SyncStatus.IN_FLIGHT:  # taken over: the taker finishes the run
             return result
     finished = session.optimiser.finish(
@@ -625,6 +635,8 @@ def _propose(
     proposal: Proposal,
     progress_id: str,
     guard: holdout.Plan = holdout.OFF,
+    *,
+    finishing: Finishing | None = None,
 ) -> SyncResult:
     slug, metric_id = f.metric.slug, f.metric.id
     proof = _evidence(live, proposal)
@@ -674,7 +686,15 @@ def _propose(
             f"({restored.subject[:80]}), a version since replaced on {session.base_branch}; not proposed",
         )
     return _publish(
-        session, f, live, proposal, changes, progress_id, _Checked(proof, held, guard.note), result
+        session,
+        f,
+        live,
+        proposal,
+        changes,
+        progress_id,
+        _Checked(proof, held, guard.note),
+        result,
+        finishing=finishing,
     )
 
 
@@ -696,8 +716,11 @@ def _publish(
     progress_id: str,
     checked: _Checked,
     result: Callable[..., SyncResult],
+    *,
+    finishing: Finishing | None = None,
 ) -> SyncResult:
-    """Write the proposal onto its branch and open or update its pull request."""
+    """Write the proposal onto its branch and open or update its pull request (`finishing`:
+    the run's finish, to push with the branch when no pull request follows)."""
     slug = f.metric.slug
     branch = f"{session.settings.branch_prefix}/optimise/{slug}"
     digest = content_hash(changes)
@@ -713,6 +736,7 @@ def _publish(
         new_text.encode("utf-8"),
         message,
         holds=session.optimiser.holds(f.metric.id) if f.metric.id is not None else None,
+        finish=_finish_with(finishing),
     )
     unwritten = _unwritten(session, written, progress_id, result)
     if unwritten is not None:
@@ -734,6 +758,18 @@ def _publish(
     elif written.status is BranchStatus.UNCHANGED:
         status = SyncStatus.PROPOSED
     return result(status=status, branch=branch, pull_request=url, fields=fields)
+
+
+def _finish_with(finishing: Finishing | None) -> Callable[[BranchStatus], Callable[[State], State]] | None:
+    """The finish for the branch's push: the outcome it records is the status reported."""
+    if finishing is None:
+        return None
+
+    def finish(status: BranchStatus) -> Callable[[State], State]:
+        outcome = SyncStatus.UPDATED if status is BranchStatus.UPDATED else SyncStatus.PROPOSED
+        return finishing(outcome.value)
+
+    return finish
 
 
 def _unwritten(

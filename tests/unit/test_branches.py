@@ -259,6 +259,59 @@ def test_a_guarded_write_lands_after_an_unrelated_state_change(repo: Repo, tmp_p
     assert set(store.load(fresh=True).claims) == {8}  # ours cleared, theirs kept
 
 
+def _finish_of(me: Any) -> Any:
+    """The run's finish, pushed with the branch (sync --no-pr: no pull request in between)."""
+    finishing = me.finishing(7, "greets_caller", "p7", "fp")
+    return lambda status: finishing("updated" if status is BranchStatus.UPDATED else "proposed")
+
+
+def test_a_finish_carried_by_its_branch_lands_in_the_same_push(repo: Repo) -> None:
+    w, store, me = _guarded(repo)
+    pushes: list[str] = []
+    for name in ("push_atomic", "push_many", "push_cas"):
+        real = getattr(w._repo, name)  # type: ignore[attr-defined]
+        setattr(w._repo, name, lambda *a, _n=name, _r=real: pushes.append(_n) or _r(*a))  # type: ignore[attr-defined]
+    result = w.write(BRANCH, base_of(repo), PATH, b"v1\n", "v1", holds=me.holds(7), finish=_finish_of(me))
+    assert result.status is BranchStatus.CREATED
+    assert pushes == ["push_atomic"]  # the branch and the state's change: one round trip
+    on_origin = store.load(fresh=True)
+    assert on_origin.claims == {} and on_origin.last[7].outcome == "proposed"
+    assert on_origin.last[7].progress_id == "p7" and on_origin.last[7].fingerprint == "fp"
+    assert me.finish(7, "greets_caller", "p7", "fp", "proposed")  # already done: nothing to push
+    assert pushes == ["push_atomic"]
+
+
+def test_a_finish_carried_by_a_branch_that_cannot_land_does_not_land_either(
+    repo: Repo, tmp_path: Path
+) -> None:
+    base = base_of(repo)
+    writer(repo).write(BRANCH, base, PATH, b"v1\n", "v1")
+    w, store, me = _guarded(repo)
+    w.prime(PREFIX)
+    human_pushes_onto(repo, tmp_path / "human")  # after our look: the branch's lease fails
+    failed: list[list[str]] = []
+    real = w._repo.push_atomic  # type: ignore[attr-defined]
+    w._repo.push_atomic = lambda *a: failed.append(real(*a)) or failed[-1]  # type: ignore[attr-defined]
+    result = w.write(BRANCH, base, PATH, b"v2\n", "v2", holds=me.holds(7), finish=_finish_of(me))
+    assert result.status is BranchStatus.HUMAN_EDITED
+    assert failed == [[f"refs/heads/{BRANCH}"]]  # the one atomic push, refused as a whole
+    assert set(store.load(fresh=True).claims) == {7}  # still ours to finish
+    assert me.finish(7, "greets_caller", "p7", "fp", "skipped-edited")
+    assert store.load(fresh=True).last[7].outcome == "skipped-edited"
+
+
+def test_a_finish_carried_by_a_branch_of_a_run_taken_over_does_not_land(repo: Repo, tmp_path: Path) -> None:
+    from cekura_gitops.statestore import Claim, State, StateStore
+
+    w, store, me = _guarded(repo)
+    theirs = StateStore(gitrepo(repo.fresh_clone(tmp_path / "taker")), "origin", BOT)
+    theirs.update(lambda s: State(claims={7: Claim(7, 1.0, "them", progress_id="p7")}), "resume p7")
+    result = w.write(BRANCH, base_of(repo), PATH, b"v1\n", "v1", holds=me.holds(7), finish=_finish_of(me))
+    assert result.status is BranchStatus.TAKEN_OVER
+    assert store.load(fresh=True).claims[7].owner == "them"  # their run: they finish it
+    assert not me.finish(7, "greets_caller", "p7", "fp", "proposed")
+
+
 def test_a_guarded_write_onto_a_branch_a_human_moved_is_still_refused_by_its_lease(
     repo: Repo, tmp_path: Path
 ) -> None:
