@@ -49,7 +49,7 @@ from cekura_gitops.interrupts import StopSignal
 from cekura_gitops.metric import thaw
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.metricsdir import load_files, metrics_folder
-from cekura_gitops.optimiser import Finishing, Optimiser, Outcome, run_owner
+from cekura_gitops.optimiser import Finishing, Optimisation, Optimiser, Outcome, run_owner
 from cekura_gitops.pool import parallel_map
 from cekura_gitops.prbody import HoldoutScores
 from cekura_gitops.progress import ProgressState
@@ -557,30 +557,9 @@ def _optimise(
         return SyncResult(
             slug, metric_id, SyncStatus.ERROR, optimisation.detail, progress_id=optimisation.progress_id
         )
-    progress = optimisation.progress
-    assert progress is not None and optimisation.progress_id is not None
-    if progress.state is ProgressState.FAILED or progress.proposal is None:
-        result = SyncResult(
-            slug,
-            metric_id,
-            SyncStatus.ERROR,
-            f"optimiser failed: {progress.error}",
-            progress_id=optimisation.progress_id,
-        )
-    else:
-        # Without a pull request to open after the branch, the run's finish rides in the
-        # branch's own push (one push fewer); with one, it waits for the pull request, so
-        # a crash in between still opens it next time.
-        finishing = (
-            session.optimiser.finishing(metric_id, slug, optimisation.progress_id, used_fingerprint)
-            if session.publisher is None
-            else None
-        )
-        result = _propose(
-            session, f, live, progress.proposal, optimisation.progress_id, guard, finishing=finishing
-        )
-        if result.status is SyncStatus.IN_FLIGHT:  # taken over: the taker finishes the run
-            return result
+    result = _ended(session, f, live, optimisation, guard, used_fingerprint)
+    if result.status is SyncStatus.IN_FLIGHT:  # taken over: the taker finishes the run
+        return result
     finished = session.optimiser.finish(
         metric_id, slug, optimisation.progress_id, used_fingerprint, result.status.value
     )
@@ -591,6 +570,39 @@ def _optimise(
             detail=f"run {optimisation.progress_id} was taken over by another sync, which finishes it",
         )
     return result
+
+
+def _ended(
+    session: SyncSession,
+    f: MetricFile,
+    live: LiveMetric,
+    optimisation: Optimisation,
+    guard: holdout.Plan,
+    used_fingerprint: str | None,
+) -> SyncResult:
+    """What a finished run gives: its proposal, checked and published, or its failure."""
+    progress, progress_id = optimisation.progress, optimisation.progress_id
+    assert progress is not None and progress_id is not None
+    if progress.state is ProgressState.FAILED or progress.proposal is None:
+        return SyncResult(
+            f.metric.slug,
+            f.metric.id,
+            SyncStatus.ERROR,
+            f"optimiser failed: {progress.error}",
+            progress_id=progress_id,
+        )
+    return _propose(session, f, live, progress.proposal, progress_id, guard, used_fingerprint)
+
+
+def _finishing(
+    session: SyncSession, f: MetricFile, progress_id: str, fingerprint: str | None
+) -> Finishing | None:
+    """The run's finish to push with its branch, when no pull request comes after the branch
+    (one push fewer); with one, the finish waits for it, so a crash in between still opens
+    it next time."""
+    if session.publisher is not None or f.metric.id is None:
+        return None
+    return session.optimiser.finishing(f.metric.id, f.metric.slug, progress_id, fingerprint)
 
 
 def _gate(session: SyncSession, f: MetricFile, reviews: list[Any], fingerprint: str) -> SyncResult | None:
@@ -635,8 +647,7 @@ def _propose(
     proposal: Proposal,
     progress_id: str,
     guard: holdout.Plan = holdout.OFF,
-    *,
-    finishing: Finishing | None = None,
+    used_fingerprint: str | None = None,
 ) -> SyncResult:
     slug, metric_id = f.metric.slug, f.metric.id
     proof = _evidence(live, proposal)
@@ -685,17 +696,8 @@ def _propose(
             detail=f"the proposal restores {', '.join(changes)} as of {restored.sha[:12]} "
             f"({restored.subject[:80]}), a version since replaced on {session.base_branch}; not proposed",
         )
-    return _publish(
-        session,
-        f,
-        live,
-        proposal,
-        changes,
-        progress_id,
-        _Checked(proof, held, guard.note),
-        result,
-        finishing=finishing,
-    )
+    checked = _Checked(proof, held, guard.note)
+    return _publish(session, f, live, proposal, changes, progress_id, checked, result, used_fingerprint)
 
 
 @dataclass(frozen=True)
@@ -716,11 +718,10 @@ def _publish(
     progress_id: str,
     checked: _Checked,
     result: Callable[..., SyncResult],
-    *,
-    finishing: Finishing | None = None,
+    used_fingerprint: str | None = None,
 ) -> SyncResult:
-    """Write the proposal onto its branch and open or update its pull request (`finishing`:
-    the run's finish, to push with the branch when no pull request follows)."""
+    """Write the proposal onto its branch and open or update its pull request
+    (`used_fingerprint`: the Lab labels the run started on, which its finish remembers)."""
     slug = f.metric.slug
     branch = f"{session.settings.branch_prefix}/optimise/{slug}"
     digest = content_hash(changes)
@@ -736,7 +737,7 @@ def _publish(
         new_text.encode("utf-8"),
         message,
         holds=session.optimiser.holds(f.metric.id) if f.metric.id is not None else None,
-        finish=_finish_with(finishing),
+        finish=_finish_with(_finishing(session, f, progress_id, used_fingerprint)),
     )
     unwritten = _unwritten(session, written, progress_id, result)
     if unwritten is not None:
