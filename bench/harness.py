@@ -293,7 +293,10 @@ if os.environ.get("{CODE_ENV}"):
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
     sys.path.insert(0, os.environ["{CODE_ENV}"])
 sys.argv[0] = "cekura-gitops"
-from cekura_gitops.cli import main
+try:  # what the console script runs (older code, without it, had only the CLI's main)
+    from cekura_gitops.entry import main
+except ImportError:
+    from cekura_gitops.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
