@@ -137,6 +137,17 @@ def state(origin: Path) -> dict[str, Any]:
     return by_metric_id(json.loads(text) if text else {})
 
 
+def run_owners(origin: Path) -> dict[int, set[str]]:
+    """Every owner the state ref's history ever recorded a run (with its progress id) for."""
+    owners: dict[int, set[str]] = {}
+    for sha in origin_git(origin, "rev-list", STATE_REF).split():
+        doc = by_metric_id(json.loads(origin_git(origin, "show", f"{sha}:state.json")))
+        for metric_id, record in doc["runs"].items():
+            if "progress_id" in record:
+                owners.setdefault(metric_id, set()).add(record["owner"])
+    return owners
+
+
 def by_metric_id(doc: dict[str, Any]) -> dict[str, Any]:
     """A state.json document with `runs` and `last` keyed by metric id (int), as the code
     reads them (version 2 stores them as lists: see statestore.VERSION)."""
@@ -242,12 +253,14 @@ def end_runs_once_both_decided(
     A loaded machine can start the second sync seconds late: were the first one's runs over
     by then, it would take a run over while the first publishes it (both publish it), or
     find nothing left to do. A metric is decided once its record names a run and the sync
-    not holding it took it over or said it is in flight (on stderr, in `errs`).
+    not holding it took it over or said it is in flight (on stderr, in `errs`). Owners are
+    read from the state ref's whole history: a takeover can follow the record it takes over
+    faster than any poll of the tip would see both.
     """
-    owners: dict[int, set[str]] = {i: set() for i in IDS.values()}
     deadline = time.monotonic() + 90
     while True:
         runs = state(origin).get("runs", {})
+        owners = run_owners(origin)
         said = [path.read_text() for path in errs]
         undecided = []
         for slug, metric_id in IDS.items():
@@ -255,9 +268,8 @@ def end_runs_once_both_decided(
             if record is None or "progress_id" not in record:
                 undecided.append(slug)
                 continue
-            owners[metric_id].add(record["owner"])
             others = [t for p, t in zip(procs, said, strict=True) if f" pid {p.pid} " not in record["owner"]]
-            if len(owners[metric_id]) < 2 and not any(f"{slug}: in-flight" in t for t in others):
+            if len(owners.get(metric_id, set())) < 2 and not any(f"{slug}: in-flight" in t for t in others):
                 undecided.append(slug)
         if not undecided:
             break
