@@ -66,6 +66,13 @@ from cekura_gitops.statuses import SyncStatus
 FAILED_STATUSES = frozenset({SyncStatus.ERROR})
 
 
+# Threads for a sync's metrics: twice --concurrency, so that metrics needing no run do not
+# hold up those waiting for a slot, and at most this many. A thread following a run mostly
+# sleeps, so `--concurrency 100` follows 100 runs at once; the bound only keeps a mistyped
+# value from starting thousands of threads.
+MAX_WORKERS = 256
+
+
 @dataclass(frozen=True)
 class SyncResult:
     slug: str
@@ -299,7 +306,7 @@ def _sync_files(
 ) -> list[SyncResult]:
     base_branch = default_branch(settings, repo, remote, api=publisher.default_branch if publisher else None)
     identity = Identity(settings.author_name, settings.author_email)
-    workers = min(64, 2 * settings.concurrency)
+    workers = min(MAX_WORKERS, 2 * settings.concurrency)
     # The metrics the pool starts at once: their claims wait for each other (one push). A
     # metric the pool takes up later cannot claim soon, so nobody waits for it.
     gathering = Gathering(f.metric.slug for f in files[:workers])
