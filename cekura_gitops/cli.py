@@ -75,7 +75,7 @@ def global_options(func: F) -> F:
         ),
         click.option(
             "--concurrency",
-            type=click.IntRange(1, 64),
+            type=click.IntRange(1, 256),
             expose_value=False,
             callback=_remember,
             help="Metrics handled at once (default 8).",

@@ -23,6 +23,10 @@ DEFAULT_GITHUB_URL = "https://api.github.com"
 DEFAULT_AUTHOR = "cekura-gitops <cekura-gitops@users.noreply.github.com>"
 
 
+# --concurrency's ceiling (the CLI's and the config schema's too).
+MAX_CONCURRENCY = 256
+
+
 @dataclass(frozen=True)
 class OptimiserDefaults:
     timeout: float = 45 * 60.0
@@ -182,8 +186,8 @@ def resolve(
     notify_cfg = config.get("notify", {})
 
     conc = concurrency or _env_int(env, "CEKURA_GITOPS_CONCURRENCY") or config.get("concurrency") or 8
-    if conc < 1:
-        raise ConfigError("--concurrency must be at least 1")
+    if not 1 <= conc <= MAX_CONCURRENCY:
+        raise ConfigError(f"--concurrency must be between 1 and {MAX_CONCURRENCY}")
     mdir = metrics_dir or env.get("CEKURA_GITOPS_METRICS_DIR") or config.get("metrics_dir") or "metrics"
     optimiser = _optimiser_defaults(env, config.get("optimiser", {}))
     prs = _pull_request_settings(config.get("pull_requests", {}))

@@ -144,3 +144,20 @@ def test_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     assert "caller_greeted_by_name_1562: conflict" in out
     assert "Demo finished" in out
     assert not list(cwd.iterdir())  # nothing left behind in the working directory
+
+
+def test_concurrency_has_one_ceiling_on_the_command_line_in_the_environment_and_the_config(
+    cli, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import json as json_
+
+    from cekura_gitops.settings import MAX_CONCURRENCY
+
+    schema = json_.loads((ROOT / "cekura_gitops" / "schemas" / "config.schema.json").read_text())
+    assert schema["properties"]["concurrency"]["maximum"] == MAX_CONCURRENCY
+    (tmp_path / "metrics").mkdir()
+    assert cli("--concurrency", str(MAX_CONCURRENCY), "list", cwd=tmp_path).code == 0
+    too_many = str(MAX_CONCURRENCY + 1)
+    assert cli("--concurrency", too_many, "list", cwd=tmp_path).code == 64
+    from_env = cli("list", cwd=tmp_path, env={"CEKURA_GITOPS_CONCURRENCY": too_many})
+    assert from_env.code == 1 and f"between 1 and {MAX_CONCURRENCY}" in from_env.err

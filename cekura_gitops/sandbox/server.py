@@ -57,8 +57,8 @@ class RecordedRequest:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # socketserver's default backlog of 5 drops connections a real API server would take:
-    # 64 metrics starting at once (--concurrency 64) must not fail on the sandbox alone.
-    request_queue_size = 128
+    # 256 metrics starting at once (--concurrency 256) must not fail on the sandbox alone.
+    request_queue_size = 512
 
     def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
         self.sandbox = sandbox
