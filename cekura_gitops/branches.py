@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING
 
 from cekura_gitops.errors import GitError
 from cekura_gitops.gitrepo import CommitInfo, GitRepo, Identity
-from cekura_gitops.statestore import END_LINGER, Activity, GuardedUpdate, Landing, State, StateStore
+from cekura_gitops.statestore import (
+    END_LINGER,
+    GATHER_LIMIT,
+    Activity,
+    GuardedUpdate,
+    Landing,
+    State,
+    StateStore,
+)
 
 WRITE_ATTEMPTS = 3  # a lost lease is retried on a fresh look; a branch in a push war is left
 
@@ -170,12 +178,18 @@ class BranchWriter:
         return bool(mine.result)
 
     def _linger(self) -> None:
-        """Wait (END_LINGER at most) for other metrics' pushes to join this one."""
-        until = time.monotonic() + END_LINGER
-        while time.monotonic() < until:
+        """Wait for other metrics' pushes to join this one: END_LINGER at most, or up to
+        GATHER_LIMIT while metrics whose runs have ended are still on their way to it."""
+        start = time.monotonic()
+        while True:
             with self._queue_lock:
                 queued = len(self._queue)
-            if self._activity is not None and self._activity.all_queued(queued):
+            activity, waited = self._activity, time.monotonic() - start
+            if activity is not None and activity.all_queued(queued):
+                return
+            if waited >= GATHER_LIMIT:
+                return
+            if waited >= END_LINGER and not (activity is not None and activity.more_ending(queued)):
                 return
             time.sleep(0.005)
 

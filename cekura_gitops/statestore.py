@@ -44,7 +44,8 @@ LINGER = 0.02  # seconds a flush waits for more updates to join it
 END_LINGER = 0.1
 # At most this long a flush of claims waits for the metrics still checking their live
 # metric (one GET each), so that a batch of metrics is claimed in one push; a slow GET
-# delays the others' starts by no more than this.
+# delays the others' starts by no more than this. A branch push waits as long at most for
+# the metrics whose runs have ended (Activity.ending) to join it.
 GATHER_LIMIT = 1.0
 
 
@@ -271,10 +272,16 @@ class Activity:
     """How many of one sync's metrics are still at work. An update (or a branch push) that
     waits for others to join its push stops waiting once every metric still at work has
     queued: the only one, or the last to arrive, goes at once instead of sleeping out its
-    linger for company that cannot come."""
+    linger for company that cannot come.
+
+    It also knows which metrics' runs have ended and whose branches are still being
+    written (`ending` .. `ended`): a branch push waits for those, which reach it within a
+    moment however far apart their runs' ends were noticed, and not for runs still going.
+    """
 
     def __init__(self, count: int) -> None:
         self._count = count
+        self._ending: set[str] = set()
         self._lock = threading.Lock()
 
     def done(self) -> None:
@@ -284,6 +291,21 @@ class Activity:
 
     def all_queued(self, queued: int) -> bool:
         return queued >= self._count
+
+    def ending(self, key: str) -> None:
+        """`key`'s run has ended: its branch push is on its way."""
+        with self._lock:
+            self._ending.add(key)
+
+    def ended(self, key: str) -> None:
+        """`key`'s branch is pushed, or will not be (no change, an error, a long re-scoring)."""
+        with self._lock:
+            self._ending.discard(key)
+
+    def more_ending(self, queued: int) -> bool:
+        """Whether a metric whose run has ended has yet to queue its push (`queued` are in)."""
+        with self._lock:
+            return len(self._ending) > queued
 
 
 @dataclass

@@ -587,7 +587,8 @@ def _ended(
     guard: holdout.Plan,
     used_fingerprint: str | None,
 ) -> SyncResult:
-    """What a finished run gives: its proposal, checked and published, or its failure."""
+    """What a finished run gives: its proposal, checked and published, or its failure. Other
+    metrics' branch pushes wait for it (Activity.ending) until its own is queued."""
     progress, progress_id = optimisation.progress, optimisation.progress_id
     assert progress is not None and progress_id is not None
     if progress.state is ProgressState.FAILED or progress.proposal is None:
@@ -598,7 +599,17 @@ def _ended(
             f"optimiser failed: {progress.error}",
             progress_id=progress_id,
         )
-    return _propose(session, f, live, progress.proposal, progress_id, guard, used_fingerprint)
+    _ending(session, f.metric.slug, True)
+    try:
+        return _propose(session, f, live, progress.proposal, progress_id, guard, used_fingerprint)
+    finally:
+        _ending(session, f.metric.slug, False)
+
+
+def _ending(session: SyncSession, slug: str, ending: bool) -> None:
+    """Say that slug's branch push is on its way (True), or is out or will not come."""
+    if session.activity is not None:
+        (session.activity.ending if ending else session.activity.ended)(slug)
 
 
 def _finishing(
@@ -746,6 +757,7 @@ def _publish(
         holds=session.optimiser.holds(f.metric.id) if f.metric.id is not None else None,
         finish=_finish_with(_finishing(session, f, progress_id, used_fingerprint)),
     )
+    _ending(session, slug, False)  # its pull request is no reason for others' pushes to wait
     unwritten = _unwritten(session, written, progress_id, result)
     if unwritten is not None:
         return unwritten
@@ -863,6 +875,7 @@ def _held_out(
 ) -> _HeldOut:
     """Re-score the proposal without saving; its score and evidence on the held-out reviews."""
     assert f.metric.id is not None
+    _ending(session, f.metric.slug, False)  # billed and slow: other branches go without it
     session.board.update(f.metric.slug, "re-scoring held-out reviews")
     with session.slots:
         results = holdout.rescore(session.client, f.metric.id, holdout.overrides(proposal))

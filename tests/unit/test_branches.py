@@ -4,6 +4,7 @@ pushed over a human's commit, even one that lands between our look and our push.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -340,3 +341,33 @@ def test_a_push_waits_for_no_company_once_every_metric_at_work_has_queued(
     two = BranchWriter(gitrepo(repo), BOT, "origin", activity=Activity(2))
     assert two.write(f"{BRANCH}-2", base_of(repo), PATH, b"v1\n", "v1").status is BranchStatus.CREATED
     assert slept  # it waited for the other metric
+
+
+def test_a_push_waits_for_the_metrics_whose_runs_have_ended_not_for_runs_still_going(repo: Repo) -> None:
+    from cekura_gitops.statestore import Activity
+
+    activity = Activity(3)  # a, b, and c whose run is still going
+    w = BranchWriter(gitrepo(repo), BOT, "origin", activity=activity)
+    w.prime(PREFIX)
+    pushed: list[list[str]] = []
+    real = w._repo.push_many  # type: ignore[attr-defined]
+    w._repo.push_many = lambda remote, updates: (
+        pushed.append([u[1] for u in updates]) or real(remote, updates)
+    )  # type: ignore[attr-defined]
+    base = base_of(repo)
+    for key in ("a", "b"):
+        activity.ending(key)
+
+    def write(key: str) -> None:
+        w.write(f"{PREFIX}/{key}", base, f"metrics/{key}.yaml", b"x\n", key)
+        activity.ended(key)
+
+    first = threading.Thread(target=write, args=("a",))
+    first.start()
+    time.sleep(0.4)  # b's push comes long after END_LINGER: a's waited for it
+    write("b")
+    first.join(timeout=30)
+    assert pushed == [[f"refs/heads/{PREFIX}/a", f"refs/heads/{PREFIX}/b"]]
+    started = time.monotonic()
+    write("c")  # c's run ended with nobody else's ending: it goes after END_LINGER at most
+    assert time.monotonic() - started < 0.5 and pushed[-1] == [f"refs/heads/{PREFIX}/c"]
