@@ -282,25 +282,6 @@ def test_a_finish_carried_by_its_branch_lands_in_the_same_push(repo: Repo) -> No
     assert pushes == ["push_atomic"]
 
 
-def test_a_finish_carried_by_a_branch_that_cannot_land_does_not_land_either(
-    repo: Repo, tmp_path: Path
-) -> None:
-    base = base_of(repo)
-    writer(repo).write(BRANCH, base, PATH, b"v1\n", "v1")
-    w, store, me = _guarded(repo)
-    w.prime(PREFIX)
-    human_pushes_onto(repo, tmp_path / "human")  # after our look: the branch's lease fails
-    failed: list[list[str]] = []
-    real = w._repo.push_atomic  # type: ignore[attr-defined]
-    w._repo.push_atomic = lambda *a: failed.append(real(*a)) or failed[-1]  # type: ignore[attr-defined]
-    result = w.write(BRANCH, base, PATH, b"v2\n", "v2", holds=me.holds(7), finish=_finish_of(me))
-    assert result.status is BranchStatus.HUMAN_EDITED
-    assert failed == [[f"refs/heads/{BRANCH}"]]  # the one atomic push, refused as a whole
-    assert set(store.load(fresh=True).claims) == {7}  # still ours to finish
-    assert me.finish(7, "greets_caller", "p7", "fp", "skipped-edited")
-    assert store.load(fresh=True).last[7].outcome == "skipped-edited"
-
-
 def test_a_finish_carried_by_a_branch_of_a_run_taken_over_does_not_land(repo: Repo, tmp_path: Path) -> None:
     from cekura_gitops.statestore import Claim, State, StateStore
 
@@ -313,17 +294,24 @@ def test_a_finish_carried_by_a_branch_of_a_run_taken_over_does_not_land(repo: Re
     assert not me.finish(7, "greets_caller", "p7", "fp", "proposed")
 
 
-def test_a_guarded_write_onto_a_branch_a_human_moved_is_still_refused_by_its_lease(
+def test_a_guarded_write_onto_a_branch_a_human_moved_is_refused_with_the_finish_it_carries(
     repo: Repo, tmp_path: Path
 ) -> None:
     base = base_of(repo)
     writer(repo).write(BRANCH, base, PATH, b"v1\n", "v1")
-    w, _store, me = _guarded(repo)
+    w, store, me = _guarded(repo)
     w.prime(PREFIX)
-    human = human_pushes_onto(repo, tmp_path / "human")
-    result = w.write(BRANCH, base, PATH, b"v2\n", "v2", holds=me.holds(7))
+    human = human_pushes_onto(repo, tmp_path / "human")  # after our look: the branch's lease fails
+    failed: list[list[str]] = []
+    real = w._repo.push_atomic  # type: ignore[attr-defined]
+    w._repo.push_atomic = lambda *a: failed.append(real(*a)) or failed[-1]  # type: ignore[attr-defined]
+    result = w.write(BRANCH, base, PATH, b"v2\n", "v2", holds=me.holds(7), finish=_finish_of(me))
     assert result.status is BranchStatus.HUMAN_EDITED
     assert repo.origin_ref(f"refs/heads/{BRANCH}") == human
+    assert failed == [[f"refs/heads/{BRANCH}"]]  # the one atomic push, refused as a whole
+    assert set(store.load(fresh=True).claims) == {7}  # the finish did not land: still ours
+    assert me.finish(7, "greets_caller", "p7", "fp", "skipped-edited")
+    assert store.load(fresh=True).last[7].outcome == "skipped-edited"
 
 
 def test_a_push_waits_for_no_company_once_every_metric_at_work_has_queued(
