@@ -31,8 +31,8 @@ REMOTE_WHY = (
     "leaves no run unclaimed), the records (each run's progress id the moment its POST "
     "returns, so a crash never loses a run that Cekura is billing), the branches with the "
     "runs' finishes (one atomic push that also checks each run is still ours; with pull "
-    "requests the finishes are a fourth push, after the pull requests, so a crash in between "
-    "still opens them next time). The nearest safe figure is 4 when every metric reaches "
+    "requests the finishes are a fourth push, one for all, after the pull requests, so a "
+    "crash in between still opens them next time). The nearest safe figure is 4 when every metric reaches "
     "each step together; records and ends that arrive apart take a push each."
 )
 

@@ -438,11 +438,21 @@ class Optimiser:
         return self.stop.wait(seconds)
 
     def finish(
-        self, metric_id: int, slug: str, progress_id: str | None, fingerprint: str | None, outcome: str
+        self,
+        metric_id: int,
+        slug: str,
+        progress_id: str | None,
+        fingerprint: str | None,
+        outcome: str,
+        *,
+        defer: bool = False,
     ) -> bool:
         """Forget the run and remember what it saw (for feedback gating). False, changing
         nothing, if the run is no longer ours: the sync that took it over finishes it.
-        True at once if its branch's push already finished it (`finishing`)."""
+        True at once if its branch's push already finished it (`finishing`). `defer`: the
+        change goes out with the next push of the state (StateStore.defer), and True is
+        returned at once: for a run whose result is published, where a lost finish only
+        makes the next sync resume the run and find its result there."""
         state = self.store.load()
         done = state.last.get(metric_id)
         folded = self._folded.get(metric_id)
@@ -450,6 +460,11 @@ class Optimiser:
             crashpoints.hit("finished", slug)
             return True
         last = LastOptimisation(fingerprint, self.clock(), outcome, progress_id)
+        if defer:
+            change = _cleared(metric_id, slug, last, self.holds(metric_id))
+            self.store.defer(change, f"done {slug} ({metric_id})")
+            crashpoints.hit("finished", slug)
+            return True
         try:
             self._clear(metric_id, slug, last, linger=END_LINGER, holds=self.holds(metric_id))
         except Conflict:

@@ -319,6 +319,8 @@ class _Pending:
     # anyone else moved the ref, without a fetch.
     confirm: bool = False
     linger: float = LINGER
+    # Goes out with whatever is pushed next (StateStore.defer); nobody waits for it.
+    deferred: bool = False
     queued: float = field(default_factory=time.monotonic)
     done: bool = False
     result: State | None = None
@@ -428,6 +430,22 @@ class StateStore:
         assert mine.result is not None
         return mine.result
 
+    def defer(self, mutate: Callable[[State], State], message: str) -> None:
+        """Queue a change that needs no push of its own, and return at once: it goes out
+        with the next update's push, or with `flush`. For changes whose loss only costs
+        the next run some work (a run's finish, once its pull request is open: the next
+        sync resumes the run, reads its result and finds the pull request); a mutator that
+        raises (Conflict) drops only its own change."""
+        with self._queue_lock:
+            self._queue.append(_Pending(mutate, message, deferred=True))
+
+    def flush(self) -> None:
+        """Push the deferred changes still waiting, if any (one push for all of them)."""
+        with self._queue_lock:
+            waiting = any(p.deferred for p in self._queue)
+        if waiting:
+            self.update(lambda state: state, "deferred changes")
+
     def _linger(self) -> None:
         """Let updates from other metrics' threads join this push: they tend to arrive
         together (claims at the start, finishes at the end). A batch of claims waits for
@@ -438,7 +456,7 @@ class StateStore:
         first = True
         while True:
             with self._queue_lock:
-                queue = list(self._queue)
+                queue = [p for p in self._queue if not p.deferred]  # they wait for company
             if self._activity is not None and self._activity.all_queued(len(queue)):
                 return
             if first:

@@ -344,9 +344,11 @@ def _sync_files(
         )
         console.say(f"sync: {len(files)} metric(s) on {base_branch} @ {base[:8]}")
         try:
-            return parallel_map(lambda f: _guarded(session, f), files, workers)
+            results = parallel_map(lambda f: _guarded(session, f), files, workers)
         finally:
             session.history.close()
+        store.flush()  # the finishes that waited to share a push
+        return results
 
 
 def _optimiser(
@@ -567,8 +569,12 @@ def _optimise(
     result = _ended(session, f, live, optimisation, guard, used_fingerprint)
     if result.status is SyncStatus.IN_FLIGHT:  # taken over: the taker finishes the run
         return result
+    # A run whose pull request is open is finished with the state's next push (or the
+    # last one, below): pull requests open a second or more apart (GitHub's write pace),
+    # and a finish lost to a crash only makes the next sync resume the run and find it.
+    defer = session.publisher is not None and result.pull_request is not None
     finished = session.optimiser.finish(
-        metric_id, slug, optimisation.progress_id, used_fingerprint, result.status.value
+        metric_id, slug, optimisation.progress_id, used_fingerprint, result.status.value, defer=defer
     )
     if not finished and result.branch is None:
         return replace(

@@ -312,3 +312,36 @@ def test_an_update_waits_for_no_company_once_every_metric_at_work_has_queued(
     waiting = store(repo, activity=statestore.Activity(2))
     waiting.update(claim(2), "claim 2", linger=statestore.END_LINGER)
     assert slept  # it lingered for the metric that never came
+
+
+def test_a_deferred_change_goes_out_with_the_next_push_or_the_flush(repo: Repo) -> None:
+    s = store(repo)
+    s.update(claim(1), "claim 1")
+    tip = origin_tip(repo)
+    s.defer(claim(2), "claim 2")
+    assert origin_tip(repo) == tip  # no push of its own
+    s.update(claim(3), "claim 3")  # the next push carries it
+    assert sorted(r["metric_id"] for r in origin_state(repo)["runs"]) == [1, 2, 3]
+    tip = origin_tip(repo)
+    s.defer(claim(1), "claim 1 again")  # refused (1 is claimed): only its own change is dropped
+    s.defer(claim(4), "claim 4")
+    s.flush()
+    assert sorted(r["metric_id"] for r in origin_state(repo)["runs"]) == [1, 2, 3, 4]
+    tip = origin_tip(repo)
+    s.flush()  # nothing waiting: no push
+    assert origin_tip(repo) == tip
+
+
+def test_a_deferred_change_is_not_the_company_an_update_waits_for(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two metrics at work, one update and one deferred change queued: the deferred change
+    # is not the other metric's update, so the update still lingers for it.
+    s = store(repo, activity=statestore.Activity(2))
+    slept: list[float] = []
+    real_sleep = statestore.time.sleep
+    monkeypatch.setattr(statestore.time, "sleep", lambda t: slept.append(t) or real_sleep(t))
+    s.defer(claim(1), "claim 1")
+    s.update(claim(2), "claim 2", linger=statestore.END_LINGER)
+    assert slept
+    assert sorted(r["metric_id"] for r in origin_state(repo)["runs"]) == [1, 2]  # it went along
