@@ -6,7 +6,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import GitCounter, Population, Repo, compiled, new_repo, seed
+from harness import GitCounter, Population, Repo, new_repo, seed
+from snapshot import compiled
 
 from cekura_gitops.cekura import LiveMetric
 from cekura_gitops.commands.pull import file_fields

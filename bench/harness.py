@@ -310,19 +310,6 @@ sys.exit(main())
 """
 
 
-def compiled(package: Path) -> Path:
-    """Write the package's bytecode, as `pip install` does for an installed package.
-
-    Without it every CLI child would compile the package from source again (an editable
-    install, or PYTHONDONTWRITEBYTECODE, writes no .pyc): a fixed 0.1 s or so that no
-    installed copy pays, added to every figure. Both sides of a comparison get it.
-    """
-    import compileall
-
-    compileall.compile_dir(package, quiet=1)
-    return package
-
-
 def cli(
     argv: Sequence[str],
     *,

@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if MEASURED is not None and not Path(cekura_gitops.__file__ or "").is_relative_to(MEASURED):
         raise RuntimeError(f"--code: the package came from {cekura_gitops.__file__}, not {MEASURED}")
-    harness.compiled(Path(cekura_gitops.__file__ or "").parent)
+    snapshot.compiled(Path(cekura_gitops.__file__ or "").parent)
     with isolated_git(tmp):
         cfg = Config(
             smoke=args.smoke,
