@@ -453,24 +453,28 @@ class Optimiser:
         change goes out with the next push of the state (StateStore.defer), and True is
         returned at once: for a run whose result is published, where a lost finish only
         makes the next sync resume the run and find its result there."""
-        state = self.store.load()
-        done = state.last.get(metric_id)
-        folded = self._folded.get(metric_id)
-        if metric_id not in state.claims and done and (done.progress_id, done.completed_at) == folded:
-            crashpoints.hit("finished", slug)
-            return True
-        last = LastOptimisation(fingerprint, self.clock(), outcome, progress_id)
-        if defer:
-            change = _cleared(metric_id, slug, last, self.holds(metric_id))
-            self.store.defer(change, f"done {slug} ({metric_id})")
-            crashpoints.hit("finished", slug)
-            return True
-        try:
-            self._clear(metric_id, slug, last, linger=END_LINGER, holds=self.holds(metric_id))
-        except Conflict:
-            return False
+        if not self._carried(metric_id):
+            last = LastOptimisation(fingerprint, self.clock(), outcome, progress_id)
+            if defer:
+                change = _cleared(metric_id, slug, last, self.holds(metric_id))
+                self.store.defer(change, f"done {slug} ({metric_id})")
+            else:
+                try:
+                    self._clear(metric_id, slug, last, linger=END_LINGER, holds=self.holds(metric_id))
+                except Conflict:
+                    return False
         crashpoints.hit("finished", slug)
         return True
+
+    def _carried(self, metric_id: int) -> bool:
+        """Whether the run's branch push already finished it (`finishing`'s change landed)."""
+        state = self.store.load()
+        done = state.last.get(metric_id)
+        return (
+            metric_id not in state.claims
+            and done is not None
+            and (done.progress_id, done.completed_at) == self._folded.get(metric_id)
+        )
 
     def finishing(self, metric_id: int, slug: str, progress_id: str, fingerprint: str | None) -> Finishing:
         """`finish` as a state change to push with the run's branch (given the outcome),

@@ -521,10 +521,10 @@ class StateStore:
     def push_guarded(self, updates: Sequence[GuardedUpdate]) -> dict[str, GuardedResult]:
         """Push `updates` in one atomic push with the state ref, leased on the state each
         `holds` approved (a no-op unless a `then` changes it): they land only if the state
-        is still that one. The check that a run is
-        still ours and its branch then cost one round trip, not two, and no branch of a run
-        taken over lands. Someone else moving the state ref costs a re-read and a retry; a
-        ref whose own lease failed is MOVED, and the others are pushed again without it.
+        is still that one. The check that a run is still ours and its branch then cost one
+        round trip, not two, and no branch of a run taken over lands. Someone else moving
+        the state ref costs a re-read and a retry; a ref whose own lease failed is MOVED,
+        and the others are pushed again without it.
         """
         assert self._remote is not None
         results: dict[str, GuardedResult] = {}

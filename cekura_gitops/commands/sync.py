@@ -49,7 +49,7 @@ from cekura_gitops.interrupts import StopSignal
 from cekura_gitops.metric import thaw
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.metricsdir import load_files, metrics_folder
-from cekura_gitops.optimiser import Finishing, Optimisation, Optimiser, Outcome, run_owner
+from cekura_gitops.optimiser import Optimisation, Optimiser, Outcome, run_owner
 from cekura_gitops.pool import parallel_map
 from cekura_gitops.prbody import HoldoutScores
 from cekura_gitops.progress import ProgressState
@@ -570,8 +570,9 @@ def _optimise(
     if result.status is SyncStatus.IN_FLIGHT:  # taken over: the taker finishes the run
         return result
     # A run whose pull request is open is finished with the state's next push (or the
-    # last one, below): pull requests open a second or more apart (GitHub's write pace),
-    # and a finish lost to a crash only makes the next sync resume the run and find it.
+    # sync's last one, in _sync_files): pull requests open a second or more apart
+    # (GitHub's write pace), and a finish lost to a crash only makes the next sync resume
+    # the run and find it.
     defer = session.publisher is not None and result.pull_request is not None
     finished = session.optimiser.finish(
         metric_id, slug, optimisation.progress_id, used_fingerprint, result.status.value, defer=defer
@@ -616,17 +617,6 @@ def _ending(session: SyncSession, slug: str, ending: bool) -> None:
     """Say that slug's branch push is on its way (True), or is out or will not come."""
     if session.activity is not None:
         (session.activity.ending if ending else session.activity.ended)(slug)
-
-
-def _finishing(
-    session: SyncSession, f: MetricFile, progress_id: str, fingerprint: str | None
-) -> Finishing | None:
-    """The run's finish to push with its branch, when no pull request comes after the branch
-    (one push fewer); with one, the finish waits for it, so a crash in between still opens
-    it next time."""
-    if session.publisher is not None or f.metric.id is None:
-        return None
-    return session.optimiser.finishing(f.metric.id, f.metric.slug, progress_id, fingerprint)
 
 
 def _gate(session: SyncSession, f: MetricFile, reviews: list[Any], fingerprint: str) -> SyncResult | None:
@@ -761,7 +751,7 @@ def _publish(
         new_text.encode("utf-8"),
         message,
         holds=session.optimiser.holds(f.metric.id) if f.metric.id is not None else None,
-        finish=_finish_with(_finishing(session, f, progress_id, used_fingerprint)),
+        finish=_finish_with(session, f, progress_id, used_fingerprint),
     )
     _ending(session, slug, False)  # its pull request is no reason for others' pushes to wait
     unwritten = _unwritten(session, written, progress_id, result)
@@ -786,10 +776,16 @@ def _publish(
     return result(status=status, branch=branch, pull_request=url, fields=fields)
 
 
-def _finish_with(finishing: Finishing | None) -> Callable[[BranchStatus], Callable[[State], State]] | None:
-    """The finish for the branch's push: the outcome it records is the status reported."""
-    if finishing is None:
+def _finish_with(
+    session: SyncSession, f: MetricFile, progress_id: str, fingerprint: str | None
+) -> Callable[[BranchStatus], Callable[[State], State]] | None:
+    """The run's finish, to push with its branch when the writer pushes the state with it
+    and no pull request comes after the branch (one push fewer); with a pull request the
+    finish waits for it, so a crash in between still opens it next time. The outcome it
+    records is the status the write reports."""
+    if session.publisher is not None or not session.writer.guards or f.metric.id is None:
         return None
+    finishing = session.optimiser.finishing(f.metric.id, f.metric.slug, progress_id, fingerprint)
 
     def finish(status: BranchStatus) -> Callable[[State], State]:
         outcome = SyncStatus.UPDATED if status is BranchStatus.UPDATED else SyncStatus.PROPOSED
