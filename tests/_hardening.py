@@ -137,15 +137,17 @@ def state(origin: Path) -> dict[str, Any]:
     return by_metric_id(json.loads(text) if text else {})
 
 
-def run_owners(origin: Path) -> dict[int, set[str]]:
-    """Every owner the state ref's history ever recorded a run (with its progress id) for."""
-    owners: dict[int, set[str]] = {}
+def run_owners(origin: Path, owners: dict[int, set[str]], seen: set[str]) -> None:
+    """Add to `owners` every owner the state ref's history recorded a run (with its progress
+    id) for, reading only the commits not in `seen` (a poll reads each commit once)."""
     for sha in origin_git(origin, "rev-list", STATE_REF).split():
+        if sha in seen:
+            continue
+        seen.add(sha)
         doc = by_metric_id(json.loads(origin_git(origin, "show", f"{sha}:state.json")))
         for metric_id, record in doc["runs"].items():
             if "progress_id" in record:
                 owners.setdefault(metric_id, set()).add(record["owner"])
-    return owners
 
 
 def by_metric_id(doc: dict[str, Any]) -> dict[str, Any]:
@@ -257,10 +259,12 @@ def end_runs_once_both_decided(
     read from the state ref's whole history: a takeover can follow the record it takes over
     faster than any poll of the tip would see both.
     """
+    owners: dict[int, set[str]] = {}
+    seen: set[str] = set()
     deadline = time.monotonic() + 90
     while True:
         runs = state(origin).get("runs", {})
-        owners = run_owners(origin)
+        run_owners(origin, owners, seen)
         said = [path.read_text() for path in errs]
         undecided = []
         for slug, metric_id in IDS.items():
