@@ -15,7 +15,8 @@ from cekura_gitops.sandbox import Sandbox
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
-    """A started, seeded sandbox; at teardown, no request may have broken the OpenAPI."""
+    """A started, seeded sandbox; at teardown, no request may have broken the OpenAPI, and
+    the sandbox's own code may not have failed on any."""
     sb = Sandbox()
     sb.start()
     try:
@@ -23,6 +24,7 @@ def sandbox() -> Iterator[Sandbox]:
     finally:
         sb.stop()
     assert sb.validation_errors == [], "requests or replies outside Cekura's OpenAPI"
+    assert sb.server_errors == [], "the sandbox failed while serving"
 
 
 @pytest.fixture

@@ -615,3 +615,24 @@ def test_optimiser_cap_queues_runs_in_start_order() -> None:
     ids = [uncapped.api_start_optimiser({"metric_id": metric})["progress_id"] for _ in range(3)]
     now[0] = 10.0
     assert [uncapped.api_optimiser_progress(p)[1] for p in ids] == [False, False, False]
+
+
+def test_a_failure_of_the_sandbox_itself_is_a_500_and_recorded(
+    sandbox: Sandbox, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A dropped connection would read to a client as "the request may have been processed";
+    # a real server answers its own bug, so the sandbox does too, and says so to the test.
+    def broken(*_args: Any) -> Any:
+        raise ZeroDivisionError("route bug")
+
+    monkeypatch.setattr("cekura_gitops.sandbox.server.dispatch", broken)
+    reply = http.post("/test_framework/metric-reviews/process_feedbacks/", json={"metric_id": 1562})
+
+    assert reply.status_code == 500
+    assert "ZeroDivisionError: route bug" in reply.json()["detail"]
+    assert len(sandbox.server_errors) == 1
+    assert sandbox.server_errors[0].startswith("POST /test_framework/metric-reviews/process_feedbacks/")
+    assert "ZeroDivisionError: route bug" in sandbox.server_errors[0]
+    monkeypatch.undo()
+    assert http.get(f"{METRICS}1562/").status_code == 200  # a new connection, served as before
+    sandbox.server_errors.clear()

@@ -7,6 +7,10 @@ the API-key check (401), OpenAPI validation of the request (400, recorded in
 then recording, and only then the bytes on the wire: a client that has seen a reply can
 rely on it being in `requests`.
 
+A failure of the sandbox's own code is answered with a 500, as a real server answers its
+own bug, and recorded in `server_errors`; it is never a silently dropped connection, which
+a client must treat as "the request may have been processed".
+
 The server speaks HTTP/1.1 with keep-alive, like Cekura behind its load balancer, so
 dropped connections hit pooled connections the way they do in production.
 """
@@ -17,8 +21,10 @@ import contextlib
 import json
 import re
 import socket
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -82,8 +88,10 @@ class _Server(ThreadingHTTPServer):
         thread.start()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients hanging up mid-reply (timeouts, drops, stop()) are expected here.
-        pass
+        # Clients hanging up mid-reply (timeouts, drops, stop()) are expected here; anything
+        # else (a handler thread that could not start, say) is the sandbox's own failure.
+        if not isinstance(sys.exc_info()[1], OSError):
+            self.sandbox._server_error("connection")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -108,7 +116,12 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # quiet: tests and the demo read `Sandbox.requests` instead
 
     def do_GET(self) -> None:
-        self.server.sandbox._serve(self)
+        try:
+            self.server.sandbox._serve(self)
+        except Exception:  # noqa: BLE001 - the sandbox's own bug: answered and recorded
+            detail = self.server.sandbox._server_error(f"{self.command} {self.path}")
+            self.close_connection = True
+            Sandbox._write(self, 500, _encode({"detail": f"sandbox error: {detail}"}), ())
 
     do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
 
@@ -144,6 +157,8 @@ class Sandbox:
         self.faults = FaultSet()
         # The live list (so a test that provokes a violation on purpose can `.clear()` it).
         self.validation_errors: list[str] = []
+        # Exceptions in the sandbox's own code while serving (each answered with a 500).
+        self.server_errors: list[str] = []
         self._requests: list[RecordedRequest] = []
         self._record_lock = threading.Lock()
         self._address = (host, port)
@@ -262,6 +277,13 @@ class Sandbox:
             return
         self._record(method, path, query, body, reply.status)
         self._write(handler, reply.status, _encode(reply.body), reply.headers)
+
+    def _server_error(self, where: str) -> str:
+        """Record the exception being handled; return its one-line summary."""
+        summary = f"{where}: {traceback.format_exc(limit=-3).strip()}"
+        with self._record_lock:
+            self.server_errors.append(summary)
+        return summary.splitlines()[-1]
 
     def _check_reply(self, request: OpenAPIRequest, reply: Reply) -> None:
         data = _encode(reply.body)

@@ -41,6 +41,11 @@ SPEC_PATH = Path(__file__).with_name("cekura-openapi-subset.json")
 
 _load_lock = threading.Lock()
 _openapi: OpenAPI | None = None
+# One check at a time: openapi-core does not claim to be thread-safe, and pathable (under it)
+# keeps a per-document LRU cache in a plain OrderedDict that every read mutates
+# (`move_to_end`, `popitem`). The checks are pure Python, so the GIL already serialises them:
+# the lock costs no parallelism.
+_check_lock = threading.Lock()
 
 
 def load_openapi() -> OpenAPI:
@@ -119,10 +124,10 @@ def _describe(exc: BaseException) -> str:
 def request_violations(request: OpenAPIRequest) -> list[Violation]:
     """Problems with a received request (empty when it matches Cekura's description)."""
     label = f"{request.method.upper()} {request.path}"
-    return [
-        Violation(f"{label}: {_describe(e)}", path_not_found=isinstance(e, PathNotFound))
-        for e in load_openapi().iter_request_errors(request)
-    ]
+    openapi = load_openapi()
+    with _check_lock:
+        errors = list(openapi.iter_request_errors(request))
+    return [Violation(f"{label}: {_describe(e)}", path_not_found=isinstance(e, PathNotFound)) for e in errors]
 
 
 def _is_known_spec_defect(err: Any) -> bool:
@@ -146,7 +151,10 @@ def response_violations(request: OpenAPIRequest, response: OpenAPIResponse) -> l
     """Problems with a response the sandbox produced, minus the known spec defect above."""
     label = f"{request.method.upper()} {request.path} -> {response.status_code}"
     problems = []
-    for exc in load_openapi().iter_response_errors(request, response):
+    openapi = load_openapi()
+    with _check_lock:
+        errors = list(openapi.iter_response_errors(request, response))
+    for exc in errors:
         cause = exc.__cause__ or exc.__context__
         schema_errors = list(getattr(cause, "schema_errors", None) or ())
         if schema_errors and all(_is_known_spec_defect(e) for e in schema_errors):

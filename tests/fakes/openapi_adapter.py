@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,11 @@ GITHUB_HOST_URL = "https://api.github.com"
 GITHUB_SPEC_PATH = Path(__file__).with_name("github-openapi-subset.json")
 # `{ref}` and `{tree_sha}` (a sha or a ref name) are both multi-segment (github-notes §7).
 MULTI_SEGMENT_REF = re.compile(r"^(/repos/[^/]+/[^/]+/git/(?:refs?|trees)/)(.+)$")
+
+
+# One check at a time, process-wide: openapi-core does not claim thread safety, and the
+# LRU cache pathable keeps under it is a plain OrderedDict that every read mutates.
+_CHECK_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -144,14 +150,18 @@ def request_errors(request: OARequest, api: OpenAPI | None = None) -> list[str]:
     """Problems with `request` (empty when it matches the description)."""
     api = api or load_spec()
     label = f"{request.method.upper()} {request.path}"
-    return [f"request {label}: {_describe(e)}" for e in api.iter_request_errors(request)]
+    with _CHECK_LOCK:
+        errors = list(api.iter_request_errors(request))
+    return [f"request {label}: {_describe(e)}" for e in errors]
 
 
 def response_errors(request: OARequest, response: OAResponse, api: OpenAPI | None = None) -> list[str]:
     """Problems with `response` to `request` (empty when it matches the description)."""
     api = api or load_spec()
     label = f"{request.method.upper()} {request.path} -> {response.status_code}"
-    return [f"response {label}: {_describe(e)}" for e in api.iter_response_errors(request, response)]
+    with _CHECK_LOCK:
+        errors = list(api.iter_response_errors(request, response))
+    return [f"response {label}: {_describe(e)}" for e in errors]
 
 
 class ValidatingTransport(httpx.BaseTransport):
