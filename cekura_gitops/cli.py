@@ -20,6 +20,7 @@ from cekura_gitops.errors import (
     GitOpsError,
     MetricValidationError,
 )
+from cekura_gitops.limits import MAX_CONCURRENCY
 
 if TYPE_CHECKING:  # imported inside the commands at run time: `--help` stays fast
     from cekura_gitops.console import Console
@@ -75,7 +76,7 @@ def global_options(func: F) -> F:
         ),
         click.option(
             "--concurrency",
-            type=click.IntRange(1, 256),
+            type=click.IntRange(1, MAX_CONCURRENCY),
             expose_value=False,
             callback=_remember,
             help="Metrics handled at once (default 8).",

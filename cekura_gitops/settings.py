@@ -16,15 +16,12 @@ from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from cekura_gitops.errors import ConfigError, MetricValidationError
+from cekura_gitops.limits import MAX_CONCURRENCY
 
 CONFIG_FILE = "cekura-gitops.yaml"
 DEFAULT_CEKURA_URL = "https://api.cekura.ai"
 DEFAULT_GITHUB_URL = "https://api.github.com"
 DEFAULT_AUTHOR = "cekura-gitops <cekura-gitops@users.noreply.github.com>"
-
-
-# --concurrency's ceiling (the CLI's and the config schema's too).
-MAX_CONCURRENCY = 256
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,7 @@ def test_concurrency_has_one_ceiling_on_the_command_line_in_the_environment_and_
 ) -> None:  # type: ignore[no-untyped-def]
     import json as json_
 
-    from cekura_gitops.settings import MAX_CONCURRENCY
+    from cekura_gitops.limits import MAX_CONCURRENCY
 
     schema = json_.loads((ROOT / "cekura_gitops" / "schemas" / "config.schema.json").read_text())
     assert schema["properties"]["concurrency"]["maximum"] == MAX_CONCURRENCY
