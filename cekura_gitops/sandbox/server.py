@@ -120,8 +120,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.sandbox._serve(self)
         except Exception:  # noqa: BLE001 - the sandbox's own bug: answered and recorded
             detail = self.server.sandbox._server_error(f"{self.command} {self.path}")
-            self.close_connection = True
-            Sandbox._write(self, 500, _encode({"detail": f"sandbox error: {detail}"}), ())
+            # Where the request stopped being read is unknown, so the connection ends here,
+            # and the reply says so: a client must not send its next request down it.
+            body = _encode({"detail": f"sandbox error: {detail}"})
+            Sandbox._write(self, 500, body, (("Connection", "close"),))
 
     do_POST = do_PATCH = do_PUT = do_DELETE = do_GET
 
