@@ -232,3 +232,51 @@ def test_a_run_taken_over_is_seen_by_the_lease_not_by_a_fetch(pulled: Repo) -> N
     theirs.update(put("them"), "resume")  # another sync takes the run over
     assert me._taken_over(1562) == "them"  # the lease failed: read again, and it is theirs
     assert my_fetches == ["refs/cekura-gitops/state"]
+
+
+def test_sync_reads_the_live_metrics_while_it_fetches(
+    pulled: Repo, cli, cekura_env, sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The GETs of the live metrics do not wait for git: a fetch held until Cekura has seen
+    them all is let go (livereads.py). Were they sent after the fetch, it would be held for
+    its full 10 s and say so."""
+    import os
+    import re
+    import shutil
+    import threading
+
+    files = "\n".join(p.read_text() for p in (pulled.work / "metrics").glob("*.yaml"))
+    ids = {int(i) for i in re.findall(r"^id: (\d+)$", files, re.M)}
+    assert ids
+    go, held_out = tmp_path / "go", tmp_path / "held-out"
+    wrapper = tmp_path / "bin" / "git"
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" fetch "*)\n'
+        f"  i=0; while [ ! -f {go} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n"
+        f"  [ -f {go} ] || touch {held_out};;\n"
+        "esac\n"
+        f'exec {shutil.which("git")} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    done = threading.Event()
+
+    def release_once_all_read() -> None:
+        while not done.is_set():
+            read = {int(m[1]) for r in sandbox.requests if (m := re.fullmatch(r".*/metrics/(\d+)/", r.path))}
+            if ids <= read:
+                go.touch()
+                return
+            done.wait(0.02)
+
+    watcher = threading.Thread(target=release_once_all_read, daemon=True)
+    watcher.start()
+    try:
+        result = cli("--json", "sync", "--no-pr", cwd=pulled.work, env=cekura_env)
+    finally:
+        done.set()
+        watcher.join()
+    assert result.code == 0, result.err
+    assert go.exists() and not held_out.exists()

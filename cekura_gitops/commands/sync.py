@@ -46,6 +46,7 @@ from cekura_gitops.github import GitHubClient
 from cekura_gitops.githubaccess import access_for
 from cekura_gitops.gitrepo import GitRepo, Identity
 from cekura_gitops.interrupts import StopSignal
+from cekura_gitops.livereads import LiveReads
 from cekura_gitops.metric import thaw
 from cekura_gitops.metric_files import MetricFile
 from cekura_gitops.metricsdir import load_files, metrics_folder
@@ -141,6 +142,8 @@ class SyncSession:
     history: githistory.EarlierVersions
     # Each metric file as the default branch has it (by path), read in one git process.
     at_base: Mapping[str, bytes | None]
+    # The live metrics, read while the git work went on.
+    live: LiveReads
     # --concurrency bounds optimisations in flight (the load on Cekura); the git and HTTP
     # work before and after a run overlaps other metrics' runs.
     slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(8))
@@ -304,51 +307,69 @@ def _sync_files(
     github: GitHubClient | None,
     shard: tuple[int, int] | None = None,
 ) -> list[SyncResult]:
-    base_branch = default_branch(settings, repo, remote, api=publisher.default_branch if publisher else None)
-    identity = Identity(settings.author_name, settings.author_email)
     workers = min(MAX_WORKERS, 2 * settings.concurrency)
-    # The metrics the pool starts at once: their claims wait for each other (one push). A
-    # metric the pool takes up later cannot claim soon, so nobody waits for it.
-    gathering = Gathering(f.metric.slug for f in files[:workers])
-    activity = Activity(len(files))
-    store = StateStore(repo, remote, identity, aliases=aliases, gathering=gathering, activity=activity)
-    metrics_rel = metrics_folder(settings, repo)
-    writer = _branch_writer(settings, repo, identity, remote if push else None, github, store, activity)
-    base = _base_commit(repo, remote, base_branch, (*writer.refspecs(settings.branch_prefix), STATE_REFSPEC))
-    writer.prime(settings.branch_prefix)
-    store.prime()
-    history = githistory.EarlierVersions(repo, base)
-    rels = [_rel_path(metrics_rel, f) for f in files]
-    blobs = repo.read_blobs([f"{base}:{rel}" for rel in rels])
-    with cekura_client(settings, sleep=stop.sleep) as client, ProgressBoard(console) as board:
-        optimiser = _optimiser(settings, client, store, stop, board, history, gathering)
-        session = SyncSession(
-            settings,
-            console,
-            client,
-            repo,
-            optimiser,
-            writer,
-            base,
-            base_branch,
-            metrics_rel,
-            force,
-            publisher,
-            board,
-            history,
-            {rel: blobs[f"{base}:{rel}"] for rel in rels},
-            threading.Semaphore(settings.concurrency),
-            stop,
-            shard,
-            activity,
+    ids = [f.metric.id for f in files if f.metric.id is not None]
+    # The live metrics are read while the git work below goes on (livereads.py).
+    with LiveReads(lambda: cekura_client(settings, sleep=stop.sleep), ids, workers) as live:
+        api = publisher.default_branch if publisher else None
+        base_branch = default_branch(settings, repo, remote, api=api)
+        identity = Identity(settings.author_name, settings.author_email)
+        # The metrics the pool starts at once: their claims wait for each other (one push). A
+        # metric the pool takes up later cannot claim soon, so nobody waits for it.
+        gathering = Gathering(f.metric.slug for f in files[:workers])
+        activity = Activity(len(files))
+        store = StateStore(repo, remote, identity, aliases=aliases, gathering=gathering, activity=activity)
+        metrics_rel = metrics_folder(settings, repo)
+        writer = _branch_writer(settings, repo, identity, remote if push else None, github, store, activity)
+        base = _base_commit(
+            repo, remote, base_branch, (*writer.refspecs(settings.branch_prefix), STATE_REFSPEC)
         )
-        console.say(f"sync: {len(files)} metric(s) on {base_branch} @ {base[:8]}")
-        try:
-            results = parallel_map(lambda f: _guarded(session, f), files, workers)
-        finally:
-            session.history.close()
-        store.flush()  # the finishes that waited to share a push
-        return results
+        writer.prime(settings.branch_prefix)
+        store.prime()
+        history = githistory.EarlierVersions(repo, base)
+        at_base = _files_at(repo, base, [_rel_path(metrics_rel, f) for f in files])
+        with ProgressBoard(console) as board:
+            optimiser = _optimiser(settings, live.client, store, stop, board, history, gathering)
+            session = SyncSession(
+                settings,
+                console,
+                live.client,
+                repo,
+                optimiser,
+                writer,
+                base,
+                base_branch,
+                metrics_rel,
+                force,
+                publisher,
+                board,
+                history,
+                at_base,
+                live,
+                threading.Semaphore(settings.concurrency),
+                stop,
+                shard,
+                activity,
+            )
+            console.say(f"sync: {len(files)} metric(s) on {base_branch} @ {base[:8]}")
+            return _sync_each(session, files, workers, store)
+
+
+def _files_at(repo: GitRepo, commit: str, rels: Sequence[str]) -> dict[str, bytes | None]:
+    """Each file's content at commit, by path (None: not there), read in one git process."""
+    blobs = repo.read_blobs([f"{commit}:{rel}" for rel in rels])
+    return {rel: blobs[f"{commit}:{rel}"] for rel in rels}
+
+
+def _sync_each(
+    session: SyncSession, files: Sequence[MetricFile], workers: int, store: StateStore
+) -> list[SyncResult]:
+    try:
+        results = parallel_map(lambda f: _guarded(session, f), files, workers)
+    finally:
+        session.history.close()
+    store.flush()  # the finishes that waited to share a push
+    return results
 
 
 def _optimiser(
@@ -505,7 +526,7 @@ def _sync_one(session: SyncSession, working: MetricFile) -> SyncResult:
         return SyncResult(slug, None, SyncStatus.MISSING_LIVE, "no id: merge the file so apply creates it")
     session.board.update(slug, "checking")
     try:
-        live = session.client.get_metric(metric_id)
+        live = session.live.get(metric_id)
     except CekuraAPIError as err:
         if err.status == 404:
             return SyncResult(slug, metric_id, SyncStatus.MISSING_LIVE, "no live metric with this id")
