@@ -280,3 +280,34 @@ def test_sync_reads_the_live_metrics_while_it_fetches(
         watcher.join()
     assert result.code == 0, result.err
     assert go.exists() and not held_out.exists()
+
+
+def test_a_read_ahead_that_fails_is_that_metrics_result_alone(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A metric gone from Cekura (404 on its GET, sent during the fetch) is reported as
+    missing; the other metrics' reads and runs go on."""
+    from cekura_gitops.sandbox import Fault
+
+    (pulled.work / "cekura-gitops.yaml").write_text("optimiser:\n  min_feedback: 0\n")
+    pulled.commit_all("config")
+    pulled.push()
+    sandbox.faults.add(
+        Fault("GET", r"/metrics/1563/$", status=404, times=None, body={"detail": "Not found."})
+    )
+    result = cli("--json", "sync", "--no-pr", cwd=pulled.work, env=cekura_env)
+    statuses = {m["slug"]: m["status"] for m in result.json()["metrics"]}  # type: ignore[index]
+    assert statuses.pop("customer_satisfaction_1563") == "missing-live", result.out
+    assert statuses and "missing-live" not in statuses.values() and "error" not in statuses.values()
+    assert sandbox.count("POST", r"process_feedbacks/$") == len(statuses)  # none for the missing one
+
+
+def test_a_refused_key_stops_sync_after_one_read(pulled: Repo, cli, cekura_env, sandbox) -> None:  # type: ignore[no-untyped-def]
+    """A wrong Cekura key: the reads sent during the fetch stop at the first 401 (the others
+    wait for the key's first answer), and nothing is claimed or started."""
+    state_before = pulled.origin_ref("refs/cekura-gitops/state")
+    before = len(sandbox.requests)  # the fixture's pull
+    result = cli("sync", "--no-pr", cwd=pulled.work, env={**cekura_env, "CEKURA_API_KEY": "wrong-key-123456"})
+    assert result.code != 0
+    assert "CEKURA_API_KEY" in result.err and "Traceback" not in result.err, result.err
+    sent = sandbox.requests[before:]
+    assert len(sent) == 1 and sent[0].status == 401, sent
+    assert pulled.origin_ref("refs/cekura-gitops/state") == state_before
