@@ -115,9 +115,6 @@ def _more_metrics_and_a_counting_git(  # type: ignore[no-untyped-def]
 ) -> Path:
     """`count` more metrics the optimiser improves, pulled and pushed; then a counting `git`
     first on PATH (it sees every git the tool starts), whose log is returned."""
-    import os
-    import shutil
-
     for i in range(count):
         metric = sandbox.state.add_metric(
             project=1376, name=f"Counted {i}", eval_type="binary", type="llm_judge", description=f"Step {i}."
@@ -136,12 +133,21 @@ def _more_metrics_and_a_counting_git(  # type: ignore[no-untyped-def]
     pulled.commit_all("more metrics")
     pulled.push()
     log = tmp_path / "git.log"
+    _git_first_on_path(tmp_path, monkeypatch, f'echo "$*" >> {log}\n')
+    return log
+
+
+def _git_first_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, before: str) -> None:
+    """A `git` first on PATH (it sees every git the tool starts) that runs the shell lines
+    `before`, then the real git."""
+    import os
+    import shutil
+
     wrapper = tmp_path / "bin" / "git"
     wrapper.parent.mkdir()
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {log}\nexec {shutil.which("git")} "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\n{before}exec {shutil.which("git")} "$@"\n')
     wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
-    return log
 
 
 def test_sync_counts_its_git_processes_and_round_trips(
@@ -240,27 +246,21 @@ def test_sync_reads_the_live_metrics_while_it_fetches(
     """The GETs of the live metrics do not wait for git: a fetch held until Cekura has seen
     them all is let go (livereads.py). Were they sent after the fetch, it would be held for
     its full 10 s and say so."""
-    import os
     import re
-    import shutil
     import threading
 
     files = "\n".join(p.read_text() for p in (pulled.work / "metrics").glob("*.yaml"))
     ids = {int(i) for i in re.findall(r"^id: (\d+)$", files, re.M)}
     assert ids
     go, held_out = tmp_path / "go", tmp_path / "held-out"
-    wrapper = tmp_path / "bin" / "git"
-    wrapper.parent.mkdir()
-    wrapper.write_text(
-        "#!/bin/sh\n"
+    _git_first_on_path(
+        tmp_path,
+        monkeypatch,
         'case " $* " in *" fetch "*)\n'
         f"  i=0; while [ ! -f {go} ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done\n"
         f"  [ -f {go} ] || touch {held_out};;\n"
-        "esac\n"
-        f'exec {shutil.which("git")} "$@"\n'
+        "esac\n",
     )
-    wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
     done = threading.Event()
 
     def release_once_all_read() -> None:
