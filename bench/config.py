@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import GitCounter, Population, Repo, new_repo, seed
-from snapshot import compiled
+from snapshot import unpack
 
 from cekura_gitops.cekura import LiveMetric
 from cekura_gitops.commands.pull import file_fields
@@ -65,16 +64,10 @@ class Config:
         if self.baseline_ref is None:
             return None
         if self._old_code is None:
-            here = Path(__file__).resolve().parent.parent
             dest = self.fresh("baseline-code")
             dest.mkdir()
-            archive = subprocess.run(
-                ["git", "archive", self.baseline_ref, "cekura_gitops"], cwd=here, capture_output=True
-            )
-            if archive.returncode != 0:
+            if unpack(self.baseline_ref, dest) is not None:
                 self.baseline_ref = None
                 return None
-            subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-            compiled(dest / "cekura_gitops")
             self._old_code = dest
         return self._old_code

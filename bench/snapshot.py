@@ -30,12 +30,21 @@ def rev_in(argv: Sequence[str]) -> str | None:
 def extract(rev: str) -> Path:
     """The package as of rev in a new temporary folder; SystemExit if rev is not a commit."""
     dest = Path(tempfile.mkdtemp(prefix="cekura-gitops-code-"))
+    refused = unpack(rev, dest)
+    if refused is not None:
+        raise SystemExit(f"--code {rev}: {refused}")
+    return dest
+
+
+def unpack(rev: str, dest: Path) -> str | None:
+    """Put the package as of rev, its bytecode compiled, into dest; git's complaint if rev
+    is not a commit (dest is then left empty)."""
     archive = subprocess.run(["git", "archive", rev, "cekura_gitops"], cwd=REPO, capture_output=True)
     if archive.returncode != 0:
-        raise SystemExit(f"--code {rev}: {archive.stderr.decode(errors='replace').strip()}")
+        return archive.stderr.decode(errors="replace").strip()
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     compiled(dest / "cekura_gitops")
-    return dest
+    return None
 
 
 def compiled(package: Path) -> Path:
