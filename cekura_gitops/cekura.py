@@ -333,7 +333,7 @@ class CekuraClient:
             last_try = attempt >= self._max_attempts
             self._wait_for_global_pause()
             try:
-                response = self._send(operation, method, path, params, json)
+                response = self._send(operation, method, path, params, json, fresh=is_write and not retry)
             except httpio.ReplyError as err:
                 # Too slow or too large: the server did receive the request. Not retried:
                 # a server that trickles once will trickle again, and each try costs the
@@ -389,28 +389,41 @@ class CekuraClient:
         return _Reply(status, body, response.headers, self._redact)
 
     def _send(
-        self, operation: str, method: str, path: str, params: Mapping[str, str] | None, json: Any
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        json: Any,
+        *,
+        fresh: bool,
     ) -> httpio.Reply:
-        """One attempt; one at a time until the key has worked, none once it was refused."""
+        """One attempt; one at a time until the key has worked, none once it was refused.
+
+        `fresh`: a write never resent goes out on a connection of its own, so that no
+        kept-alive connection's close can cross it and leave it ambiguous (httpio._Transport).
+        """
         self._raise_if_refused(operation, method, path)
         if not self._key_ok:
             with self._auth_gate:
                 self._raise_if_refused(operation, method, path)
                 if not self._key_ok:
-                    reply = self._receive(method, path, params, json)
+                    reply = self._receive(method, path, params, json, fresh)
                     if reply.status not in AUTH_STATUSES and reply.status not in RETRYABLE_STATUSES:
                         self._key_ok = True  # answered on its merits: the key was accepted
                     return self._checked(operation, method, path, reply)
             # The key was accepted while this request waited at the gate: it goes out
             # alongside the others, not one at a time, and after a pause that began meanwhile.
             self._wait_for_global_pause()
-        return self._checked(operation, method, path, self._receive(method, path, params, json))
+        return self._checked(operation, method, path, self._receive(method, path, params, json, fresh))
 
-    def _receive(self, method: str, path: str, params: Mapping[str, str] | None, json: Any) -> httpio.Reply:
+    def _receive(
+        self, method: str, path: str, params: Mapping[str, str] | None, json: Any, fresh: bool
+    ) -> httpio.Reply:
         with self._lock:
             self._request_count += 1
         return httpio.receive(
-            self._http, method, path, deadline=self._deadline, params=params, json_body=json
+            self._http, method, path, deadline=self._deadline, params=params, json_body=json, fresh=fresh
         )
 
     def _checked(self, operation: str, method: str, path: str, reply: httpio.Reply) -> httpio.Reply:
@@ -435,7 +448,7 @@ class CekuraClient:
     def _key_refused_by_check(self) -> bool:
         """True if Cekura refuses the key on a request any valid key may make."""
         try:
-            probe = self._receive("GET", PROJECTS, None, None)
+            probe = self._receive("GET", PROJECTS, None, None, False)
         except (httpx.HTTPError, httpio.ReplyError):
             return False  # no verdict: leave the original failure to the caller
         if probe.status in AUTH_STATUSES:

@@ -734,6 +734,8 @@ class GitHubClient:
                 params=call.params,
                 json_body=call.json,
                 headers={"Authorization": f"Bearer {token}"},
+                # A write never resent must not cross a kept-alive connection's close.
+                fresh=not call.resend_safe,
             )
         except httpio.ReplyError as err:
             # Too slow or too large: GitHub (or a proxy) did receive the request. Not retried:

@@ -47,6 +47,9 @@ MAX_ERROR_BODY = 64 * 1024
 # Neither API nests deeper than a dozen levels; Python's own limit is ~1000.
 MAX_DEPTH = 100
 
+# The request extension that asks _Transport for a connection of the request's own.
+_FRESH = "cekura_gitops.fresh_connection"
+
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 
 
@@ -124,17 +127,23 @@ def receive(
     params: Mapping[str, str] | None = None,
     json_body: Any = None,
     headers: Mapping[str, str] | None = None,
+    fresh: bool = False,
 ) -> Reply:
     """Send one request and read its whole reply within `deadline` seconds.
 
     httpx errors (connect, timeouts, dropped connections) pass through unchanged, except a
     timeout caused by the deadline, which becomes a `ReplyError`, as do oversized bodies.
+    `fresh`: send it on a new connection, never a kept-alive one (writes that are never
+    resent; see _Transport).
     """
     until = time.monotonic() + deadline
     token = _deadline.set(until)
     status: int | None = None
+    extensions = {_FRESH: True} if fresh else None
     try:
-        with client.stream(method, url, params=params, json=json_body, headers=headers) as response:
+        with client.stream(
+            method, url, params=params, json=json_body, headers=headers, extensions=extensions
+        ) as response:
             status = response.status_code
             limit = MAX_BODY if status < 400 else MAX_ERROR_BODY
             content = _read(response.iter_bytes(), until, deadline, limit, status)
@@ -226,8 +235,19 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 
 def transport() -> httpx.BaseTransport:
-    """httpx's default transport, its socket reads bounded by the request's deadline."""
-    default = httpx.HTTPTransport()
+    """httpx's transport, its socket reads bounded by the request's deadline, and a
+    connection of its own for each request sent with `fresh=True` (see _Transport)."""
+    # One TLS context (loading the CA bundle takes tens of milliseconds) for both pools.
+    context = httpx.create_ssl_context(verify=True, trust_env=True)
+    return _Transport(
+        _with_deadlines(httpx.HTTPTransport(verify=context)),
+        _with_deadlines(
+            httpx.HTTPTransport(verify=context, limits=httpx.Limits(max_keepalive_connections=0))
+        ),
+    )
+
+
+def _with_deadlines(default: httpx.HTTPTransport) -> httpx.HTTPTransport:
     pool = getattr(default, "_pool", None)
     inner = getattr(pool, "_network_backend", None)
     # httpx offers no public hook for the network backend; if its internals change, the
@@ -235,3 +255,28 @@ def transport() -> httpx.BaseTransport:
     if isinstance(inner, httpcore.NetworkBackend):
         pool._network_backend = _DeadlineBackend(inner)  # type: ignore[union-attr]
     return default
+
+
+class _Transport(httpx.BaseTransport):
+    """Pooled connections, except for the requests marked fresh, which never reuse one.
+
+    A server closes an idle kept-alive connection when its own timer says so (2 to 75 s
+    behind common servers and load balancers), without asking: a request written down that
+    connection as it closes is never read, yet all the client sees is a connection dropped
+    after sending, which for a write means "it may have been processed". A write that is
+    never resent blindly (the optimiser start, a pull request) would be left ambiguous by
+    a close that it merely crossed; on a connection of its own, nothing can cross it. The
+    price is a handshake per such write, next to runs that take minutes.
+    """
+
+    def __init__(self, pooled: httpx.BaseTransport, fresh: httpx.BaseTransport) -> None:
+        self._pooled = pooled
+        self._fresh = fresh
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        chosen = self._fresh if request.extensions.get(_FRESH) else self._pooled
+        return chosen.handle_request(request)
+
+    def close(self) -> None:
+        self._pooled.close()
+        self._fresh.close()

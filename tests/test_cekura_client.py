@@ -685,6 +685,34 @@ def test_dropped_start_is_ambiguous(sandbox: Sandbox, cekura: CekuraClient) -> N
     assert sandbox.state.optimisations_started == {1562: 1}
 
 
+def test_a_kept_alive_connection_closing_never_crosses_a_write_that_is_not_resent(
+    sandbox: Sandbox, cekura: CekuraClient
+) -> None:
+    # Cekura's idle timer closes kept-alive connections whenever it likes; here, as each
+    # request arrives on one. On a reused connection the start would be dropped unread,
+    # and a dropped start may have been processed: never resent, the metric left waiting
+    # out its claim. Writes that are never resent get a connection of their own.
+    sandbox.faults.add(Fault(method="*", path=".*", kind="idle_close", times=None))
+    assert cekura.get_metric(1562)["id"] == 1562  # opens the connection the pool keeps
+    progress_id = cekura.start_optimiser(1562, None)
+    hold = {"name": "Hold", "project": 1376, "eval_type": "binary", "description": "d"}
+    assert cekura.create_metric(hold)["id"]
+    assert cekura.get_metric(1562)["id"] == 1562  # a read rides the close out: resent
+    assert sandbox.state.optimisations_started == {1562: 1}
+    assert progress_id
+    statuses = [(r.method, r.status) for r in sandbox.requests]
+    assert statuses == [("GET", 200), ("POST", 200), ("POST", 201), ("GET", 0), ("GET", 200)]
+
+
+def test_the_idle_close_fault_spares_a_new_connection(sandbox: Sandbox) -> None:
+    fault = sandbox.faults.add(Fault(method="GET", path=r"/v2/metrics/1562/$", kind="idle_close"))
+    with CekuraClient(sandbox.url, sandbox.api_key) as first:
+        first.get_metric(1562)
+    assert sandbox.faults.fired(fault) == 0  # a connection's first request passes
+    with pytest.raises(ValueError, match="before"):
+        Fault(method="GET", path=".*", kind="idle_close", when="after")
+
+
 @pytest.fixture
 def impatient(sandbox: Sandbox) -> Iterator[CekuraClient]:
     with CekuraClient(

@@ -798,3 +798,29 @@ def test_cli_github_transient_faults_on_reads_are_ridden_out(kind: str, gh_world
     assert (statuses(result.json()), result.code) == ({GREETING: "proposed"}, 0), result.err
     assert len(gh.pulls) == 1
     _gh_sound(s)
+
+
+def test_kept_alive_connections_closing_as_writes_arrive_leave_nothing_ambiguous(
+    gh_world: Scenario,
+) -> None:
+    """Servers close idle kept-alive connections on their own timer (2 to 75 s behind common
+    servers and load balancers). Here both APIs close one as each write arrives on it, the
+    worst timing: a write that is never resent (optimiser start, pull request) on a
+    reused connection would be dropped unread and left ambiguous."""
+    s, gh = gh_world, gh_world.gh
+    assert gh is not None
+    s.sandbox.faults.add(Fault("POST", r"/process_feedbacks/$", kind="idle_close", times=None))
+    polls = s.sandbox.faults.add(Fault("GET", r"/process_feedbacks_progress/$", kind="idle_close", times=2))
+    gh.faults.add("POST", r"/pulls$", idle_close=True, times=99)
+    listing = gh.faults.add("GET", r"/pulls$", idle_close=True, times=1)  # a read: resent
+    result = s.run("sync")
+    no_traceback(result.err)
+    proposed = statuses(result.json())
+    assert result.code == 0 and set(proposed.values()) == {"proposed"}, result.err
+    assert s.sandbox.state.optimisations_started == dict.fromkeys(
+        [m["id"] for m in result.json()["metrics"]], 1
+    )
+    assert len(gh.pulls) == len(proposed) == gh.count("POST", r"/pulls$")
+    assert len(proposed) > 1
+    assert (s.sandbox.faults.fired(polls), listing.hits) == (2, 1), "the reads met the close"
+    _gh_sound(s)

@@ -328,9 +328,15 @@ def test_a_trickled_reply_ends_at_the_deadline(part: str, hostile_cekura, hostil
     cekura_server, _ = hostile_cekura
     cekura_server.add("*", "", trickle(part))
     hostile_github.add("*", "", trickle(part))
+
+    def cekura() -> CekuraClient:
+        return cekura_client(cekura_server.url, deadline=1.5, timeout=10)
+
     for make, call in (
-        (lambda: cekura_client(cekura_server.url, deadline=1.5, timeout=10), lambda c: c.list_projects()),
+        (cekura, lambda c: c.list_projects()),
         (lambda: github_client(hostile_github.url, deadline=1.5, timeout=10), lambda c: c.list_issues()),
+        # A write never resent goes out on a connection of its own: bounded all the same.
+        (cekura, lambda c: c.start_optimiser(1, None)),
     ):
         with make() as client:
             started = time.monotonic()
@@ -524,8 +530,9 @@ def test_an_api_url_without_a_scheme_is_a_one_line_config_error(
 def test_the_deadline_transport_is_in_place() -> None:
     """httpx has no public hook for it: if its internals move, this says so first."""
     with CekuraClient("http://127.0.0.1:9", KEY) as client:
-        pool = client._http._transport._pool  # type: ignore[attr-defined]
-        assert type(pool._network_backend).__name__ == "_DeadlineBackend"
+        split = client._http._transport  # type: ignore[attr-defined]
+        for transport in (split._pooled, split._fresh):  # kept-alive, and one per write
+            assert type(transport._pool._network_backend).__name__ == "_DeadlineBackend"
 
 
 def test_a_key_echoed_in_a_successful_reply_reaches_no_file_or_output(world: World, cli) -> None:  # type: ignore[no-untyped-def]

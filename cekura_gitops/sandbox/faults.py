@@ -6,12 +6,18 @@ A `Fault` matches requests by method and path regex and changes how the sandbox 
 - `hang`: wait `seconds` before answering, long enough to trip a client's read timeout;
 - `latency`: wait `seconds`, then serve normally (slow but healthy);
 - `drop`: close the connection without sending a byte of response;
+- `idle_close`: the server's idle timer closes a kept-alive connection just as this request
+  arrives on it: no response, and the request is never processed. Only a request sent down
+  a connection that already carried one can meet it; on a new connection the request is
+  served and the fault stays armed (a real server never closes a connection it has not
+  used yet);
 - `non_json`: answer 200 with a text body (a proxy's error page);
 - `missing_fields`: answer 200 with `{}` (or `body`), a JSON body of the wrong shape.
 
 `when="before"` replaces the processing; `when="after"` processes the request first (the
 optimisation really starts, the PATCH really applies) and then sends the fault instead of
-the real reply, which is how an ambiguous write looks from the client.
+the real reply, which is how an ambiguous write looks from the client. `idle_close` is
+always "before": the close happens before the server reads the request.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any, Literal
 
 __all__ = ["Fault", "FaultKind", "FaultSet", "FaultWhen"]
 
-FaultKind = Literal["status", "hang", "latency", "drop", "non_json", "missing_fields"]
+FaultKind = Literal["status", "hang", "latency", "drop", "idle_close", "non_json", "missing_fields"]
 FaultWhen = Literal["before", "after"]
 
 
@@ -41,6 +47,10 @@ class Fault:
     retry_after: float | str | None = None  # Retry-After header for kind="status"
     seconds: float = 5.0  # for kind="hang" / "latency"
     body: Any = None  # overrides the JSON body for kind="status" / "missing_fields"
+
+    def __post_init__(self) -> None:
+        if self.kind == "idle_close" and self.when != "before":
+            raise ValueError("an idle close happens before the request is read: when='before'")
 
     def matches(self, method: str, path: str) -> bool:
         return (self.method == "*" or self.method.upper() == method.upper()) and bool(
@@ -74,11 +84,17 @@ class FaultSet:
         with self._lock:
             self._armed.clear()
 
-    def take(self, method: str, path: str) -> Fault | None:
-        """The fault to apply to this request, consuming one of its `times`."""
+    def take(self, method: str, path: str, *, reused: bool = True) -> Fault | None:
+        """The fault to apply to this request, consuming one of its `times`.
+
+        `reused`: the request came down a connection that had already carried one (an
+        `idle_close` passes over the others).
+        """
         with self._lock:
             for armed in self._armed:
                 if armed.exhausted() or not armed.fault.matches(method, path):
+                    continue
+                if armed.fault.kind == "idle_close" and not reused:
                     continue
                 armed.seen += 1
                 if armed.seen <= armed.fault.after:

@@ -100,6 +100,7 @@ class _Handler(BaseHTTPRequestHandler):
     # client's delayed ACK (~40 ms per request on Linux loopback).
     disable_nagle_algorithm = True
     server: _Server
+    served = 0  # requests this connection has carried so far (keep-alive)
 
     def setup(self) -> None:
         super().setup()
@@ -118,6 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         try:
             self.server.sandbox._serve(self)
+            self.served += 1
         except Exception:  # noqa: BLE001 - the sandbox's own bug: answered and recorded
             detail = self.server.sandbox._server_error(f"{self.command} {self.path}")
             # Where the request stopped being read is unknown, so the connection ends here,
@@ -239,7 +241,7 @@ class Sandbox:
 
         if self.latency:
             server.stopping.wait(self.latency)
-        fault = self.faults.take(method, path)
+        fault = self.faults.take(method, path, reused=handler.served > 0)
         if fault is not None and fault.when == "before":
             if fault.kind in ("hang", "latency"):
                 server.stopping.wait(fault.seconds)
@@ -304,7 +306,7 @@ class Sandbox:
         query: dict[str, str],
         body: Any,
     ) -> None:
-        if fault.kind == "drop":
+        if fault.kind in ("drop", "idle_close"):
             self._record(method, path, query, body, NO_RESPONSE)
             handler.close_connection = True
             with contextlib.suppress(OSError):

@@ -93,11 +93,13 @@ class Fault:
     when: str = "before"
     drop: bool = False
     delay: float = 0.0
+    idle_close: bool = False
     hits: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, reused: bool) -> bool:
         return (
             self.times > 0
+            and (reused or not self.idle_close)
             and self.method in ("*", method.upper())
             and re.search(self.path_regex, path) is not None
         )
@@ -122,16 +124,22 @@ class FaultPlan:
         when: str = "before",
         drop: bool = False,
         delay: float = 0.0,
+        idle_close: bool = False,
     ) -> Fault:
         """Answer the next `times` matching requests with `status` (or drop the connection).
 
         `when="before"`: the operation does not run. `when="after"`: it runs (state changes)
         and the client gets the fault instead of the real answer, the ambiguous case.
+        `idle_close=True`: the server's idle timer closes a kept-alive connection as the
+        request arrives on it: dropped before it runs, and only a request on a connection
+        that already carried one can meet it (others pass; the fault stays armed).
         `body=None` picks GitHub's usual body for the status (a rate-limit message for 429,
         and for 403 when the headers say rate limit). `delay` sleeps before answering.
         """
         if when not in ("before", "after"):
             raise ValueError("when must be 'before' or 'after'")
+        if idle_close and when != "before":
+            raise ValueError("an idle close happens before the request is read: when='before'")
         fault = Fault(
             method=method.upper(),
             path_regex=path_regex,
@@ -140,8 +148,9 @@ class FaultPlan:
             body=body,
             times=times,
             when=when,
-            drop=drop,
+            drop=drop or idle_close,
             delay=delay,
+            idle_close=idle_close,
         )
         with self._lock:
             self._faults.append(fault)
@@ -191,10 +200,10 @@ class FaultPlan:
         with self._lock:
             return [f for f in self._faults if f.times > 0]
 
-    def take(self, method: str, path: str) -> Fault | None:
+    def take(self, method: str, path: str, *, reused: bool = True) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.matches(method, path):
+                if fault.matches(method, path, reused):
                     fault.times -= 1
                     fault.hits += 1
                     return fault
@@ -284,6 +293,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like api.github.com
     timeout = 10  # idle keep-alive connections must not pin a thread forever
     server: _Server
+    served = 0  # requests this connection has carried so far (keep-alive)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
         pass
@@ -291,6 +301,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _serve(self) -> None:
         try:
             self.server.fake._handle(self)
+            self.served += 1
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True  # the client went away (e.g. it timed out first)
 
@@ -688,7 +699,7 @@ class FakeGitHub(GitDataRoutes):
             with self._lock:
                 self.validation_errors.extend(request_errors(oa_request))
 
-        fault = self.faults.take(method, path)
+        fault = self.faults.take(method, path, reused=h.served > 0)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
         if fault is not None and fault.when == "before":
