@@ -701,7 +701,8 @@ def _propose(
     if not changes:
         return result(status=SyncStatus.NO_CHANGE, detail="the proposal equals the file")
     # Before any re-scoring (billed): a file validate would refuse is never proposed.
-    unfit = _unfit(metric_files.edit_fields(f.text, f.display, changes), f)
+    new_text = metric_files.edit_fields(f.text, f.display, changes)
+    unfit = _unfit(new_text, f)
     if unfit:
         return result(
             status=SyncStatus.INVALID_PROPOSAL,
@@ -731,17 +732,19 @@ def _propose(
             detail=f"the proposal restores {', '.join(changes)} as of {restored.sha[:12]} "
             f"({restored.subject[:80]}), a version since replaced on {session.base_branch}; not proposed",
         )
-    checked = _Checked(proof, held, guard.note)
+    checked = _Checked(proof, held, guard.note, new_text)
     return _publish(session, f, live, proposal, changes, progress_id, checked, result, used_fingerprint)
 
 
 @dataclass(frozen=True)
 class _Checked:
-    """What the checks before publishing found: evidence and the held-out guard's scores."""
+    """What the checks before publishing found: evidence, the held-out guard's scores, and
+    the proposed file they checked (the one committed)."""
 
     proof: Evidence | None
     held: _HeldOut | None
     holdout_note: str
+    new_text: str
 
 
 def _publish(
@@ -763,7 +766,7 @@ def _publish(
     refused = _refused(session, f, branch, digest, result)
     if refused is not None:
         return refused
-    new_text = metric_files.edit_fields(f.text, f.display, changes)
+    new_text = checked.new_text
     message = _commit_message(slug, proposal, changes, progress_id, digest, checked.held)
     written = session.writer.write(
         branch,
