@@ -496,3 +496,22 @@ def test_git_refs_in_a_bare_origin(
     git(tmp_path, "init", "--quiet", "--bare", str(empty))
     with raw(make_fake_github(origin_path=empty)) as http:
         assert http.get("/repos/acme/metrics/git/ref/heads/main").status_code == 409
+
+
+def test_a_failure_of_the_fake_itself_is_a_500_and_recorded() -> None:
+    """Its own bug is never a silently dropped connection, which a client must treat as
+    "the request may have been processed"; the test that met it is told why."""
+    fake = FakeGitHub().start()
+    try:
+
+        def broken(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("the fake's own bug")
+
+        fake._send = broken  # type: ignore[method-assign]
+        with raw(fake) as client:
+            reply = client.get("/repos/acme/metrics")
+        assert (reply.status_code, reply.headers.get("connection")) == (500, "close")
+        [crash] = fake.validation_errors
+        assert crash.startswith("fake crashed serving GET /repos/acme/metrics: ") and "own bug" in crash
+    finally:
+        fake.stop()

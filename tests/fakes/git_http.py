@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 512  # as the fake GitHub: a busy test process must not reset clients
     owner: GitHTTPServer
 
 

@@ -26,6 +26,7 @@ github-notes §1 quirk 3).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import hashlib
@@ -34,8 +35,10 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
+import traceback
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -286,7 +289,18 @@ class _Comment:
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 resets connections api.github.com would take: a
+    # sync opens several at once, and while this process is busy (a loaded test machine)
+    # they wait to be accepted. A reset write (a new pull request, on a connection of its
+    # own) is ambiguous, so the double must not be flakier than GitHub here.
+    request_queue_size = 512
     fake: FakeGitHub
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up is expected; anything else (a handler thread that could not
+        # start, say) is the fake's own failure, and a test must hear of it.
+        if not isinstance(sys.exc_info()[1], OSError):
+            self.fake._crashed("connection")
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -304,6 +318,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.served += 1
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True  # the client went away (e.g. it timed out first)
+        except Exception:  # noqa: BLE001 - the fake's own bug: recorded, answered as a server would
+            self.server.fake._crashed(f"{self.command} {self.path}")
+            # Where reading the request stopped is unknown: this connection ends here, and
+            # the answer says so, instead of a silent drop a client must call ambiguous.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.send_response(500)
+                self.send_header("Connection", "close")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 
@@ -774,6 +798,12 @@ class FakeGitHub(GitDataRoutes):
     def _acting(self) -> str:
         """The login the current request acts as (set by the gate, per handler thread)."""
         return str(getattr(self._local, "actor", "") or "")
+
+    def _crashed(self, where: str) -> None:
+        """Record the exception being handled (the fake's own failure) where tests look."""
+        summary = traceback.format_exc(limit=-4).strip()
+        with self._lock:
+            self.validation_errors.append(f"fake crashed serving {where}: {summary}")
 
     def _fail(self, status: int, message: str, doc: str) -> _Reply:
         return _Reply(status, _error(message, doc, status=str(status)))
