@@ -280,8 +280,8 @@ def end_runs_once_both_decided(
         if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
             for p in procs:
                 p.kill()
-                raise AssertionError(
-                    f"undecided: {undecided}; stderr: {said}; sandbox errors: {sandbox.server_errors}"
-                )
+            raise AssertionError(
+                f"undecided: {undecided}; stderr: {said}; sandbox errors: {sandbox.server_errors}"
+            )
         time.sleep(0.2)
     sandbox.state.finish_optimisations()
