@@ -408,17 +408,17 @@ class CekuraClient:
             with self._auth_gate:
                 self._raise_if_refused(operation, method, path)
                 if not self._key_ok:
-                    reply = self._receive(method, path, params, json, fresh)
+                    reply = self._receive(method, path, params, json, fresh=fresh)
                     if reply.status not in AUTH_STATUSES and reply.status not in RETRYABLE_STATUSES:
                         self._key_ok = True  # answered on its merits: the key was accepted
                     return self._checked(operation, method, path, reply)
             # The key was accepted while this request waited at the gate: it goes out
             # alongside the others, not one at a time, and after a pause that began meanwhile.
             self._wait_for_global_pause()
-        return self._checked(operation, method, path, self._receive(method, path, params, json, fresh))
+        return self._checked(operation, method, path, self._receive(method, path, params, json, fresh=fresh))
 
     def _receive(
-        self, method: str, path: str, params: Mapping[str, str] | None, json: Any, fresh: bool
+        self, method: str, path: str, params: Mapping[str, str] | None, json: Any, *, fresh: bool = False
     ) -> httpio.Reply:
         with self._lock:
             self._request_count += 1
@@ -448,7 +448,7 @@ class CekuraClient:
     def _key_refused_by_check(self) -> bool:
         """True if Cekura refuses the key on a request any valid key may make."""
         try:
-            probe = self._receive("GET", PROJECTS, None, None, False)
+            probe = self._receive("GET", PROJECTS, None, None)
         except (httpx.HTTPError, httpio.ReplyError):
             return False  # no verdict: leave the original failure to the caller
         if probe.status in AUTH_STATUSES:

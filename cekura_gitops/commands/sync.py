@@ -128,7 +128,6 @@ class SyncSession:
 
     settings: Settings
     console: Console
-    client: CekuraClient
     repo: GitRepo
     optimiser: Optimiser
     writer: BranchWriter
@@ -142,7 +141,7 @@ class SyncSession:
     history: githistory.EarlierVersions
     # Each metric file as the default branch has it (by path), read in one git process.
     at_base: Mapping[str, bytes | None]
-    # The live metrics, read while the git work went on.
+    # The live metrics, read while the git work went on, and the Cekura client that read them.
     live: LiveReads
     # --concurrency bounds optimisations in flight (the load on Cekura); the git and HTTP
     # work before and after a run overlaps other metrics' runs.
@@ -333,7 +332,6 @@ def _sync_files(
             session = SyncSession(
                 settings,
                 console,
-                live.client,
                 repo,
                 optimiser,
                 writer,
@@ -904,7 +902,7 @@ def _held_out(
     _ending(session, f.metric.slug, False)  # billed and slow: other branches go without it
     session.board.update(f.metric.slug, "re-scoring held-out reviews")
     with session.slots:
-        results = holdout.rescore(session.client, f.metric.id, holdout.overrides(proposal))
+        results = holdout.rescore(session.live.client, f.metric.id, holdout.overrides(proposal))
     held = [r for r in live.reviews if r.test_set_id in split.held_out]
     return _HeldOut(holdout.score(live.reviews, split, results), evidence.classify(held, results))
 
