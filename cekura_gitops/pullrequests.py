@@ -2,7 +2,8 @@
 
 - The PR is found by its head branch (no database): `pulls?head=owner:branch`.
 - Creating is never blindly resent: a 422 "already exists" or an ambiguous failure is
-  answered by listing again (github-notes §6).
+  answered by listing again (github-notes §6); only when the list shows nothing after an
+  ambiguous failure is the create sent once more (GitHub refuses a second open PR).
 - A closed, unmerged PR whose machine block holds the same proposal hash means the
   proposal was rejected; it is not proposed again.
 - Caps (`max_new_per_run`, `max_open`) are counted once per run, under a lock, since
@@ -153,7 +154,9 @@ class GitHubPublisher:
             self.client.create_comment(pr.number, prbody.human_edit_comment(branch, authors))
         return Published(pr.html_url)
 
-    def _upsert(self, branch: str, base: str, title: str, section: str) -> tuple[PullRequest, bool]:
+    def _upsert(
+        self, branch: str, base: str, title: str, section: str, *, resent: bool = False
+    ) -> tuple[PullRequest, bool]:
         pr = self.open_pull(branch)
         if pr is not None:
             body = prbody.merge_body(pr.body, section)
@@ -169,10 +172,14 @@ class GitHubPublisher:
             if not isinstance(err, PullRequestExists) and not err.ambiguous:
                 raise
             # Someone (another run, or our own request that did land) created it: list again.
-            found = self.open_pull(branch)
-            if found is None:
+            if self.open_pull(branch) is not None:
+                return self._upsert(branch, base, title, section)[0], False
+            if isinstance(err, PullRequestExists) or resent:
                 raise
-            return self._upsert(branch, base, title, section)[0], False
+            # The create may or may not have landed, and the list shows nothing: send it once
+            # more. Safe even if the list lags behind a create that did land, since GitHub
+            # keeps one open PR per head branch and refuses a second with the 422 above.
+            return self._upsert(branch, base, title, section, resent=True)
         self._after_create(pr)
         return pr, True
 

@@ -664,45 +664,91 @@ def _gh_sound(s: Scenario) -> None:
 
 
 CREATE_CASES = [
-    # (fault, resent): PR creation is never resent unless GitHub certainly did not act
-    pytest.param({"status": 502}, False, id="502-before"),
-    pytest.param({"status": 502, "when": "after"}, False, id="502-after"),
-    pytest.param({"status": 504, "when": "after"}, False, id="504-after", marks=pytest.mark.slow),
-    pytest.param({"drop": True}, False, id="drop-before", marks=pytest.mark.slow),
-    pytest.param({"drop": True, "when": "after"}, False, id="drop-after"),
-    pytest.param({"status": 201, "body": {}, "when": "after"}, False, id="missing-fields-after"),
-    pytest.param({"status": 429, "headers": {"retry-after": "0"}}, True, id="429-retry-after-0"),
-    pytest.param({"status": 422}, False, id="422", marks=pytest.mark.slow),
-    pytest.param({"status": 403}, False, id="403", marks=pytest.mark.slow),
+    # (fault, sends): PR creation is never resent blindly. After a failure that may have
+    # taken effect it lists first; only when the list shows nothing is it sent once more.
+    pytest.param({"status": 502}, 2, id="502-before"),
+    pytest.param({"status": 502, "when": "after"}, 1, id="502-after"),
+    pytest.param({"status": 504, "when": "after"}, 1, id="504-after", marks=pytest.mark.slow),
+    pytest.param({"drop": True}, 2, id="drop-before", marks=pytest.mark.slow),
+    pytest.param({"drop": True, "when": "after"}, 1, id="drop-after"),
+    pytest.param({"status": 201, "body": {}, "when": "after"}, 1, id="missing-fields-after"),
+    pytest.param({"status": 429, "headers": {"retry-after": "0"}}, 2, id="429-retry-after-0"),
+    pytest.param({"status": 422}, 1, id="422", marks=pytest.mark.slow),
+    pytest.param({"status": 403}, 1, id="403", marks=pytest.mark.slow),
 ]
 
 
-@pytest.mark.parametrize(("fault", "resent"), CREATE_CASES)
+@pytest.mark.parametrize(("fault", "sends"), CREATE_CASES)
 def test_cli_pr_creation_is_never_blindly_resent(
-    fault: dict[str, Any], resent: bool, gh_world: Scenario
+    fault: dict[str, Any], sends: int, gh_world: Scenario
 ) -> None:
     s, gh = gh_world, gh_world.gh
     assert gh is not None
     gh.faults.add("POST", r"/pulls$", **fault)
     result = s.run("sync", "--metric", GREETING)
     no_traceback(result.err)
-    assert gh.count("POST", r"/pulls$") == (2 if resent else 1)
-    took_effect = fault.get("when") == "after" or resent
+    assert gh.count("POST", r"/pulls$") == sends
     [m] = result.json()["metrics"]
     branch = f"refs/heads/{BRANCH}"
     assert s.repo.origin_ref(branch), "the branch is pushed before its PR"
     _gh_sound(s)
-    if took_effect:
-        # Created despite the error: re-listing found it, nothing was resent.
+    refused = fault.get("status") in (403, 422)  # GitHub answered: it did not act
+    if not refused:
+        # Created by the first request (re-listing found it) or by the one resend.
         assert (m["status"], result.code) == ("proposed", 0), result.err
         assert len(gh.pulls) == 1
     else:
         assert (m["status"], result.code) == ("error", 1)
-        status = fault.get("status")
         line = next(x for x in result.err.splitlines() if "GitHub create pull request (POST " in x)
-        assert (f"HTTP {status}" if status else "no response") in line, line
+        assert f"HTTP {fault['status']}" in line, line
         assert gh.pulls == []
         assert state(s.repo.origin)["runs"][1562]["progress_id"], "kept, to resume"
+
+
+def test_pr_creation_is_resent_once_at_most(gh_world: Scenario) -> None:
+    """Two creates that may each have landed and a list that shows neither: the run stops
+    there, says so, and keeps its optimisation for the next sync."""
+    s, gh = gh_world, gh_world.gh
+    assert gh is not None
+    gh.faults.add("POST", r"/pulls$", drop=True, times=2)
+    result = s.run("sync", "--metric", GREETING)
+    no_traceback(result.err)
+    assert gh.count("POST", r"/pulls$") == 2
+    [m] = result.json()["metrics"]
+    assert (m["status"], result.code) == ("error", 1)
+    line = next(x for x in result.err.splitlines() if "GitHub create pull request (POST " in x)
+    assert "no response" in line and "look before retrying" in line, line
+    assert gh.pulls == []
+    assert state(s.repo.origin)["runs"][1562]["progress_id"], "kept, to resume"
+    again = s.run("sync", "--metric", GREETING)
+    assert again.code == 0 and len(gh.pulls) == 1, again.err
+
+
+def test_a_resent_create_meets_a_list_that_lags_and_still_makes_one_pr(
+    gh_world: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The create landed but its reply was lost, and the list has not caught up: the one
+    resend gets GitHub's 422 "already exists", and the run lists again and finds it."""
+    s, gh = gh_world, gh_world.gh
+    assert gh is not None
+    gh.faults.add("POST", r"/pulls$", status=502, when="after")
+    take = gh.faults.take
+
+    def lagging(method: str, path: str, *, reused: bool = True) -> Any:
+        fault = take(method, path, reused=reused)
+        if method == "POST" and path.endswith("/pulls") and fault is not None:
+            # The next two lists (one on each side of the decision to resend): not yet.
+            gh.faults.add("GET", r"/pulls$", status=200, body=[], times=2)
+        return fault
+
+    monkeypatch.setattr(gh.faults, "take", lagging)
+    result = s.run("sync", "--metric", GREETING)
+    no_traceback(result.err)
+    assert gh.count("POST", r"/pulls$") == 2
+    [m] = result.json()["metrics"]
+    assert (m["status"], result.code) == ("proposed", 0), result.err
+    assert len(gh.pulls) == 1
+    _gh_sound(s)
     gh.faults.clear()
     again = s.run("sync", "--metric", GREETING)  # converges: one PR, no second optimisation
     assert again.code == 0, again.err
