@@ -856,7 +856,8 @@ def test_kept_alive_connections_closing_as_writes_arrive_leave_nothing_ambiguous
     s, gh = gh_world, gh_world.gh
     assert gh is not None
     s.sandbox.faults.add(Fault("POST", r"/process_feedbacks/$", kind="idle_close", times=None))
-    polls = s.sandbox.faults.add(Fault("GET", r"/process_feedbacks_progress/$", kind="idle_close", times=2))
+    # One poll meets it: how many polls go down a reused connection is the pool's business.
+    polls = s.sandbox.faults.add(Fault("GET", r"/process_feedbacks_progress/$", kind="idle_close", times=1))
     gh.faults.add("POST", r"/pulls$", idle_close=True, times=99)
     listing = gh.faults.add("GET", r"/pulls$", idle_close=True, times=1)  # a read: resent
     result = s.run("sync")
@@ -868,5 +869,5 @@ def test_kept_alive_connections_closing_as_writes_arrive_leave_nothing_ambiguous
     )
     assert len(gh.pulls) == len(proposed) == gh.count("POST", r"/pulls$")
     assert len(proposed) > 1
-    assert (s.sandbox.faults.fired(polls), listing.hits) == (2, 1), "the reads met the close"
+    assert (s.sandbox.faults.fired(polls), listing.hits) == (1, 1), "the reads met the close"
     _gh_sound(s)
