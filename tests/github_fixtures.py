@@ -24,6 +24,9 @@ __all__ = ["FakeGitHub", "fake_github", "github_client", "make_fake_github"]
 def _stop_and_check(fakes: list[FakeGitHub]) -> None:
     for fake in fakes:
         fake.stop()
+        if fake.unanswered:  # shown with a failing test's output; a killed client causes some
+            print("fake GitHub: connections closed with a request unanswered:")
+            print("\n".join(f"  {line}" for line in fake.unanswered))
     errors = [error for fake in fakes for error in fake.validation_errors]
     assert errors == [], "GitHub traffic violated the OpenAPI description:\n" + "\n".join(errors)
 

@@ -515,3 +515,34 @@ def test_a_failure_of_the_fake_itself_is_a_500_and_recorded() -> None:
         assert crash.startswith("fake crashed serving GET /repos/acme/metrics: ") and "own bug" in crash
     finally:
         fake.stop()
+
+
+def test_a_request_left_unanswered_by_the_socket_is_noted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request body, or a request line, that never comes ends the connection with nothing
+    sent. Such closes are listed (and printed when a test fails), so that a client's "no
+    response" can be traced to the socket instead of guessed at."""
+    import socket
+    import time
+
+    from tests.fakes import github_server
+
+    monkeypatch.setattr(github_server._Handler, "timeout", 0.3)  # the idle timer, shortened
+    fake = FakeGitHub().start()
+    try:
+        with socket.create_connection(("127.0.0.1", fake.port)) as stalled:
+            stalled.settimeout(5)
+            stalled.sendall(b"POST /repos/acme/metrics/pulls HTTP/1.1\r\nContent-Length: 99\r\n\r\n{")
+            assert stalled.recv(1) == b"", "the body never came: closed with nothing sent"
+        with socket.create_connection(("127.0.0.1", fake.port)) as quiet:
+            quiet.settimeout(5)
+            assert quiet.recv(1) == b"", "closed with nothing sent"
+        deadline = time.monotonic() + 5
+        while len(fake.unanswered) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        notes = sorted(fake.unanswered, key=lambda n: "POST" not in n)
+        assert len(notes) == 2, notes
+        assert "POST /repos/acme/metrics/pulls (request 1 here)" in notes[0]
+        assert "timed out" in notes[1]
+        assert fake.validation_errors == []
+    finally:
+        fake.stop()

@@ -312,12 +312,25 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
         pass
 
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        # The stdlib reports here a request line that timed out, then closes silently.
+        self.server.fake._unanswered(f"{self.client_address[1]}: {format % args}")
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except OSError as err:  # reading the request line or headers failed: silent close
+            self.close_connection = True
+            self.server.fake._unanswered(f"{self.client_address[1]}: reading a request: {err!r}")
+
     def _serve(self) -> None:
         try:
             self.server.fake._handle(self)
             self.served += 1
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError) as err:
             self.close_connection = True  # the client went away (e.g. it timed out first)
+            where = f"{self.client_address[1]}: {self.command} {self.path}"
+            self.server.fake._unanswered(f"{where} (request {self.served + 1} here): {err!r}")
         except Exception:  # noqa: BLE001 - the fake's own bug: recorded, answered as a server would
             self.server.fake._crashed(f"{self.command} {self.path}")
             # Where reading the request stopped is unknown: this connection ends here, and
@@ -430,6 +443,10 @@ class FakeGitHub(GitDataRoutes):
         self.repo_id = _stable_id(self.full_name)
         self.faults = FaultPlan()
         self.validation_errors: list[str] = []
+        # Connections closed with a request unanswered for a reason of the socket's (the
+        # client went away, a read timed out), not a fault's: printed when a test fails, so
+        # that a "no response" a client reports can be told apart from one the fake caused.
+        self.unanswered: list[str] = []
         self._lock = threading.RLock()
         self._tick = 0
         self._next_number = 1
@@ -798,6 +815,10 @@ class FakeGitHub(GitDataRoutes):
     def _acting(self) -> str:
         """The login the current request acts as (set by the gate, per handler thread)."""
         return str(getattr(self._local, "actor", "") or "")
+
+    def _unanswered(self, what: str) -> None:
+        with self._lock:
+            self.unanswered.append(f"{time.strftime('%H:%M:%S')} {what}")
 
     def _crashed(self, where: str) -> None:
         """Record the exception being handled (the fake's own failure) where tests look."""
