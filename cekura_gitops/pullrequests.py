@@ -154,34 +154,39 @@ class GitHubPublisher:
             self.client.create_comment(pr.number, prbody.human_edit_comment(branch, authors))
         return Published(pr.html_url)
 
-    def _upsert(
-        self, branch: str, base: str, title: str, section: str, *, resent: bool = False
-    ) -> tuple[PullRequest, bool]:
+    def _upsert(self, branch: str, base: str, title: str, section: str) -> tuple[PullRequest, bool]:
         pr = self.open_pull(branch)
         if pr is not None:
-            body = prbody.merge_body(pr.body, section)
-            if body != pr.body or title != pr.title:
-                pr = self.client.update_pull(pr.number, title=title, body=body)
-            return pr, False
+            return self._updated(pr, title, section), False
         body = prbody.merge_body(None, section)
-        try:
-            pr = self.client.create_pull(
-                head=branch, base=base, title=title, body=body, draft=self.config.draft
-            )
-        except (PullRequestExists, GitHubAPIError) as err:
-            if not isinstance(err, PullRequestExists) and not err.ambiguous:
-                raise
-            # Someone (another run, or our own request that did land) created it: list again.
-            if self.open_pull(branch) is not None:
-                return self._upsert(branch, base, title, section)[0], False
-            if isinstance(err, PullRequestExists) or resent:
-                raise
-            # The create may or may not have landed, and the list shows nothing: send it once
-            # more. Safe even if the list lags behind a create that did land, since GitHub
-            # keeps one open PR per head branch and refuses a second with the 422 above.
-            return self._upsert(branch, base, title, section, resent=True)
-        self._after_create(pr)
-        return pr, True
+        for resend in (False, True):
+            try:
+                pr = self.client.create_pull(
+                    head=branch, base=base, title=title, body=body, draft=self.config.draft
+                )
+            except (PullRequestExists, GitHubAPIError) as err:
+                if not isinstance(err, PullRequestExists) and not err.ambiguous:
+                    raise
+                # Someone (another run, or our own request that did land) created it: list again.
+                found = self.open_pull(branch)
+                if found is not None:
+                    return self._updated(found, title, section), False
+                if isinstance(err, PullRequestExists) or resend:
+                    raise
+                # The create may or may not have landed, and the list shows nothing: send it
+                # once more. Safe even if the list lags behind a create that did land, since
+                # GitHub keeps one open PR per head branch and refuses a second with the 422.
+                continue
+            self._after_create(pr)
+            return pr, True
+        raise AssertionError("unreachable")  # pragma: no cover - the second pass returns or raises
+
+    def _updated(self, pr: PullRequest, title: str, section: str) -> PullRequest:
+        """The open PR with this run's title and section (unchanged: not written)."""
+        body = prbody.merge_body(pr.body, section)
+        if body != pr.body or title != pr.title:
+            return self.client.update_pull(pr.number, title=title, body=body)
+        return pr
 
     def _after_create(self, pr: PullRequest) -> None:
         if pr.user_login == ACTIONS_BOT and not self._warned_token:

@@ -737,8 +737,8 @@ def test_a_resent_create_meets_a_list_that_lags_and_still_makes_one_pr(
     def lagging(method: str, path: str, *, reused: bool = True) -> Any:
         fault = take(method, path, reused=reused)
         if method == "POST" and path.endswith("/pulls") and fault is not None:
-            # The next two lists (one on each side of the decision to resend): not yet.
-            gh.faults.add("GET", r"/pulls$", status=200, body=[], times=2)
+            # The list that decides to resend: not yet.
+            gh.faults.add("GET", r"/pulls$", status=200, body=[], times=1)
         return fault
 
     monkeypatch.setattr(gh.faults, "take", lagging)
